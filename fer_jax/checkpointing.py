@@ -1,0 +1,120 @@
+"""Orbax checkpoints of a training run: everything needed to resume exactly.
+
+``WORKDIR/checkpoints/<step>/`` holds three items:
+  * ``state``    — the train state pytree (params, optimiser state, step, RNG key);
+  * ``data``     — the Grain iterator state (position in the epoch-spanning dataset);
+  * ``progress`` — JSON: epoch bookkeeping, best metric, early-stopping counter, history,
+                   running sums of the epoch in progress.
+The newest ``keep`` are kept. ``WORKDIR/best/<step>/`` keeps the state of the best epoch.
+
+Orbax writes each checkpoint to a temporary directory and renames it when complete, so a run
+killed mid-save leaves the previous checkpoints intact. A checkpoint that exists but cannot
+be read (corrupted files) is moved to ``WORKDIR/corrupt_checkpoints/`` — never deleted — and
+the next older one is used instead; both events are logged.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+
+from fer_jax.errors import UserError
+
+ITEMS = ("state", "data", "progress")
+
+
+def _manager(directory: Path, keep: int, items) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                           cleanup_tmp_directories=True)
+    return ocp.CheckpointManager(directory, options=options, item_names=items)
+
+
+def _abstract(tree: Any) -> Any:
+    """ShapeDtypeStructs (with shardings) describing ``tree``, the restore target."""
+    return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+class Checkpoints:
+    """The run's latest-N and best checkpoints under ``workdir``."""
+
+    def __init__(self, workdir: str | Path, keep: int):
+        self.workdir = Path(workdir)
+        self.latest = _manager(self.workdir / "checkpoints", keep, ITEMS)
+        self.best = _manager(self.workdir / "best", 1, ("state", "progress"))
+
+    def save(self, step: int, state: Any, data_state: dict, progress: dict) -> None:
+        """Saves a resumable checkpoint at ``step`` (asynchronously)."""
+        self.latest.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
+            progress=ocp.args.JsonSave(progress)))
+
+    def save_best(self, step: int, state: Any, summary: dict) -> None:
+        """Keeps ``state`` as the best checkpoint (replacing the previous best)."""
+        self.best.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(summary)))
+
+    def restore_latest(self, template: Any) -> tuple[Any, dict, dict] | None:
+        """``(state, data_state, progress)`` of the newest readable checkpoint, or None if
+        there is none. ``template`` is a freshly initialised state (gives shapes/shardings)."""
+        target = _abstract(template)
+        for step in sorted(self.latest.all_steps(), reverse=True):
+            try:
+                restored = self.latest.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore(),
+                    progress=ocp.args.JsonRestore()))
+            except Exception as e:  # noqa: BLE001 — any read failure means "unusable"
+                self._quarantine(step, e)
+                continue
+            logging.info("Resuming from checkpoint step %d in %s", step, self.latest.directory)
+            return restored.state, restored.data, restored.progress
+        return None
+
+    def restore_params(self, prefer_best: bool = True) -> tuple[Any, str, int]:
+        """Host (NumPy) parameters of the best (else newest) readable checkpoint →
+        ``(params, 'best' | 'latest', step)``."""
+        sources = [("best", self.best), ("latest", self.latest)]
+        if not prefer_best:
+            sources.reverse()
+        for which, manager in sources:
+            for step in sorted(manager.all_steps(), reverse=True):
+                try:
+                    restored = manager.restore(step, args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore()))
+                except Exception as e:  # noqa: BLE001
+                    logging.warning("Cannot read %s checkpoint %d (%s); trying an older one.",
+                                    which, step, _first_line(e))
+                    continue
+                return restored.state["params"], which, step
+        raise UserError(f"no readable checkpoint in {self.workdir}; train first with "
+                        f"--mode=train --workdir={self.workdir}")
+
+    def _quarantine(self, step: int, error: Exception) -> None:
+        source = Path(self.latest.directory) / str(step)
+        target = self.workdir / "corrupt_checkpoints" / str(step)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.move(str(source), str(target))
+        self.latest.reload()
+        logging.warning("Checkpoint step %d is unreadable (%s); moved it to %s and falling back "
+                        "to the previous checkpoint.", step, _first_line(error), target)
+        print(f"warning: checkpoint step {step} is unreadable; moved to {target}, "
+              "falling back to the previous one", flush=True)
+
+    def wait(self) -> None:
+        """Blocks until asynchronous saves have finished."""
+        self.latest.wait_until_finished()
+        self.best.wait_until_finished()
+
+    def close(self) -> None:
+        self.latest.close()
+        self.best.close()
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]

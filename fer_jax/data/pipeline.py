@@ -1,0 +1,212 @@
+"""Grain input pipelines: random-access video source → clip selection → augmentation → batches.
+
+Training
+  One Grain ``MapDataset`` spans all epochs. Flat element ``i`` is position ``i % S`` of
+  epoch ``i // S`` where ``S = (N // B) · B`` (each epoch is a fresh permutation of the N
+  training videos, its last ``N mod B`` dropped), so batches never straddle epochs and the
+  iterator state checkpointed by Grain is a complete description of the position in training.
+  For every (video, epoch) a ``ClipSelector`` chooses frame indices and a frame-consistent
+  augmentation is drawn, both from ``np.random.default_rng([seed, epoch, video])``: a draw is a
+  deterministic function of (seed, epoch, video), in any worker process and after a resume.
+
+Evaluation
+  Every video once, in order, with the deterministic ``eval_clip`` selection, no
+  augmentation; the last batch is padded to the batch size and flagged by ``mask``.
+
+Elements are dicts of NumPy arrays: ``video`` uint8 ``[B, F, S, S, 3]`` (normalisation
+happens on the accelerator), ``label`` int32 ``[B]``, ``index`` int32 ``[B]`` (video index),
+``mask`` bool ``[B]`` (True for real examples).
+
+Clip selectors are callables ``(video_index, epoch, length, rng) → int frame indices [F]``;
+the stochastic softmax sampler plugs in here. They must be picklable (Grain workers).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator, Protocol
+
+import grain
+import numpy as np
+
+from fer_jax.data import augment
+from fer_jax.errors import UserError
+
+
+class VideoSource(Protocol):
+    """What the pipeline needs from a dataset split (e.g. ``synthetic.SyntheticFaces``)."""
+
+    labels: np.ndarray  # int32 [N]
+
+    def __len__(self) -> int: ...
+
+    def num_frames(self, index: int) -> int: ...
+
+    def load(self, index: int, frame_indices: np.ndarray | None = None) -> dict: ...
+
+
+class ClipSelector(Protocol):
+    def __call__(self, video_index: int, epoch: int, length: int,
+                 rng: np.random.Generator) -> np.ndarray: ...
+
+
+# --------------------------------------------------------------------------- clip selection
+@dataclasses.dataclass(frozen=True)
+class EvenlySpaced:
+    """``num_frames`` evenly spaced frames over the whole video (seed 000's 8 frames)."""
+
+    num_frames: int
+
+    def __call__(self, video_index, epoch, length, rng):
+        return np.round(np.linspace(0, length - 1, self.num_frames)).astype(np.int32)
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomClip:
+    """``num_frames`` consecutive frames at a uniformly random start (seed 001, Eq. 3.7).
+    Videos shorter than the clip are padded by repeating their last frame."""
+
+    num_frames: int
+
+    def __call__(self, video_index, epoch, length, rng):
+        start = int(rng.integers(0, max(length - self.num_frames, 0) + 1))
+        return np.minimum(start + np.arange(self.num_frames), length - 1).astype(np.int32)
+
+
+@dataclasses.dataclass(frozen=True)
+class CentreClip:
+    """``num_frames`` consecutive frames in the middle of the video (padded if short)."""
+
+    num_frames: int
+
+    def __call__(self, video_index, epoch, length, rng):
+        start = max(length - self.num_frames, 0) // 2
+        return np.minimum(start + np.arange(self.num_frames), length - 1).astype(np.int32)
+
+
+CLIP_SELECTORS = {"evenly_spaced": EvenlySpaced, "random": RandomClip, "centre": CentreClip}
+
+
+def clip_selector(name: str, num_frames: int) -> ClipSelector:
+    """The registered selector ``name`` producing ``num_frames`` frame indices."""
+    if name not in CLIP_SELECTORS:
+        raise UserError(f"unknown clip selection {name!r}; choose one of "
+                        f"{', '.join(CLIP_SELECTORS)}")
+    return CLIP_SELECTORS[name](num_frames)
+
+
+# --------------------------------------------------------------------------- transforms
+@dataclasses.dataclass
+class _TrainElement:
+    """Flat training index → augmented clip dict (runs inside Grain workers)."""
+
+    source: VideoSource
+    selector: ClipSelector
+    augment_config: object
+    image_size: int
+    seed: int
+    epoch_size: int
+
+    def __post_init__(self):
+        self._cached = (-1, None)  # (epoch, permutation), replaced atomically (threads)
+
+    def video_at(self, flat_index: int) -> tuple[int, int]:
+        """``flat_index → (epoch, video index)``."""
+        epoch, position = divmod(flat_index, self.epoch_size)
+        cached = self._cached
+        if cached[0] != epoch:
+            rng = np.random.default_rng([self.seed, epoch, 2**31 - 1])
+            cached = (epoch, rng.permutation(len(self.source)))
+            self._cached = cached
+        return epoch, int(cached[1][position])
+
+    def __call__(self, flat_index: int) -> dict:
+        epoch, video = self.video_at(flat_index)
+        rng = np.random.default_rng([self.seed, epoch, video])
+        frames = self.selector(video, epoch, self.source.num_frames(video), rng)
+        example = self.source.load(video, frames)
+        height, width = example["frames"].shape[1:3]
+        params = augment.draw_params(rng, self.augment_config, height, width, self.image_size)
+        example = augment.apply(example, params, self.image_size)
+        return {"video": example["frames"], "label": np.int32(example["label"]),
+                "index": np.int32(video), "mask": np.bool_(True)}
+
+
+@dataclasses.dataclass(frozen=True)
+class _EvalElement:
+    """Video index → un-augmented clip dict."""
+
+    source: VideoSource
+    selector: ClipSelector
+    image_size: int
+
+    def __call__(self, video: int) -> dict:
+        rng = np.random.default_rng(video)  # only used by random selectors
+        example = self.source.load(video, self.selector(video, 0, self.source.num_frames(video),
+                                                        rng))
+        height, width = example["frames"].shape[1:3]
+        frames = example["frames"]
+        if (height, width) != (self.image_size, self.image_size):
+            params = augment.identity_params(height, width, self.image_size)
+            frames = augment.warp_frames(frames, params.matrix, self.image_size)
+        return {"video": frames, "label": np.int32(example["label"]),
+                "index": np.int32(video), "mask": np.bool_(True)}
+
+
+# --------------------------------------------------------------------------- datasets
+def _to_iter(dataset: grain.MapDataset, num_workers: int) -> grain.IterDataset:
+    """Worker processes when ``num_workers > 0``, else in-process with 2 reader threads
+    (OpenCV releases the GIL, so threads overlap decoding with the accelerator)."""
+    if num_workers > 0:
+        return dataset.to_iter_dataset(grain.ReadOptions(num_threads=0)).mp_prefetch(
+            grain.MultiprocessingOptions(num_workers=num_workers))
+    return dataset.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
+
+
+def steps_per_epoch(num_videos: int, batch_size: int) -> int:
+    """Optimiser-independent training steps per epoch; raises if the split is too small."""
+    if num_videos < batch_size:
+        raise UserError(
+            f"the training split has {num_videos} videos but train.batch_size is {batch_size}; "
+            f"use --config.train.batch_size={max(num_videos, 1)} or fewer, or add videos")
+    return num_videos // batch_size
+
+
+def train_dataset(source: VideoSource, config, num_epochs: int, seed: int,
+                  selector: ClipSelector | None = None) -> grain.IterDataset:
+    """Batched training clips for ``num_epochs`` epochs (see module docstring).
+
+    ``config`` is the experiment config (``input.*``, ``train.batch_size``). ``selector``
+    overrides ``input.train_clip`` (e.g. with a score-table sampler).
+    """
+    batch_size = config.train.batch_size
+    epoch_size = steps_per_epoch(len(source), batch_size) * batch_size
+    if selector is None:
+        selector = clip_selector(config.input.train_clip, config.input.clip_frames)
+    element = _TrainElement(source, selector, config.input.augment, config.input.image_size,
+                            seed, epoch_size)
+    dataset = grain.MapDataset.range(num_epochs * epoch_size).map(element)
+    return _to_iter(dataset.batch(batch_size, drop_remainder=True), config.input.num_workers)
+
+
+def eval_dataset(source: VideoSource, config) -> grain.IterDataset:
+    """Every video of ``source`` once, in order, in batches of ``train.batch_size`` (the last
+    one smaller; ``pad_batch`` fills it)."""
+    selector = clip_selector(config.input.eval_clip, config.input.clip_frames)
+    element = _EvalElement(source, selector, config.input.image_size)
+    dataset = grain.MapDataset.range(len(source)).map(element)
+    return _to_iter(dataset.batch(config.train.batch_size), num_workers=0)
+
+
+def pad_batch(batch: dict, batch_size: int) -> dict:
+    """Pads every array of ``batch`` along axis 0 to ``batch_size``; padding has mask False."""
+    missing = batch_size - len(batch["label"])
+    if missing == 0:
+        return {k: np.asarray(v) for k, v in batch.items()}
+    return {k: np.concatenate([v, np.zeros((missing,) + v.shape[1:], v.dtype)])
+            for k, v in batch.items()}
+
+
+def iterate_eval(source: VideoSource, config) -> Iterator[dict]:
+    """Padded evaluation batches (dicts of NumPy arrays)."""
+    for batch in eval_dataset(source, config):
+        yield pad_batch(batch, config.train.batch_size)

@@ -1,0 +1,188 @@
+"""TimeSformer with divided space-time attention (Bertasius et al. 2021; seed 000).
+
+Tokens are kept structured instead of flattened: a cls token ``[B, D]`` and patch tokens
+``[B, N, T, D]`` (N = h·w patches in row-major order, T frames). Flattening the patch tokens
+gives exactly the order of HF ``TimesformerModel`` and the official implementation
+(cls, then patch-major / frame-minor: token ``1 + n·T + t``), so their checkpoints map onto
+these parameters without permutation.
+
+Divided block (HF ``TimesformerLayer``):
+  1. temporal attention over the T tokens of each patch position, then ``temporal_dense``,
+     residual;
+  2. spatial attention within each frame over [cls, N patches], the cls token replicated per
+     frame and its T outputs averaged back, residual;
+  3. MLP, residual.
+LayerNorm eps 1e-6, exact GELU, fused qkv projection with bias, as in the references.
+
+Attention probabilities are sown into the ``intermediates`` collection:
+``blocks_{i}/temporal_attention/attention_probs`` with shape ``[B, N, heads, T, T]`` and
+``blocks_{i}/attention/attention_probs`` with shape ``[B, T, heads, 1+N, 1+N]``.
+"""
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from fer_jax import models
+
+LayerNorm = functools.partial(nn.LayerNorm, epsilon=1e-6)
+trunc_normal = nn.initializers.truncated_normal(stddev=0.02)
+Dense = functools.partial(nn.Dense, kernel_init=trunc_normal)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over the second-to-last axis.
+
+    ``x [..., S, D] → [..., S, D]``; any leading axes are independent sequences.
+    """
+
+    num_heads: int
+    attention_dropout: float = 0.0
+    dropout: float = 0.0
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+        *lead, length, dim = x.shape
+        if dim % self.num_heads:
+            raise ValueError(f"hidden size {dim} is not divisible by {self.num_heads} heads")
+        head_dim = dim // self.num_heads
+        qkv = Dense(3 * dim, dtype=self.dtype, name="qkv")(x)
+        qkv = qkv.reshape(*lead, length, 3, self.num_heads, head_dim)
+        q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
+        logits = jnp.einsum("...qhd,...khd->...hqk", q, k) * head_dim**-0.5
+        probs = nn.softmax(logits.astype(jnp.float32), axis=-1)
+        self.sow("intermediates", "attention_probs", probs)
+        probs = nn.Dropout(self.attention_dropout)(probs, deterministic=not train)
+        out = jnp.einsum("...hqk,...khd->...qhd", probs.astype(self.dtype), v)
+        out = Dense(dim, dtype=self.dtype, name="proj")(out.reshape(*lead, length, dim))
+        return nn.Dropout(self.dropout)(out, deterministic=not train)
+
+
+class Mlp(nn.Module):
+    """Transformer MLP ``[..., D] → [..., D]`` with exact GELU."""
+
+    hidden_dim: int
+    dropout: float = 0.0
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+        dim = x.shape[-1]
+        x = Dense(self.hidden_dim, dtype=self.dtype, name="fc1")(x)
+        x = nn.gelu(x, approximate=False)
+        x = nn.Dropout(self.dropout)(x, deterministic=not train)
+        x = Dense(dim, dtype=self.dtype, name="fc2")(x)
+        return nn.Dropout(self.dropout)(x, deterministic=not train)
+
+
+class DividedSpaceTimeBlock(nn.Module):
+    """One divided space-time block on ``cls [B, D]`` and ``tokens [B, N, T, D]``."""
+
+    num_heads: int
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    attention_dropout: float = 0.0
+    drop_path_rate: float = 0.0
+    dtype: jnp.dtype = jnp.float32
+
+    def drop_path(self, train: bool, *branches: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
+        """Stochastic depth: keeps or drops each example's residual branches together."""
+        if not train or self.drop_path_rate == 0.0:
+            return branches
+        keep_prob = 1.0 - self.drop_path_rate
+        keep = jax.random.bernoulli(self.make_rng("dropout"), keep_prob, (len(branches[0]),))
+        scale = keep.astype(branches[0].dtype) / keep_prob
+        return tuple(b * scale.reshape((-1,) + (1,) * (b.ndim - 1)) for b in branches)
+
+    @nn.compact
+    def __call__(self, cls, tokens, train: bool):
+        """``cls [B, D], tokens [B, N, T, D] → (cls, tokens)`` of the same shapes."""
+        dim = tokens.shape[-1]
+        attention = functools.partial(
+            Attention, self.num_heads, self.attention_dropout, self.dropout, self.dtype
+        )
+        # 1. Temporal attention: sequences over T for every (example, patch).
+        y = LayerNorm(dtype=self.dtype, name="temporal_layernorm")(tokens)
+        y = attention(name="temporal_attention")(y, train)
+        (y,) = self.drop_path(train, y)
+        # Zero-initialised as in the official implementation: the block starts as a
+        # space-only block, which stabilises training from scratch.
+        y = nn.Dense(dim, dtype=self.dtype, kernel_init=nn.initializers.zeros,
+                     name="temporal_dense")(y)
+        tokens = tokens + y
+
+        # 2. Spatial attention: sequences [cls, N patches] for every (example, frame).
+        batch, num_patches, num_frames, _ = tokens.shape
+        frames = jnp.swapaxes(tokens, 1, 2)  # [B, T, N, D]
+        cls_per_frame = jnp.broadcast_to(cls[:, None, None, :], (batch, num_frames, 1, dim))
+        s = jnp.concatenate([cls_per_frame, frames], axis=2)  # [B, T, 1+N, D]
+        s = LayerNorm(dtype=self.dtype, name="layernorm_before")(s)
+        s = attention(name="attention")(s, train)
+        (s,) = self.drop_path(train, s)
+        cls = cls + s[:, :, 0].mean(axis=1)
+        tokens = tokens + jnp.swapaxes(s[:, :, 1:], 1, 2)
+
+        # 3. MLP on every token.
+        mlp = Mlp(int(dim * self.mlp_ratio), self.dropout, self.dtype, name="mlp")
+        norm = LayerNorm(dtype=self.dtype, name="layernorm_after")
+        cls_out, tokens_out = self.drop_path(train, mlp(norm(cls), train), mlp(norm(tokens), train))
+        cls, tokens = cls + cls_out, tokens + tokens_out
+        return cls, tokens
+
+
+@models.register("timesformer")
+class TimeSformer(nn.Module):
+    """Video classifier ``x [B, T, H, W, C] → logits [B, num_classes]`` (float32).
+
+    Position (``[1 + N, D]``) and time (``[T, D]``) embeddings are sized from the input at
+    init, so the same module serves any frame count and image size divisible by the patch.
+    """
+
+    num_classes: int
+    patch_size: int = 16
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    attention_dropout: float = 0.0
+    drop_path_rate: float = 0.0
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        batch, num_frames, height, width, _ = x.shape
+        p = self.patch_size
+        if height % p or width % p:
+            raise ValueError(f"frame size {height}x{width} is not divisible by patch size {p}")
+        patches = nn.Conv(self.hidden_size, (p, p), strides=(p, p), padding="VALID",
+                          dtype=self.dtype, name="patch_embeddings")(
+            x.reshape(batch * num_frames, height, width, -1).astype(self.dtype))
+        num_patches = patches.shape[1] * patches.shape[2]
+        tokens = patches.reshape(batch, num_frames, num_patches, self.hidden_size)
+        tokens = jnp.swapaxes(tokens, 1, 2)  # [B, N, T, D]
+
+        cls_token = self.param("cls_token", trunc_normal, (self.hidden_size,))
+        position = self.param("position_embeddings", trunc_normal,
+                              (1 + num_patches, self.hidden_size))
+        time = self.param("time_embeddings", nn.initializers.zeros,
+                          (num_frames, self.hidden_size))
+        cls = jnp.broadcast_to(cls_token + position[0], (batch, self.hidden_size))
+        tokens = tokens + position[1:, None, :] + time[None, :, :]
+        cls = cls.astype(self.dtype)
+        tokens = nn.Dropout(self.dropout)(tokens.astype(self.dtype), deterministic=not train)
+
+        rates = [self.drop_path_rate * i / max(self.num_layers - 1, 1)
+                 for i in range(self.num_layers)]
+        for i, rate in enumerate(rates):
+            cls, tokens = DividedSpaceTimeBlock(
+                self.num_heads, self.mlp_ratio, self.dropout, self.attention_dropout, rate,
+                self.dtype, name=f"blocks_{i}")(cls, tokens, train)
+
+        cls = LayerNorm(dtype=self.dtype, name="layernorm")(cls)
+        logits = Dense(self.num_classes, dtype=self.dtype, name="classifier")(cls)
+        return logits.astype(jnp.float32)

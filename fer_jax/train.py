@@ -1,0 +1,443 @@
+"""The training loop: jit-compiled steps on a device Mesh, optax, orbax, Grain, early stopping.
+
+``train_and_evaluate(config, workdir)`` trains the configured model, evaluating on the
+validation split after every epoch, and resumes automatically when ``workdir`` already holds
+a checkpoint of the same experiment. It writes to ``workdir``:
+
+  config.json         the resolved config (a resume checks it is the same experiment)
+  checkpoints/<step>/ resumable checkpoints (every ``train.checkpoint_every_steps`` + epoch ends)
+  best/<step>/        parameters of the best validation epoch
+  tensorboard/        scalars: train/{loss,accuracy,learning_rate,clips_per_second},
+                      validation/{loss,accuracy,macro_f1,per-class accuracy}
+  metrics.json        best and final validation metrics, per-epoch history, throughput
+
+Data parallelism: a 1-D ``Mesh`` over all devices with axis ``data``; batches are sharded
+along it, parameters and optimiser state replicated. The same code runs on one CPU, on
+``XLA_FLAGS=--xla_force_host_platform_device_count=N`` and on a GPU/TPU host.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from fer_jax import checkpointing, models
+from fer_jax.data import pipeline, sources
+from fer_jax.errors import UserError
+from fer_jax.evaluation import metrics as metrics_lib
+
+# Config fields that fix array shapes or the data order: a workdir's checkpoints can only be
+# resumed by a config that agrees on them.
+RESUME_KEYS = ("seed", "dataset", "model", "input.clip_frames", "input.image_size",
+               "input.train_clip", "train.batch_size", "optimizer.name",
+               "optimizer.accumulation_steps", "schedule.name")
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite."""
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jnp.ndarray        # int32 [] — batches seen
+    params: Any
+    opt_state: Any
+    rng: jnp.ndarray         # uint32 [2] — base key; step keys are fold_in(rng, step)
+
+
+# --------------------------------------------------------------------------- optimiser
+def make_optimizer(config, steps_per_epoch: int) -> tuple[optax.GradientTransformation, Any]:
+    """``(transformation, learning-rate schedule)`` from ``config.optimizer``/``schedule``."""
+    opt, sched = config.optimizer, config.schedule
+    updates_per_epoch = max(steps_per_epoch // opt.accumulation_steps, 1)
+    total = max(config.train.epochs * updates_per_epoch, 1)
+    warmup = int(sched.warmup_epochs * updates_per_epoch)
+    if sched.name == "cosine":
+        schedule = optax.warmup_cosine_decay_schedule(
+            0.0, opt.learning_rate, min(warmup, total - 1), total, end_value=0.0)
+    elif sched.name in ("constant", "plateau"):
+        schedule = optax.join_schedules(
+            [optax.linear_schedule(0.0, opt.learning_rate, max(warmup, 1)),
+             optax.constant_schedule(opt.learning_rate)], [max(warmup, 1)])
+    else:
+        raise UserError(f"unknown schedule {sched.name!r}; choose cosine, constant or plateau")
+
+    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)  # noqa: E731
+    if opt.name == "adamw":
+        core = optax.adamw(schedule, weight_decay=opt.weight_decay, mask=decay_mask)
+    elif opt.name == "sgd":
+        core = optax.chain(optax.add_decayed_weights(opt.weight_decay, decay_mask),
+                           optax.sgd(schedule, momentum=opt.momentum or None,
+                                     nesterov=opt.nesterov))
+    else:
+        raise UserError(f"unknown optimizer {opt.name!r}; choose adamw or sgd")
+
+    chain = [optax.clip_by_global_norm(opt.grad_clip_norm)] if opt.grad_clip_norm else []
+    chain.append(core)
+    if sched.name == "plateau":  # scale on the epoch-mean training loss
+        chain.append(optax.contrib.reduce_on_plateau(
+            factor=sched.plateau_factor, patience=sched.plateau_patience,
+            accumulation_size=updates_per_epoch))
+    tx = optax.chain(*chain)
+    if opt.accumulation_steps > 1:
+        tx = optax.MultiSteps(tx, every_k_schedule=opt.accumulation_steps)
+    return tx, schedule
+
+
+# --------------------------------------------------------------------------- steps
+def normalise(video: jnp.ndarray, config) -> jnp.ndarray:
+    """uint8 ``[B, T, H, W, 3]`` → float32 ``(x / 255 − mean) / std``."""
+    return (video.astype(jnp.float32) / 255.0 - config.input.mean) / config.input.std
+
+
+def train_step(state: TrainState, batch: dict, sums: dict, *, model, tx, config):
+    """One optimiser step on a sharded batch; adds the step's metrics to ``sums``."""
+    num_classes = config.dataset.num_classes
+    targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], num_classes),
+                                  config.train.label_smoothing)
+
+    def loss_fn(params):
+        logits = model.apply({"params": params}, normalise(batch["video"], config), train=True,
+                             rngs={"dropout": jax.random.fold_in(state.rng, state.step)})
+        return optax.softmax_cross_entropy(logits, targets).mean(), logits
+
+    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    extra = {"value": loss} if config.schedule.name == "plateau" else {}
+    updates, opt_state = tx.update(grads, state.opt_state, state.params, **extra)
+    params = optax.apply_updates(state.params, updates)
+    count = jnp.float32(batch["label"].shape[0])
+    sums = {
+        "loss": sums["loss"] + loss * count,
+        "correct": sums["correct"] + jnp.sum(jnp.argmax(logits, -1) == batch["label"]),
+        "count": sums["count"] + count,
+        "finite": jnp.logical_and(sums["finite"], jnp.isfinite(loss)),
+    }
+    return TrainState(state.step + 1, params, opt_state, state.rng), sums
+
+
+def eval_step(params, batch: dict, sums: dict, *, model, config):
+    """Adds masked loss, hits and confusion counts of one padded batch to ``sums``."""
+    num_classes = config.dataset.num_classes
+    logits = model.apply({"params": params}, normalise(batch["video"], config), train=False)
+    mask = batch["mask"].astype(jnp.float32)
+    labels = jax.nn.one_hot(batch["label"], num_classes)
+    loss = optax.softmax_cross_entropy(logits, labels)
+    predicted = jax.nn.one_hot(jnp.argmax(logits, -1), num_classes)
+    return {
+        "loss": sums["loss"] + jnp.sum(loss * mask),
+        "confusion": sums["confusion"] + jnp.einsum("b,bi,bj->ij", mask, labels, predicted),
+    }
+
+
+def zero_train_sums() -> dict:
+    return {"loss": jnp.float32(0), "correct": jnp.int32(0), "count": jnp.float32(0),
+            "finite": jnp.bool_(True)}
+
+
+# --------------------------------------------------------------------------- the run
+class Run:
+    """State shared by training and evaluation of one experiment in one workdir."""
+
+    def __init__(self, config, workdir: str):
+        self.config = config
+        self.workdir = prepare_workdir(workdir)
+        num_devices = jax.device_count()
+        if config.train.batch_size % num_devices:
+            raise UserError(f"train.batch_size={config.train.batch_size} is not divisible by "
+                            f"the {num_devices} devices; use a multiple of {num_devices}")
+        self.mesh = Mesh(np.array(jax.devices()), ("data",))
+        self.replicated = NamedSharding(self.mesh, P())
+        self.data_sharding = NamedSharding(self.mesh, P("data"))
+        self.model = models.build(config.model.name, num_classes=config.dataset.num_classes,
+                                  **config.model.kwargs)
+        self.class_names = None
+
+    def source(self, split: str):
+        source = sources.build(self.config.dataset, split)
+        self.class_names = list(getattr(source, "class_names", [])) or None
+        return source
+
+    def init_params(self, rng: jax.Array):
+        c = self.config.input
+        x = jnp.zeros((1, c.clip_frames, c.image_size, c.image_size, 3), jnp.float32)
+        return self.model.init(rng, x, train=False)["params"]
+
+    def shard(self, batch: dict) -> dict:
+        """Host NumPy batch → global arrays sharded over the data axis."""
+        return {k: jax.make_array_from_process_local_data(self.data_sharding, np.asarray(v))
+                for k, v in batch.items()}
+
+    def evaluate(self, params, source) -> dict:
+        """Loss and classification metrics of ``params`` on every video of ``source``."""
+        num_classes = self.config.dataset.num_classes
+        step = jax.jit(functools.partial(eval_step, model=self.model, config=self.config),
+                       donate_argnums=(2,))
+        sums = jax.device_put({"loss": jnp.float32(0),
+                               "confusion": jnp.zeros((num_classes, num_classes))},
+                              self.replicated)
+        for batch in pipeline.iterate_eval(source, self.config):
+            sums = step(params, self.shard(batch), sums)
+        sums = jax.device_get(sums)
+        result = metrics_lib.from_confusion(sums["confusion"], self.class_names)
+        result["loss"] = float(sums["loss"] / max(result["count"], 1))
+        return result
+
+
+def prepare_workdir(workdir: str) -> Path:
+    """Creates ``workdir`` and checks it is writable, or raises a one-line UserError."""
+    path = Path(workdir).expanduser().absolute()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"cannot write to workdir {path}: {e.strerror or e}; "
+                        "choose another --workdir") from None
+    return path
+
+
+def check_same_experiment(config, workdir: Path) -> None:
+    """Refuses to resume checkpoints written by a config with other shapes/data order."""
+    saved_path = workdir / "config.json"
+    if not saved_path.exists():
+        return
+    saved = json.loads(saved_path.read_text())
+    current = json.loads(config.to_json())
+    differing = []
+    for key in RESUME_KEYS:
+        a, b = saved, current
+        for part in key.split("."):
+            a, b = (a or {}).get(part), (b or {}).get(part)
+        if a != b:
+            differing.append(key)
+    if differing:
+        raise UserError(f"workdir {workdir} holds a run of a different experiment (differs in "
+                        f"{', '.join(differing)}); use a new --workdir or the original config")
+
+
+class _Progress:
+    """Console progress (a tqdm bar on a terminal, periodic log lines otherwise)."""
+
+    def __init__(self, total_steps: int, done_steps: int, batch_size: int):
+        from tqdm import tqdm
+
+        self.interactive = sys.stderr.isatty()
+        self.total, self.batch_size = total_steps, batch_size
+        self.start_time, self.start_step = time.perf_counter(), done_steps
+        self.bar = tqdm(total=total_steps * batch_size, initial=done_steps * batch_size,
+                        unit="clip", unit_scale=True, dynamic_ncols=True,
+                        disable=not self.interactive, file=sys.stderr)
+
+    def clips_per_second(self, step: int) -> float:
+        elapsed = time.perf_counter() - self.start_time
+        return (step - self.start_step) * self.batch_size / max(elapsed, 1e-9)
+
+    def update(self, step: int, epoch: int, loss: float | None = None,
+               accuracy: float | None = None) -> None:
+        self.bar.n = step * self.batch_size
+        self.bar.set_description(f"epoch {epoch + 1}")
+        if loss is None:
+            self.bar.refresh()
+            return
+        rate = self.clips_per_second(step)
+        self.bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.3f}")
+        if not self.interactive:
+            eta = (self.total - step) * self.batch_size / max(rate, 1e-9)
+            print(f"epoch {epoch + 1} step {step}/{self.total} loss {loss:.4f} "
+                  f"acc {accuracy:.3f} {rate:.1f} clips/s eta {eta:.0f}s", flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _summarise_train(sums: dict) -> dict:
+    count = max(float(sums["count"]), 1.0)
+    return {"loss": float(sums["loss"]) / count, "accuracy": float(sums["correct"]) / count}
+
+
+def _check_finite(sums: dict, step: int, epoch: int, checkpoints) -> None:
+    if not bool(sums["finite"]):
+        steps = checkpoints.latest.all_steps()
+        kept = f"the last good checkpoint (step {max(steps)}) is kept" if steps else \
+            "no checkpoint had been written yet"
+        raise TrainingDiverged(
+            f"non-finite loss by step {step} (epoch {epoch + 1}); stopped, {kept}. Lower "
+            f"--config.optimizer.learning_rate or set --config.optimizer.grad_clip_norm")
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    """Trains (or resumes) the experiment; returns the metrics written to metrics.json."""
+    run = Run(config, workdir)
+    check_same_experiment(config, run.workdir)
+    is_chief = jax.process_index() == 0
+    if is_chief:
+        (run.workdir / "config.json").write_text(config.to_json(indent=2))
+
+    train_source, val_source = run.source("train"), run.source("validation")
+    batch_size, epochs = config.train.batch_size, config.train.epochs
+    steps_per_epoch = pipeline.steps_per_epoch(len(train_source), batch_size)
+    tx, schedule = make_optimizer(config, steps_per_epoch)
+
+    rng = jax.random.PRNGKey(config.seed)
+    init_rng, state_rng = jax.random.split(rng)
+
+    @functools.partial(jax.jit, out_shardings=run.replicated)
+    def init_state():
+        params = run.init_params(init_rng)
+        return TrainState(jnp.int32(0), params, tx.init(params), state_rng)
+
+    state = init_state()
+    num_params = sum(p.size for p in jax.tree.leaves(state.params))
+    print(f"{config.model.name}: {num_params:,} parameters on {jax.device_count()} "
+          f"{jax.devices()[0].platform} device(s); {len(train_source)} training / "
+          f"{len(val_source)} validation videos, {steps_per_epoch} steps per epoch", flush=True)
+    checkpoints = checkpointing.Checkpoints(run.workdir, config.train.keep_checkpoints)
+    progress = {"epoch": 0, "history": [], "best": None, "best_epoch": None,
+                "epochs_without_improvement": 0, "stopped": None, "train_sums": None}
+    data_state = None
+    restored = checkpoints.restore_latest(state)
+    if restored is not None:
+        state, data_state, progress = restored
+        print(f"Resumed from step {int(state.step)} (epoch {progress['epoch'] + 1})", flush=True)
+
+    dataset = pipeline.train_dataset(train_source, config, epochs, config.seed)
+    iterator = iter(dataset)
+    if data_state is not None:
+        iterator.set_state(data_state)
+
+    step_fn = jax.jit(functools.partial(train_step, model=run.model, tx=tx, config=config),
+                      donate_argnums=(0, 2))
+    sums = jax.device_put(
+        {k: jnp.asarray(v, zero_train_sums()[k].dtype)
+         for k, v in progress["train_sums"].items()} if progress["train_sums"]
+        else zero_train_sums(), run.replicated)
+
+    from tensorboardX import SummaryWriter
+    writer = SummaryWriter(str(run.workdir / "tensorboard")) if is_chief else None
+    bar = _Progress(epochs * steps_per_epoch, int(state.step), batch_size)
+    start_time = time.perf_counter()
+    start_step = int(state.step)
+    try:
+        step = int(state.step)
+        while progress["epoch"] < epochs and progress["stopped"] is None:
+            epoch = progress["epoch"]
+            while step < (epoch + 1) * steps_per_epoch:
+                state, sums = step_fn(state, run.shard(next(iterator)), sums)
+                step += 1
+                if step % config.train.log_every_steps == 0:
+                    host = jax.device_get(sums)
+                    _check_finite(host, step, epoch, checkpoints)
+                    summary = _summarise_train(host)
+                    bar.update(step, epoch, summary["loss"], summary["accuracy"])
+                    if writer:
+                        writer.add_scalar("train/loss", summary["loss"], step)
+                        writer.add_scalar("train/accuracy", summary["accuracy"], step)
+                        writer.add_scalar("train/learning_rate", float(schedule(
+                            step // config.optimizer.accumulation_steps)), step)
+                        writer.add_scalar("train/clips_per_second", bar.clips_per_second(step),
+                                          step)
+                else:
+                    bar.update(step, epoch)
+                every = config.train.checkpoint_every_steps
+                if every and step % every == 0 and step % steps_per_epoch:
+                    host = jax.device_get(sums)
+                    _check_finite(host, step, epoch, checkpoints)
+                    progress["train_sums"] = {k: np.asarray(v).item() for k, v in host.items()}
+                    checkpoints.save(step, state, iterator.get_state(), progress)
+
+            host = jax.device_get(sums)
+            _check_finite(host, step, epoch, checkpoints)
+            val = run.evaluate(state.params, val_source)
+            if not np.isfinite(val["loss"]):
+                raise TrainingDiverged(f"non-finite validation loss after epoch {epoch + 1}; "
+                                       "lower --config.optimizer.learning_rate")
+            record = {"epoch": epoch + 1, "step": step, "train": _summarise_train(host),
+                      "validation": {k: val[k] for k in
+                                     ("loss", "accuracy", "macro_accuracy", "macro_f1")}}
+            progress["history"].append(record)
+            metric = val[config.train.best_metric]
+            if progress["best"] is None or metric > progress["best"]:
+                progress.update(best=metric, best_epoch=epoch + 1, epochs_without_improvement=0,
+                                best_validation=val)
+                checkpoints.save_best(step, state, {"epoch": epoch + 1, "validation": val})
+            else:
+                progress["epochs_without_improvement"] += 1
+            patience = config.train.early_stopping_patience
+            if patience and progress["epochs_without_improvement"] >= patience:
+                progress["stopped"] = "early_stopping"
+            progress["epoch"] = epoch + 1
+            progress["final_validation"] = val
+            progress["train_sums"] = None
+            sums = jax.device_put(zero_train_sums(), run.replicated)
+            checkpoints.save(step, state, iterator.get_state(), progress)
+            _log_epoch(writer, record, val, run.class_names)
+            print(f"epoch {epoch + 1}/{epochs}: train loss {record['train']['loss']:.4f} "
+                  f"acc {record['train']['accuracy']:.3f} | validation loss {val['loss']:.4f} "
+                  f"acc {val['accuracy']:.3f} (best {progress['best']:.3f} at epoch "
+                  f"{progress['best_epoch']})", flush=True)
+        progress["stopped"] = progress["stopped"] or "completed"
+    finally:
+        bar.close()
+        checkpoints.wait()
+        checkpoints.close()
+        if writer:
+            writer.close()
+
+    elapsed = time.perf_counter() - start_time
+    result = {
+        "stopped": progress["stopped"],
+        "epochs_completed": progress["epoch"],
+        "steps": int(state.step),
+        "best_epoch": progress["best_epoch"],
+        "best_validation": progress.get("best_validation"),
+        "final_validation": progress.get("final_validation"),
+        "history": progress["history"],
+        "devices": jax.device_count(),
+        "train_seconds_this_session": elapsed,
+        "clips_per_second_this_session": (int(state.step) - start_step) * batch_size
+                                         / max(elapsed, 1e-9),
+    }
+    if is_chief:
+        (run.workdir / "metrics.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _log_epoch(writer, record: dict, val: dict, class_names) -> None:
+    if writer is None:
+        return
+    step = record["step"]
+    for key, value in record["validation"].items():
+        writer.add_scalar(f"validation/{key}", value, step)
+    for name, value in val["per_class_accuracy"].items():
+        if value is not None:
+            writer.add_scalar(f"validation_per_class/{name}", value, step)
+    writer.flush()
+
+
+def evaluate(config, workdir: str) -> dict:
+    """Evaluates the best (else latest) checkpoint on ``config.eval.split``; writes
+    ``eval_<split>.json`` in ``workdir`` and returns its metrics."""
+    run = Run(config, workdir)
+    check_same_experiment(config, run.workdir)
+    split = config.eval.split
+    source = run.source(split)
+    checkpoints = checkpointing.Checkpoints(run.workdir, config.train.keep_checkpoints)
+    params, which, step = checkpoints.restore_params()
+    checkpoints.close()
+    result = run.evaluate(jax.device_put(params, run.replicated), source)
+    result.update(split=split, checkpoint=which, checkpoint_step=step)
+    if jax.process_index() == 0:
+        (run.workdir / f"eval_{split}.json").write_text(json.dumps(result, indent=2))
+    return result
