@@ -24,13 +24,15 @@ from absl import logging
 
 from fer_jax.errors import UserError
 
-ITEMS = ("state", "data", "progress")
+_HANDLERS = {"state": ocp.StandardCheckpointHandler, "data": ocp.JsonCheckpointHandler,
+             "progress": ocp.JsonCheckpointHandler}
 
 
 def _manager(directory: Path, keep: int, items) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            cleanup_tmp_directories=True)
-    return ocp.CheckpointManager(directory, options=options, item_names=items)
+    return ocp.CheckpointManager(directory, options=options,
+                                 item_handlers={k: _HANDLERS[k]() for k in items})
 
 
 def _abstract(tree: Any) -> Any:
@@ -43,7 +45,7 @@ class Checkpoints:
 
     def __init__(self, workdir: str | Path, keep: int):
         self.workdir = Path(workdir)
-        self.latest = _manager(self.workdir / "checkpoints", keep, ITEMS)
+        self.latest = _manager(self.workdir / "checkpoints", keep, tuple(_HANDLERS))
         self.best = _manager(self.workdir / "best", 1, ("state", "progress"))
 
     def save(self, step: int, state: Any, data_state: dict, progress: dict) -> None:
@@ -67,23 +69,34 @@ class Checkpoints:
                     state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore(),
                     progress=ocp.args.JsonRestore()))
             except Exception as e:  # noqa: BLE001 — any read failure means "unusable"
+                if "structure" in str(e):  # readable, but written by another experiment
+                    raise UserError(
+                        f"checkpoint step {step} in {self.latest.directory} holds a train state "
+                        "of another structure than this config builds (model or optimizer "
+                        "settings changed); use the original config or a new --workdir"
+                    ) from None
                 self._quarantine(step, e)
                 continue
             logging.info("Resuming from checkpoint step %d in %s", step, self.latest.directory)
             return restored.state, restored.data, restored.progress
         return None
 
-    def restore_params(self, prefer_best: bool = True) -> tuple[Any, str, int]:
-        """Host (NumPy) parameters of the best (else newest) readable checkpoint →
-        ``(params, 'best' | 'latest', step)``."""
+    def restore_params(self, sharding: jax.sharding.Sharding,
+                       prefer_best: bool = True) -> tuple[Any, str, int]:
+        """Parameters of the best (else newest) readable checkpoint, placed with ``sharding``
+        (whatever the device topology they were saved from) → ``(params, which, step)``."""
         sources = [("best", self.best), ("latest", self.latest)]
         if not prefer_best:
             sources.reverse()
         for which, manager in sources:
             for step in sorted(manager.all_steps(), reverse=True):
                 try:
+                    metadata = manager.item_metadata(step)["state"]
+                    target = jax.tree.map(
+                        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+                        dict(metadata))
                     restored = manager.restore(step, args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore()))
+                        state=ocp.args.StandardRestore(target)))
                 except Exception as e:  # noqa: BLE001
                     logging.warning("Cannot read %s checkpoint %d (%s); trying an older one.",
                                     which, step, _first_line(e))

@@ -57,8 +57,32 @@ def main(argv) -> None:
         sys.exit(130)
 
 
+def _one_line(error: BaseException) -> str:
+    """The useful part of a flag/config error: the final line of any embedded traceback,
+    unescaped, whitespace collapsed."""
+    text = str(error).replace("\\n", "\n").replace("\\'", "'")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if any(line.startswith("Traceback") for line in lines):
+        lines = [lines[0].split(":")[0] + ":", lines[-1]]
+    text = " ".join(lines)
+    if len(text) > 1 and text[0] == text[-1] == "'":
+        text = text[1:-1]
+    return text or type(error).__name__
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing, with config-file and override problems reported on one line."""
+    try:
+        rest = flags.FLAGS(argv)
+        _CONFIG.value.keys()  # config files load lazily: surface their errors here
+        return rest
+    except Exception as e:  # noqa: BLE001 — any failure here is a bad command line or config
+        print(f"fer_jax: error: {_one_line(e)} (see --helpfull)", file=sys.stderr)
+        sys.exit(2)
+
+
 def run() -> None:
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -83,8 +83,11 @@ def make_optimizer(config, steps_per_epoch: int) -> tuple[optax.GradientTransfor
     else:
         raise UserError(f"unknown optimizer {opt.name!r}; choose adamw or sgd")
 
-    chain = [optax.clip_by_global_norm(opt.grad_clip_norm)] if opt.grad_clip_norm else []
-    chain.append(core)
+    # identity() keeps the optimiser-state structure the same with and without clipping, so a
+    # run can be resumed with clipping switched on or off.
+    clip = optax.clip_by_global_norm(opt.grad_clip_norm) if opt.grad_clip_norm else \
+        optax.identity()
+    chain = [clip, core]
     if sched.name == "plateau":  # scale on the epoch-mean training loss
         chain.append(optax.contrib.reduce_on_plateau(
             factor=sched.plateau_factor, patience=sched.plateau_patience,
@@ -434,9 +437,9 @@ def evaluate(config, workdir: str) -> dict:
     split = config.eval.split
     source = run.source(split)
     checkpoints = checkpointing.Checkpoints(run.workdir, config.train.keep_checkpoints)
-    params, which, step = checkpoints.restore_params()
+    params, which, step = checkpoints.restore_params(run.replicated)
     checkpoints.close()
-    result = run.evaluate(jax.device_put(params, run.replicated), source)
+    result = run.evaluate(params, source)
     result.update(split=split, checkpoint=which, checkpoint_step=step)
     if jax.process_index() == 0:
         (run.workdir / f"eval_{split}.json").write_text(json.dumps(result, indent=2))

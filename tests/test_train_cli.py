@@ -1,0 +1,184 @@
+"""End-to-end behaviour of ``python -m fer_jax.main`` on the synthetic smoke config:
+artifacts, exact resume after SIGKILL, 1 vs 4 devices, and one-line errors for bad input."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fer_jax import checkpointing
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = ["--config=configs/synthetic.py:smoke", "--config.train.epochs=3"]
+
+
+def _env(devices=1):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    return env
+
+
+def _command(workdir, *overrides):
+    return [sys.executable, "-m", "fer_jax.main", *SMOKE, f"--workdir={workdir}", *overrides]
+
+
+def _run(workdir, *overrides, devices=1, timeout=240):
+    return subprocess.run(_command(workdir, *overrides), cwd=REPO, env=_env(devices),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _params(workdir):
+    import jax
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    params, which, step = checkpointing.Checkpoints(workdir, 2).restore_params(
+        device, prefer_best=False)
+    assert which == "latest"
+    return step, params
+
+
+def _history(workdir):
+    return json.loads((Path(workdir) / "metrics.json").read_text())["history"]
+
+
+def _assert_one_line_error(result, pattern):
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    lines = [l for l in result.stderr.splitlines() if l.startswith("fer_jax: error:")]
+    assert len(lines) == 1 and pattern in lines[0], result.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted smoke run (3 epochs × 6 steps, checkpoints every 2 steps)."""
+    workdir = tmp_path_factory.mktemp("reference")
+    result = _run(workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+def test_run_writes_checkpoints_events_and_metrics(reference):
+    metrics = json.loads((reference / "metrics.json").read_text())
+    assert metrics["stopped"] == "completed" and metrics["epochs_completed"] == 3
+    assert metrics["steps"] == 18 and len(metrics["history"]) == 3
+    best = metrics["best_validation"]
+    assert set(best["per_class_accuracy"]) == {"neutral", "anger", "disgust", "fear",
+                                               "happiness", "sadness", "surprise"}
+    assert np.asarray(best["confusion"]).sum() == best["count"] == 20
+    assert sorted(int(p.name) for p in (reference / "checkpoints").iterdir()) == [16, 18]
+    assert len(list((reference / "best").iterdir())) == 1
+    assert list((reference / "tensorboard").glob("events.out.tfevents.*"))
+    assert json.loads((reference / "config.json").read_text())["train"]["epochs"] == 3
+
+
+def test_eval_mode_reports_the_test_split(reference):
+    result = subprocess.run(
+        [sys.executable, "-m", "fer_jax.main", *SMOKE, f"--workdir={reference}", "--mode=eval"],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((reference / "eval_test.json").read_text())
+    assert report["split"] == "test" and report["checkpoint"] == "best"
+    assert report["count"] == 20 and "test: accuracy" in result.stdout
+
+
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(reference, tmp_path):
+    process = subprocess.Popen(_command(tmp_path), cwd=REPO, env=_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 200
+    mid_epoch_2 = tmp_path / "checkpoints" / "8"
+    while not mid_epoch_2.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (tmp_path / "metrics.json").exists()
+
+    result = _run(tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resumed from step" in result.stdout
+    step_a, params_a = _params(reference)
+    step_b, params_b = _params(tmp_path)
+    assert step_a == step_b == 18
+    for a, b in zip(_leaves(params_a), _leaves(params_b)):
+        np.testing.assert_array_equal(a, b)
+    assert _history(reference) == _history(tmp_path)
+
+
+def _leaves(tree):
+    import jax
+    return jax.tree.leaves(tree)
+
+
+def test_four_devices_match_one_device(reference, tmp_path):
+    result = _run(tmp_path, devices=4)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "on 4 cpu device(s)" in result.stdout
+    (_, one), (_, four) = _params(reference), _params(tmp_path)
+    for a, b in zip(_leaves(one), _leaves(four)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def test_corrupted_latest_checkpoint_falls_back_to_the_previous(reference, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    for f in (workdir / "checkpoints" / "18" / "state").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"\x00garbage")
+    result = _run(workdir, "--config.train.epochs=4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "checkpoint step 18 is unreadable" in result.stdout
+    assert "Resumed from step 16" in result.stdout
+    assert (workdir / "corrupt_checkpoints" / "18").is_dir()
+    assert json.loads((workdir / "metrics.json").read_text())["epochs_completed"] == 4
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(reference, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    before = sorted(p.name for p in (workdir / "checkpoints").iterdir())
+    result = _run(workdir, "--config.train.epochs=4", "--config.optimizer.learning_rate=1e30",
+                  "--config.optimizer.grad_clip_norm=0")
+    _assert_one_line_error(result, "non-finite loss")
+    assert "last good checkpoint (step 18) is kept" in result.stderr
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == before
+    step, params = _params(workdir)
+    assert step == 18 and all(np.isfinite(p).all() for p in _leaves(params))
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--config.train.epochz=3", 'Did you mean "epochs" instead of "epochz"?'),
+    ("--config.train.epochs=three", "three"),
+    ("--config=configs/missing.py", "missing.py"),
+    ("--config=configs/synthetic.py:huge", "unknown config argument 'huge'"),
+    ("--mode=explode", "explode"),
+])
+def test_bad_command_line_is_one_line(tmp_path, flag, message):
+    command = _command(tmp_path, flag)
+    if flag.startswith("--config="):  # replaces the smoke config and its override
+        command = [sys.executable, "-m", "fer_jax.main", flag, f"--workdir={tmp_path}"]
+    result = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True,
+                            timeout=120)
+    _assert_one_line_error(result, message)
+
+
+def test_unwritable_workdir_is_one_line(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    _assert_one_line_error(_run(blocker / "run"), "cannot write to workdir")
+
+
+def test_fewer_videos_than_the_batch_size_is_one_line(tmp_path):
+    _assert_one_line_error(_run(tmp_path, "--config.dataset.train_videos=5"),
+                           "has 5 videos but train.batch_size is 8")
+
+
+def test_resuming_with_another_experiment_is_refused(reference, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    _assert_one_line_error(_run(workdir, "--config.model.kwargs.hidden_size=64"),
+                           "different experiment (differs in model)")
