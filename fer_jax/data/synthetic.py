@@ -29,8 +29,10 @@ Expressions
   ``sum over its AUs of intensity(t) * strength * gain_au * field_au``; ``strength`` ~ U(0.6, 1.0)
   per video and ``gain_au`` ~ U(0.85, 1.15) per video and AU. Lids and lips are then kept from
   crossing (the lower lid stays below the upper one, the inner lower lip below the inner upper
-  lip). At 64x64 and full strength brows move 2-4 px and the mouth opens up to ~6 px. Classes
-  share AUs exactly as in the codebook.
+  lip). At 64x64 brows move 2-4 px and the mouth opens up to ~7 px at the apex. Classes share
+  AUs exactly as in the codebook. ``num_classes = C`` uses the first C names of
+  ``action_units.EXPRESSIONS`` (neutral first). The ground-truth landmarks are exactly the points
+  the faces are drawn from.
 
 Timeline
   A video of ``L`` frames (``num_frames``; a ``(min, max)`` tuple draws ``L`` per video) has one
