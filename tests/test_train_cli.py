@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -34,7 +35,6 @@ def _run(workdir, *overrides, devices=1, timeout=240):
 
 
 def _params(workdir):
-    import jax
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     params, which, step = checkpointing.Checkpoints(workdir, 2).restore_params(
         device, prefer_best=False)
@@ -104,14 +104,9 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(reference, tmp_path):
     step_a, params_a = _params(reference)
     step_b, params_b = _params(tmp_path)
     assert step_a == step_b == 18
-    for a, b in zip(_leaves(params_a), _leaves(params_b)):
+    for a, b in zip(jax.tree.leaves(params_a), jax.tree.leaves(params_b)):
         np.testing.assert_array_equal(a, b)
     assert _history(reference) == _history(tmp_path)
-
-
-def _leaves(tree):
-    import jax
-    return jax.tree.leaves(tree)
 
 
 def test_four_devices_match_one_device(reference, tmp_path):
@@ -119,7 +114,7 @@ def test_four_devices_match_one_device(reference, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "on 4 cpu device(s)" in result.stdout
     (_, one), (_, four) = _params(reference), _params(tmp_path)
-    for a, b in zip(_leaves(one), _leaves(four)):
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(four)):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
 
 
@@ -147,7 +142,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(reference, tmp
     assert "last good checkpoint (step 18) is kept" in result.stderr
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == before
     step, params = _params(workdir)
-    assert step == 18 and all(np.isfinite(p).all() for p in _leaves(params))
+    assert step == 18 and all(np.isfinite(p).all() for p in jax.tree.leaves(params))
 
 
 @pytest.mark.parametrize("flag, message", [
