@@ -1,7 +1,8 @@
 """Orbax checkpoints of a training run: everything needed to resume exactly.
 
 ``WORKDIR/checkpoints/<step>/`` holds three items:
-  * ``state``    — the train state pytree (params, optimiser state, step, RNG key);
+  * ``state``    — the train state pytree (params, model state such as BatchNorm statistics,
+    optimiser state, step, RNG key);
   * ``data``     — the Grain iterator state (position in the epoch-spanning dataset);
   * ``progress`` — JSON: epoch bookkeeping, best metric, early-stopping counter, history,
                    running sums of the epoch in progress.
@@ -81,10 +82,11 @@ class Checkpoints:
             return restored.state, restored.data, restored.progress
         return None
 
-    def restore_params(self, sharding: jax.sharding.Sharding,
-                       prefer_best: bool = True) -> tuple[Any, str, int]:
-        """Parameters of the best (else newest) readable checkpoint, placed with ``sharding``
-        (whatever the device topology they were saved from) → ``(params, which, step)``."""
+    def restore_variables(self, sharding: jax.sharding.Sharding,
+                          prefer_best: bool = True) -> tuple[dict, str, int]:
+        """Model variables (``{'params', **model_state}``) of the best (else newest) readable
+        checkpoint, placed with ``sharding`` (whatever the device topology they were saved
+        from) → ``(variables, which, step)``."""
         sources = [("best", self.best), ("latest", self.latest)]
         if not prefer_best:
             sources.reverse()
@@ -101,7 +103,8 @@ class Checkpoints:
                     logging.warning("Cannot read %s checkpoint %d (%s); trying an older one.",
                                     which, step, _first_line(e))
                     continue
-                return restored.state["params"], which, step
+                state = restored.state
+                return {"params": state["params"], **(state.get("model_state") or {})}, which, step
         raise UserError(f"no readable checkpoint in {self.workdir}; train first with "
                         f"--mode=train --workdir={self.workdir}")
 

@@ -33,6 +33,7 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from fer_jax import checkpointing, models
+from fer_jax.models import pooling, pretrained
 from fer_jax.data import pipeline, sources
 from fer_jax.errors import UserError
 from fer_jax.evaluation import metrics as metrics_lib
@@ -40,6 +41,7 @@ from fer_jax.evaluation import metrics as metrics_lib
 # Config fields that fix array shapes or the data order: a workdir's checkpoints can only be
 # resumed by a config that agrees on them.
 RESUME_KEYS = ("seed", "dataset", "model", "input.clip_frames", "input.image_size",
+               "input.modality",
                "input.train_clip", "train.batch_size", "optimizer.name",
                "optimizer.accumulation_steps", "schedule.name")
 
@@ -52,6 +54,7 @@ class TrainingDiverged(UserError):
 class TrainState:
     step: jnp.ndarray        # int32 [] — batches seen
     params: Any
+    model_state: Any         # non-parameter collections, e.g. {'batch_stats': …}; {} if none
     opt_state: Any
     rng: jnp.ndarray         # uint32 [2] — base key; step keys are fold_in(rng, step)
 
@@ -66,12 +69,16 @@ def make_optimizer(config, steps_per_epoch: int) -> tuple[optax.GradientTransfor
     if sched.name == "cosine":
         schedule = optax.warmup_cosine_decay_schedule(
             0.0, opt.learning_rate, min(warmup, total - 1), total, end_value=0.0)
+    elif sched.name == "inverse_time":  # Keras' SGD(decay=d): lr / (1 + d · update)
+        decay = sched.decay_rate
+        schedule = lambda count: opt.learning_rate / (1.0 + decay * count)  # noqa: E731
     elif sched.name in ("constant", "plateau"):
         schedule = optax.join_schedules(
             [optax.linear_schedule(0.0, opt.learning_rate, max(warmup, 1)),
              optax.constant_schedule(opt.learning_rate)], [max(warmup, 1)])
     else:
-        raise UserError(f"unknown schedule {sched.name!r}; choose cosine, constant or plateau")
+        raise UserError(f"unknown schedule {sched.name!r}; choose cosine, constant, plateau "
+                        f"or inverse_time")
 
     decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)  # noqa: E731
     if opt.name == "adamw":
@@ -100,8 +107,27 @@ def make_optimizer(config, steps_per_epoch: int) -> tuple[optax.GradientTransfor
 
 # --------------------------------------------------------------------------- steps
 def normalise(video: jnp.ndarray, config) -> jnp.ndarray:
-    """uint8 ``[B, T, H, W, 3]`` → float32 ``(x / 255 − mean) / std``."""
-    return (video.astype(jnp.float32) / 255.0 - config.input.mean) / config.input.std
+    """Model input → float32 ``(x − mean) / std``; uint8 pixels (``[B, T, H, W, C]``) are
+    scaled to [0, 1] first, float inputs (landmarks ``[B, T, 68, 2]`` in [0, 1]) are not."""
+    x = video.astype(jnp.float32)
+    if video.dtype == jnp.uint8:
+        x = x / 255.0
+    mean = jnp.asarray(config.input.mean, jnp.float32)  # scalars or per-channel tuples
+    return (x - mean) / jnp.asarray(config.input.std, jnp.float32)
+
+
+def apply_model(model, params, model_state: dict, x: jnp.ndarray, train: bool, rng=None):
+    """``model.apply`` on ``{'params', **model_state}`` → ``(logits, new model_state)``.
+
+    In training, mutable collections (BatchNorm's ``batch_stats``) are updated; in evaluation
+    they are read only and returned unchanged.
+    """
+    variables = {"params": params, **model_state}
+    if not (train and model_state):
+        rngs = {"dropout": rng} if train else None
+        return model.apply(variables, x, train=train, rngs=rngs), model_state
+    return model.apply(variables, x, train=True, rngs={"dropout": rng},
+                       mutable=list(model_state))
 
 
 def train_step(state: TrainState, batch: dict, sums: dict, *, model, tx, config):
@@ -111,11 +137,13 @@ def train_step(state: TrainState, batch: dict, sums: dict, *, model, tx, config)
                                   config.train.label_smoothing)
 
     def loss_fn(params):
-        logits = model.apply({"params": params}, normalise(batch["video"], config), train=True,
-                             rngs={"dropout": jax.random.fold_in(state.rng, state.step)})
-        return optax.softmax_cross_entropy(logits, targets).mean(), logits
+        logits, model_state = apply_model(model, params, state.model_state,
+                                          normalise(batch["video"], config), train=True,
+                                          rng=jax.random.fold_in(state.rng, state.step))
+        return optax.softmax_cross_entropy(logits, targets).mean(), (logits, model_state)
 
-    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params)
     extra = {"value": loss} if config.schedule.name == "plateau" else {}
     updates, opt_state = tx.update(grads, state.opt_state, state.params, **extra)
     params = optax.apply_updates(state.params, updates)
@@ -126,13 +154,15 @@ def train_step(state: TrainState, batch: dict, sums: dict, *, model, tx, config)
         "count": sums["count"] + count,
         "finite": jnp.logical_and(sums["finite"], jnp.isfinite(loss)),
     }
-    return TrainState(state.step + 1, params, opt_state, state.rng), sums
+    return TrainState(state.step + 1, params, model_state, opt_state, state.rng), sums
 
 
-def eval_step(params, batch: dict, sums: dict, *, model, config):
-    """Adds masked loss, hits and confusion counts of one padded batch to ``sums``."""
+def eval_step(variables: dict, batch: dict, sums: dict, *, model, config):
+    """Adds masked loss, hits and confusion counts of one padded batch to ``sums``.
+
+    ``variables``: ``{'params': …, **model_state}``."""
     num_classes = config.dataset.num_classes
-    logits = model.apply({"params": params}, normalise(batch["video"], config), train=False)
+    logits = model.apply(variables, normalise(batch["video"], config), train=False)
     mask = batch["mask"].astype(jnp.float32)
     labels = jax.nn.one_hot(batch["label"], num_classes)
     loss = optax.softmax_cross_entropy(logits, labels)
@@ -149,6 +179,20 @@ def zero_train_sums() -> dict:
 
 
 # --------------------------------------------------------------------------- the run
+def build_model(config):
+    """The configured model; dense models (per-frame scores) are wrapped with
+    ``model.temporal_pooling`` (pooling.TemporalPooling) when it is set."""
+    model = models.build(config.model.name, num_classes=config.dataset.num_classes,
+                         **config.model.kwargs)
+    method = config.model.get("temporal_pooling")
+    if method:
+        if method not in pooling.POOLING_METHODS:
+            raise UserError(f"unknown model.temporal_pooling {method!r}; use one of "
+                            f"{', '.join(pooling.POOLING_METHODS)}")
+        model = pooling.TemporalPooling(model, method, config.model.get("pooling_gamma", 1.0))
+    return model
+
+
 class Run:
     """State shared by training and evaluation of one experiment in one workdir."""
 
@@ -162,8 +206,7 @@ class Run:
         self.mesh = Mesh(np.array(jax.devices()), ("data",))
         self.replicated = NamedSharding(self.mesh, P())
         self.data_sharding = NamedSharding(self.mesh, P("data"))
-        self.model = models.build(config.model.name, num_classes=config.dataset.num_classes,
-                                  **config.model.kwargs)
+        self.model = build_model(config)
         self.class_names = None
 
     def source(self, split: str):
@@ -171,18 +214,20 @@ class Run:
         self.class_names = list(getattr(source, "class_names", [])) or None
         return source
 
-    def init_params(self, rng: jax.Array):
-        c = self.config.input
-        x = jnp.zeros((1, c.clip_frames, c.image_size, c.image_size, 3), jnp.float32)
-        return self.model.init(rng, x, train=False)["params"]
+    def init_variables(self, rng: jax.Array) -> tuple[Any, dict]:
+        """``(params, model_state)`` of a fresh model (``model_state``: e.g. batch_stats)."""
+        shape = (1,) + pipeline.input_shape(self.config)
+        variables = dict(self.model.init(rng, jnp.zeros(shape, jnp.float32), train=False))
+        variables.pop("intermediates", None)
+        return variables.pop("params"), variables
 
     def shard(self, batch: dict) -> dict:
         """Host NumPy batch → global arrays sharded over the data axis."""
         return {k: jax.make_array_from_process_local_data(self.data_sharding, np.asarray(v))
                 for k, v in batch.items()}
 
-    def evaluate(self, params, source) -> dict:
-        """Loss and classification metrics of ``params`` on every video of ``source``."""
+    def evaluate(self, variables: dict, source) -> dict:
+        """Loss and classification metrics of ``variables`` on every video of ``source``."""
         num_classes = self.config.dataset.num_classes
         step = jax.jit(functools.partial(eval_step, model=self.model, config=self.config),
                        donate_argnums=(2,))
@@ -190,7 +235,7 @@ class Run:
                                "confusion": jnp.zeros((num_classes, num_classes))},
                               self.replicated)
         for batch in pipeline.iterate_eval(source, self.config):
-            sums = step(params, self.shard(batch), sums)
+            sums = step(variables, self.shard(batch), sums)
         sums = jax.device_get(sums)
         result = metrics_lib.from_confusion(sums["confusion"], self.class_names)
         result["loss"] = float(sums["loss"] / max(result["count"], 1))
@@ -280,6 +325,19 @@ def _check_finite(sums: dict, step: int, epoch: int, checkpoints) -> None:
             f"--config.optimizer.learning_rate or set --config.optimizer.grad_clip_norm")
 
 
+def init_from_pretrained(state: TrainState, path: str, tx, sharding) -> TrainState:
+    """``state`` with the converted weights at ``path`` copied in where path and shape match
+    (models/pretrained.py) and a fresh optimiser state."""
+    weights, _, _ = pretrained.load(path)
+    fresh = jax.device_get({"params": state.params, **state.model_state})
+    merged, report = pretrained.merge(fresh, weights)
+    print(pretrained.describe(report), flush=True)
+    merged = jax.device_put(merged, sharding)
+    params = merged.pop("params")
+    opt_state = jax.jit(tx.init, out_shardings=sharding)(params)
+    return state.replace(params=params, model_state=merged, opt_state=opt_state)
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains (or resumes) the experiment; returns the metrics written to metrics.json."""
     run = Run(config, workdir)
@@ -298,8 +356,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
     @functools.partial(jax.jit, out_shardings=run.replicated)
     def init_state():
-        params = run.init_params(init_rng)
-        return TrainState(jnp.int32(0), params, tx.init(params), state_rng)
+        params, model_state = run.init_variables(init_rng)
+        return TrainState(jnp.int32(0), params, model_state, tx.init(params), state_rng)
 
     state = init_state()
     num_params = sum(p.size for p in jax.tree.leaves(state.params))
@@ -314,6 +372,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     if restored is not None:
         state, data_state, progress = restored
         print(f"Resumed from step {int(state.step)} (epoch {progress['epoch'] + 1})", flush=True)
+    elif config.model.get("init_from"):
+        state = init_from_pretrained(state, config.model.init_from, tx, run.replicated)
 
     dataset = pipeline.train_dataset(train_source, config, epochs, config.seed)
     iterator = iter(dataset)
@@ -362,7 +422,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
             host = jax.device_get(sums)
             _check_finite(host, step, epoch, checkpoints)
-            val = run.evaluate(state.params, val_source)
+            val = run.evaluate({"params": state.params, **state.model_state}, val_source)
             if not np.isfinite(val["loss"]):
                 raise TrainingDiverged(f"non-finite validation loss after epoch {epoch + 1}; "
                                        "lower --config.optimizer.learning_rate")
@@ -437,9 +497,9 @@ def evaluate(config, workdir: str) -> dict:
     split = config.eval.split
     source = run.source(split)
     checkpoints = checkpointing.Checkpoints(run.workdir, config.train.keep_checkpoints)
-    params, which, step = checkpoints.restore_params(run.replicated)
+    variables, which, step = checkpoints.restore_variables(run.replicated)
     checkpoints.close()
-    result = run.evaluate(params, source)
+    result = run.evaluate(variables, source)
     result.update(split=split, checkpoint=which, checkpoint_step=step)
     if jax.process_index() == 0:
         (run.workdir / f"eval_{split}.json").write_text(json.dumps(result, indent=2))

@@ -36,10 +36,10 @@ def _run(workdir, *overrides, devices=1, timeout=240):
 
 def _params(workdir):
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    params, which, step = checkpointing.Checkpoints(workdir, 2).restore_params(
+    variables, which, step = checkpointing.Checkpoints(workdir, 2).restore_variables(
         device, prefer_best=False)
     assert which == "latest"
-    return step, params
+    return step, variables
 
 
 def _history(workdir):

@@ -13,9 +13,11 @@ Evaluation
   Every video once, in order, with the deterministic ``eval_clip`` selection, no
   augmentation; the last batch is padded to the batch size and flagged by ``mask``.
 
-Elements are dicts of NumPy arrays: ``video`` uint8 ``[B, F, S, S, 3]`` (normalisation
-happens on the accelerator), ``label`` int32 ``[B]``, ``index`` int32 ``[B]`` (video index),
-``mask`` bool ``[B]`` (True for real examples).
+Elements are dicts of NumPy arrays: ``video`` (the model input, by ``input.modality``:
+``rgb`` uint8 ``[B, F, S, S, 3]``, ``gray`` uint8 ``[B, F, S, S, 1]`` (ITU-R BT.601 luma),
+``landmarks`` float32 ``[B, F, 68, 2]`` (x, y divided by S, so the face crop spans [0, 1]);
+normalisation happens on the accelerator), ``label`` int32 ``[B]``, ``index`` int32 ``[B]``
+(video index), ``mask`` bool ``[B]`` (True for real examples).
 
 Clip selectors are callables ``(video_index, epoch, length, rng) → int frame indices [F]``;
 the stochastic softmax sampler plugs in here. They must be picklable (Grain workers).
@@ -94,6 +96,36 @@ def clip_selector(name: str, num_frames: int) -> ClipSelector:
     return CLIP_SELECTORS[name](num_frames)
 
 
+# --------------------------------------------------------------------------- model inputs
+MODALITIES = ("rgb", "gray", "landmarks")
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def input_shape(config) -> tuple[int, ...]:
+    """Shape of one example's model input (without the batch axis) for ``config.input``."""
+    c = config.input
+    modality = c.get("modality", "rgb")
+    if modality == "landmarks":
+        return (c.clip_frames, 68, 2)
+    if modality not in MODALITIES:
+        raise UserError(f"unknown input.modality {modality!r}; use one of "
+                        f"{', '.join(MODALITIES)}")
+    return (c.clip_frames, c.image_size, c.image_size, 3 if modality == "rgb" else 1)
+
+
+def model_input(example: dict, modality: str, image_size: int) -> np.ndarray:
+    """An augmented clip dict → the model input array for ``modality`` (module docstring)."""
+    if modality == "rgb":
+        return example["frames"]
+    if modality == "gray":
+        luma = example["frames"].astype(np.float32) @ _LUMA
+        return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[..., None]
+    if "landmarks" not in example:
+        raise UserError("input.modality='landmarks' needs a dataset with per-frame landmarks "
+                        "(run the face preprocessing first)")
+    return (example["landmarks"] / np.float32(image_size)).astype(np.float32)
+
+
 # --------------------------------------------------------------------------- transforms
 @dataclasses.dataclass
 class _TrainElement:
@@ -105,6 +137,7 @@ class _TrainElement:
     image_size: int
     seed: int
     epoch_size: int
+    modality: str = "rgb"
 
     def __post_init__(self):
         self._cached = (-1, None)  # (epoch, permutation), replaced atomically (threads)
@@ -127,7 +160,8 @@ class _TrainElement:
         height, width = example["frames"].shape[1:3]
         params = augment.draw_params(rng, self.augment_config, height, width, self.image_size)
         example = augment.apply(example, params, self.image_size)
-        return {"video": example["frames"], "label": np.int32(example["label"]),
+        return {"video": model_input(example, self.modality, self.image_size),
+                "label": np.int32(example["label"]),
                 "index": np.int32(video), "mask": np.bool_(True)}
 
 
@@ -138,17 +172,22 @@ class _EvalElement:
     source: VideoSource
     selector: ClipSelector
     image_size: int
+    modality: str = "rgb"
 
     def __call__(self, video: int) -> dict:
         rng = np.random.default_rng(video)  # only used by random selectors
         example = self.source.load(video, self.selector(video, 0, self.source.num_frames(video),
                                                         rng))
         height, width = example["frames"].shape[1:3]
-        frames = example["frames"]
         if (height, width) != (self.image_size, self.image_size):
             params = augment.identity_params(height, width, self.image_size)
-            frames = augment.warp_frames(frames, params.matrix, self.image_size)
-        return {"video": frames, "label": np.int32(example["label"]),
+            example = {**example,
+                       "frames": augment.warp_frames(example["frames"], params.matrix,
+                                                     self.image_size)}
+            if "landmarks" in example:
+                example["landmarks"] = augment.warp_landmarks(example["landmarks"], params)
+        return {"video": model_input(example, self.modality, self.image_size),
+                "label": np.int32(example["label"]),
                 "index": np.int32(video), "mask": np.bool_(True)}
 
 
@@ -182,8 +221,9 @@ def train_dataset(source: VideoSource, config, num_epochs: int, seed: int,
     epoch_size = steps_per_epoch(len(source), batch_size) * batch_size
     if selector is None:
         selector = clip_selector(config.input.train_clip, config.input.clip_frames)
+    input_shape(config)  # validates input.modality
     element = _TrainElement(source, selector, config.input.augment, config.input.image_size,
-                            seed, epoch_size)
+                            seed, epoch_size, config.input.get("modality", "rgb"))
     dataset = grain.MapDataset.range(num_epochs * epoch_size).map(element)
     return _to_iter(dataset.batch(batch_size, drop_remainder=True), config.input.num_workers)
 
@@ -192,7 +232,8 @@ def eval_dataset(source: VideoSource, config) -> grain.IterDataset:
     """Every video of ``source`` once, in order, in batches of ``train.batch_size`` (the last
     one smaller; ``pad_batch`` fills it)."""
     selector = clip_selector(config.input.eval_clip, config.input.clip_frames)
-    element = _EvalElement(source, selector, config.input.image_size)
+    element = _EvalElement(source, selector, config.input.image_size,
+                           config.input.get("modality", "rgb"))
     dataset = grain.MapDataset.range(len(source)).map(element)
     return _to_iter(dataset.batch(config.train.batch_size), num_workers=0)
 

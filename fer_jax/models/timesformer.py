@@ -1,22 +1,40 @@
-"""TimeSformer with divided space-time attention (Bertasius et al. 2021; seed 000).
+"""TimeSformer (Bertasius et al. 2021; seed 000) with divided, joint or space-only attention.
 
 Tokens are kept structured instead of flattened: a cls token ``[B, D]`` and patch tokens
 ``[B, N, T, D]`` (N = h·w patches in row-major order, T frames). Flattening the patch tokens
 gives exactly the order of HF ``TimesformerModel`` and the official implementation
 (cls, then patch-major / frame-minor: token ``1 + n·T + t``), so their checkpoints map onto
-these parameters without permutation.
+these parameters without permutation (``models.convert``).
 
-Divided block (HF ``TimesformerLayer``):
-  1. temporal attention over the T tokens of each patch position, then ``temporal_dense``,
-     residual;
-  2. spatial attention within each frame over [cls, N patches], the cls token replicated per
-     frame and its T outputs averaged back, residual;
-  3. MLP, residual.
-LayerNorm eps 1e-6, exact GELU, fused qkv projection with bias, as in the references.
+``attention_type`` (the names of HF ``TimesformerConfig``):
 
-Attention probabilities are sown into the ``intermediates`` collection:
-``blocks_{i}/temporal_attention/attention_probs`` with shape ``[B, N, heads, T, T]`` and
-``blocks_{i}/attention/attention_probs`` with shape ``[B, T, heads, 1+N, 1+N]``.
+* ``divided_space_time`` (default; HF ``TimesformerLayer``): temporal attention over the T
+  tokens of each patch position, then ``temporal_dense``, residual; spatial attention within
+  each frame over [cls, N patches], the cls token replicated per frame and its T outputs
+  averaged back, residual; MLP, residual.
+* ``joint_space_time``: one attention over all ``1 + N·T`` tokens per block.
+* ``space_only``: no time embedding; every frame is an independent ViT sequence with its own
+  copy of the cls token; after the last block all tokens are averaged over frames (as the
+  official implementation does) before the final LayerNorm.
+
+LayerNorm eps 1e-6, exact GELU (``gelu_approximate=True`` gives HF's ``gelu_new``), fused qkv
+projection with bias, as in the references.
+
+Attention probabilities are sown into the ``intermediates`` collection under
+``blocks_{i}/attention/attention_probs`` (spatial or joint attention) and, for divided
+attention, ``blocks_{i}/temporal_attention/attention_probs``:
+
+================  ============================================  ==========================
+attention_type    ``attention``                                 ``temporal_attention``
+================  ============================================  ==========================
+divided           ``[B, T, heads, 1+N, 1+N]``                   ``[B, N, heads, T, T]``
+joint             ``[B, heads, 1+N·T, 1+N·T]``                  —
+space_only        ``[B, T, heads, 1+N, 1+N]``                   —
+================  ============================================  ==========================
+
+Stochastic depth drops a whole residual branch per example (the references drop per reshaped
+row, i.e. per patch in temporal attention and per frame in spatial attention; per example is
+the textbook definition and keeps the branches of one video consistent).
 """
 from __future__ import annotations
 
@@ -63,52 +81,83 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Module):
-    """Transformer MLP ``[..., D] → [..., D]`` with exact GELU."""
+    """Transformer MLP ``[..., D] → [..., D]`` with GELU (exact unless ``approximate``)."""
 
     hidden_dim: int
     dropout: float = 0.0
+    approximate: bool = False
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
         dim = x.shape[-1]
         x = Dense(self.hidden_dim, dtype=self.dtype, name="fc1")(x)
-        x = nn.gelu(x, approximate=False)
+        x = nn.gelu(x, approximate=self.approximate)
         x = nn.Dropout(self.dropout)(x, deterministic=not train)
         x = Dense(dim, dtype=self.dtype, name="fc2")(x)
         return nn.Dropout(self.dropout)(x, deterministic=not train)
 
 
-class DividedSpaceTimeBlock(nn.Module):
-    """One divided space-time block on ``cls [B, D]`` and ``tokens [B, N, T, D]``."""
+def drop_path(module: nn.Module, rate: float, train: bool,
+              *branches: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
+    """Stochastic depth: keeps or drops each example's residual ``branches`` together.
+
+    Every branch has the batch as its leading axis; kept branches are scaled by 1/keep.
+    """
+    if not train or rate == 0.0:
+        return branches
+    keep_prob = 1.0 - rate
+    keep = jax.random.bernoulli(module.make_rng("dropout"), keep_prob, (len(branches[0]),))
+    scale = keep.astype(branches[0].dtype) / keep_prob
+    return tuple(b * scale.reshape((-1,) + (1,) * (b.ndim - 1)) for b in branches)
+
+
+class BlockConfig(nn.Module):
+    """Fields shared by the block types (a base class, never applied itself)."""
 
     num_heads: int
     mlp_ratio: float = 4.0
     dropout: float = 0.0
     attention_dropout: float = 0.0
     drop_path_rate: float = 0.0
+    gelu_approximate: bool = False
     dtype: jnp.dtype = jnp.float32
 
-    def drop_path(self, train: bool, *branches: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
-        """Stochastic depth: keeps or drops each example's residual branches together."""
-        if not train or self.drop_path_rate == 0.0:
-            return branches
-        keep_prob = 1.0 - self.drop_path_rate
-        keep = jax.random.bernoulli(self.make_rng("dropout"), keep_prob, (len(branches[0]),))
-        scale = keep.astype(branches[0].dtype) / keep_prob
-        return tuple(b * scale.reshape((-1,) + (1,) * (b.ndim - 1)) for b in branches)
+    def attention(self, name: str) -> Attention:
+        return Attention(self.num_heads, self.attention_dropout, self.dropout, self.dtype,
+                         name=name)
+
+    def mlp(self, dim: int) -> Mlp:
+        return Mlp(int(dim * self.mlp_ratio), self.dropout, self.gelu_approximate, self.dtype,
+                   name="mlp")
+
+
+class EncoderBlock(BlockConfig):
+    """Pre-norm ViT block on ``x [B, ..., S, D]`` (attention over S, then MLP); joint and
+    space-only attention use it."""
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+        y = LayerNorm(dtype=self.dtype, name="layernorm_before")(x)
+        (y,) = drop_path(self, self.drop_path_rate, train,
+                         self.attention("attention")(y, train))
+        x = x + y
+        y = LayerNorm(dtype=self.dtype, name="layernorm_after")(x)
+        (y,) = drop_path(self, self.drop_path_rate, train, self.mlp(x.shape[-1])(y, train))
+        return x + y
+
+
+class DividedSpaceTimeBlock(BlockConfig):
+    """One divided space-time block on ``cls [B, D]`` and ``tokens [B, N, T, D]``."""
 
     @nn.compact
     def __call__(self, cls, tokens, train: bool):
         """``cls [B, D], tokens [B, N, T, D] → (cls, tokens)`` of the same shapes."""
         dim = tokens.shape[-1]
-        attention = functools.partial(
-            Attention, self.num_heads, self.attention_dropout, self.dropout, self.dtype
-        )
         # 1. Temporal attention: sequences over T for every (example, patch).
         y = LayerNorm(dtype=self.dtype, name="temporal_layernorm")(tokens)
-        y = attention(name="temporal_attention")(y, train)
-        (y,) = self.drop_path(train, y)
+        (y,) = drop_path(self, self.drop_path_rate, train,
+                         self.attention("temporal_attention")(y, train))
         # Zero-initialised as in the official implementation: the block starts as a
         # space-only block, which stabilises training from scratch.
         y = nn.Dense(dim, dtype=self.dtype, kernel_init=nn.initializers.zeros,
@@ -121,17 +170,19 @@ class DividedSpaceTimeBlock(nn.Module):
         cls_per_frame = jnp.broadcast_to(cls[:, None, None, :], (batch, num_frames, 1, dim))
         s = jnp.concatenate([cls_per_frame, frames], axis=2)  # [B, T, 1+N, D]
         s = LayerNorm(dtype=self.dtype, name="layernorm_before")(s)
-        s = attention(name="attention")(s, train)
-        (s,) = self.drop_path(train, s)
+        (s,) = drop_path(self, self.drop_path_rate, train, self.attention("attention")(s, train))
         cls = cls + s[:, :, 0].mean(axis=1)
         tokens = tokens + jnp.swapaxes(s[:, :, 1:], 1, 2)
 
         # 3. MLP on every token.
-        mlp = Mlp(int(dim * self.mlp_ratio), self.dropout, self.dtype, name="mlp")
+        mlp = self.mlp(dim)
         norm = LayerNorm(dtype=self.dtype, name="layernorm_after")
-        cls_out, tokens_out = self.drop_path(train, mlp(norm(cls), train), mlp(norm(tokens), train))
-        cls, tokens = cls + cls_out, tokens + tokens_out
-        return cls, tokens
+        cls_out, tokens_out = drop_path(self, self.drop_path_rate, train,
+                                        mlp(norm(cls), train), mlp(norm(tokens), train))
+        return cls + cls_out, tokens + tokens_out
+
+
+ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
 
 
 @models.register("timesformer")
@@ -140,6 +191,7 @@ class TimeSformer(nn.Module):
 
     Position (``[1 + N, D]``) and time (``[T, D]``) embeddings are sized from the input at
     init, so the same module serves any frame count and image size divisible by the patch.
+    Defaults are ViT-B/16 (768 wide, 12 layers, 12 heads) with divided attention.
     """
 
     num_classes: int
@@ -148,13 +200,16 @@ class TimeSformer(nn.Module):
     num_layers: int = 12
     num_heads: int = 12
     mlp_ratio: float = 4.0
+    attention_type: str = "divided_space_time"
     dropout: float = 0.0
     attention_dropout: float = 0.0
     drop_path_rate: float = 0.0
+    gelu_approximate: bool = False
     dtype: jnp.dtype = jnp.float32
 
-    @nn.compact
-    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    def embed(self, x: jnp.ndarray, train: bool) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """Patch, position and time embeddings: ``x [B, T, H, W, C] → (cls [B, D],
+        tokens [B, N, T, D])``."""
         batch, num_frames, height, width, _ = x.shape
         p = self.patch_size
         if height % p or width % p:
@@ -169,19 +224,46 @@ class TimeSformer(nn.Module):
         cls_token = self.param("cls_token", trunc_normal, (self.hidden_size,))
         position = self.param("position_embeddings", trunc_normal,
                               (1 + num_patches, self.hidden_size))
-        time = self.param("time_embeddings", nn.initializers.zeros,
-                          (num_frames, self.hidden_size))
         cls = jnp.broadcast_to(cls_token + position[0], (batch, self.hidden_size))
-        tokens = tokens + position[1:, None, :] + time[None, :, :]
-        cls = cls.astype(self.dtype)
+        tokens = tokens + position[1:, None, :]
+        if self.attention_type != "space_only":
+            time = self.param("time_embeddings", nn.initializers.zeros,
+                              (num_frames, self.hidden_size))
+            tokens = tokens + time[None, :, :]
         tokens = nn.Dropout(self.dropout)(tokens.astype(self.dtype), deterministic=not train)
+        return cls.astype(self.dtype), tokens
 
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        if self.attention_type not in ATTENTION_TYPES:
+            raise ValueError(f"unknown attention_type {self.attention_type!r}; "
+                             f"use one of {', '.join(ATTENTION_TYPES)}")
+        cls, tokens = self.embed(x, train)
+        batch, num_patches, num_frames, dim = tokens.shape
+        block_args = dict(num_heads=self.num_heads, mlp_ratio=self.mlp_ratio,
+                          dropout=self.dropout, attention_dropout=self.attention_dropout,
+                          gelu_approximate=self.gelu_approximate, dtype=self.dtype)
         rates = [self.drop_path_rate * i / max(self.num_layers - 1, 1)
                  for i in range(self.num_layers)]
-        for i, rate in enumerate(rates):
-            cls, tokens = DividedSpaceTimeBlock(
-                self.num_heads, self.mlp_ratio, self.dropout, self.attention_dropout, rate,
-                self.dtype, name=f"blocks_{i}")(cls, tokens, train)
+
+        if self.attention_type == "divided_space_time":
+            for i, rate in enumerate(rates):
+                cls, tokens = DividedSpaceTimeBlock(**block_args, drop_path_rate=rate,
+                                                    name=f"blocks_{i}")(cls, tokens, train)
+        elif self.attention_type == "joint_space_time":
+            seq = jnp.concatenate([cls[:, None], tokens.reshape(batch, -1, dim)], axis=1)
+            for i, rate in enumerate(rates):
+                seq = EncoderBlock(**block_args, drop_path_rate=rate, name=f"blocks_{i}")(
+                    seq, train)  # [B, 1+N·T, D]
+            cls = seq[:, 0]
+        else:  # space_only: [B, T, 1+N, D], one cls copy per frame
+            frames = jnp.swapaxes(tokens, 1, 2)
+            cls_per_frame = jnp.broadcast_to(cls[:, None, None], (batch, num_frames, 1, dim))
+            seq = jnp.concatenate([cls_per_frame, frames], axis=2)
+            for i, rate in enumerate(rates):
+                seq = EncoderBlock(**block_args, drop_path_rate=rate, name=f"blocks_{i}")(
+                    seq, train)
+            cls = seq[:, :, 0].mean(axis=1)
 
         cls = LayerNorm(dtype=self.dtype, name="layernorm")(cls)
         logits = Dense(self.num_classes, dtype=self.dtype, name="classifier")(cls)

@@ -1,0 +1,182 @@
+"""Training-step throughput of the model zoo, and TimeSformer against HF's PyTorch TimeSformer.
+
+    python benchmarks/models.py                          # every model + the TimeSformer ratio
+    python benchmarks/models.py --models timesformer --timesformer small --batch 4
+    python benchmarks/models.py --models none --timesformer base --batch 2 --steps 3
+
+For every model of the zoo (at the benchmark size listed in ``ZOO``) it prints the time of a
+jit-compiled training step (forward, backward, AdamW update, donated buffers) in clips/s.
+
+For TimeSformer it then builds HF transformers' ``TimesformerForVideoClassification`` with the
+same configuration (``--timesformer`` preset), runs the same batch on the same machine in the
+same process, and prints three phases for both — inference forward, forward + backward, full
+training step — with the ratio ours / PyTorch, so the table shows where the time goes. Both
+use float32 and every core (``torch.set_num_threads(os.cpu_count())``; XLA's CPU backend
+uses all cores by default). Needs ``pip install -e '.[interop]'`` for the PyTorch side.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from fer_jax import models
+from fer_jax.train import apply_model
+
+# name → (model kwargs, input shape without batch): sizes chosen so a step takes well under a
+# second on a laptop CPU while keeping each architecture's structure (depth, strides).
+ZOO = {
+    "timesformer": (dict(patch_size=16, hidden_size=192, num_layers=4, num_heads=3),
+                    (8, 112, 112, 3)),
+    "vgg16_3d": (dict(width=0.25, dense=True), (8, 32, 32, 3)),
+    "c3d": (dict(width=0.25), (16, 64, 64, 3)),
+    "i3d": (dict(width=0.25), (16, 64, 64, 3)),
+    "resnet3d_18": (dict(), (16, 64, 64, 3)),
+    "resnext3d_101": (dict(width=0.25), (16, 64, 64, 3)),
+    "tcn": (dict(), (20, 68, 2)),
+    "scn": (dict(), (20, 112, 112, 1)),
+    "early_fusion_cnn": (dict(), (16, 100, 100, 1)),
+}
+
+TIMESFORMER_PRESETS = {  # HF config fields; 'base' is the seed-000 model (ViT-B/16, 8×224)
+    "small": dict(image_size=112, patch_size=16, num_frames=8, hidden_size=384,
+                  num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536),
+    "base": dict(image_size=224, patch_size=16, num_frames=8, hidden_size=768,
+                 num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+}
+
+
+def _timed(fn, steps: int) -> float:
+    """Seconds per call of ``fn`` (which blocks until done), after one warm-up call."""
+    fn()
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return (time.perf_counter() - start) / steps
+
+
+def jax_phases(model, x: np.ndarray, num_classes: int, steps: int,
+               phases=("forward", "forward+backward", "train step")) -> dict[str, float]:
+    """Seconds per batch of each phase for a Flax model."""
+    x = jnp.asarray(x)
+    labels = jnp.arange(len(x)) % num_classes
+    variables = dict(model.init(jax.random.PRNGKey(0), x, train=False))
+    params = variables.pop("params")
+    model_state = {k: v for k, v in variables.items() if k != "intermediates"}
+    tx = optax.adamw(1e-4)
+    opt_state = tx.init(params)
+
+    def loss_fn(p, s):
+        logits, s = apply_model(model, p, s, x, train=True, rng=jax.random.PRNGKey(1))
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), s
+
+    forward = jax.jit(lambda p, s: apply_model(model, p, s, x, train=False)[0])
+    grad = jax.jit(jax.grad(loss_fn, has_aux=True))
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1, 2))
+    def step(p, s, o):
+        g, s = jax.grad(loss_fn, has_aux=True)(p, s)
+        updates, o = tx.update(g, o, p)
+        return optax.apply_updates(p, updates), s, o
+
+    state = [params, model_state, opt_state]
+
+    def run_step():
+        state[:] = step(*state)
+        jax.block_until_ready(state[0])
+
+    fns = {"forward": lambda: forward(state[0], state[1]).block_until_ready(),
+           "forward+backward": lambda: jax.block_until_ready(grad(state[0], state[1])),
+           "train step": run_step}
+    return {name: _timed(fns[name], steps) for name in phases}
+
+
+def torch_phases(hf_config: dict, x: np.ndarray, steps: int) -> dict[str, float]:
+    """The same phases for HF's PyTorch TimeSformer (eager, float32, all CPU threads)."""
+    import torch
+    import transformers
+
+    torch.set_num_threads(os.cpu_count())
+    torch.manual_seed(0)
+    config = transformers.TimesformerConfig(**hf_config)
+    model = transformers.TimesformerForVideoClassification(config)
+    pixels = torch.from_numpy(x).permute(0, 1, 4, 2, 3).contiguous()  # [B, T, C, H, W]
+    labels = torch.arange(len(x)) % config.num_labels
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def forward():
+        model.eval()
+        with torch.no_grad():
+            model(pixels)
+
+    def forward_backward():
+        model.train()
+        model.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(pixels).logits, labels).backward()
+
+    def train_step():
+        forward_backward()
+        optimizer.step()
+
+    fns = {"forward": forward, "forward+backward": forward_backward, "train step": train_step}
+    return {name: _timed(fn, steps) for name, fn in fns.items()}
+
+
+def _timesformer_kwargs(hf: dict) -> dict:
+    return dict(patch_size=hf["patch_size"], hidden_size=hf["hidden_size"],
+                num_layers=hf["num_hidden_layers"], num_heads=hf["num_attention_heads"],
+                mlp_ratio=hf["intermediate_size"] / hf["hidden_size"])
+
+
+def compare_timesformer(preset: str, batch: int, steps: int, num_classes: int) -> None:
+    hf = dict(TIMESFORMER_PRESETS[preset], num_labels=num_classes)
+    shape = (batch, hf["num_frames"], hf["image_size"], hf["image_size"], 3)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    model = models.build("timesformer", num_classes=num_classes, **_timesformer_kwargs(hf))
+    ours = jax_phases(model, x, num_classes, steps)
+    theirs = torch_phases(hf, x, steps)
+    print(f"\nTimeSformer '{preset}' ({hf['hidden_size']} wide, {hf['num_hidden_layers']} "
+          f"layers, {hf['num_frames']}x{hf['image_size']}), batch {batch}, float32, "
+          f"{os.cpu_count()} CPU threads:")
+    print(f"{'phase':<18}{'fer_jax clips/s':>17}{'PyTorch clips/s':>17}{'ratio':>8}")
+    for phase in ours:
+        a, b = batch / ours[phase], batch / theirs[phase]
+        print(f"{phase:<18}{a:>17.2f}{b:>17.2f}{a / b:>7.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=["all"],
+                        help="model names, 'all' or 'none' (default: all)")
+    parser.add_argument("--timesformer", choices=[*TIMESFORMER_PRESETS, "none"],
+                        default="small", help="preset for the PyTorch comparison")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps after a warm-up")
+    parser.add_argument("--num-classes", type=int, default=7)
+    args = parser.parse_args()
+    names = list(ZOO) if args.models == ["all"] else [m for m in args.models if m != "none"]
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({os.cpu_count()} cores), "
+          f"batch {args.batch}, {args.steps} timed steps")
+    if names:
+        print(f"{'model':<18}{'input':>20}{'params':>14}{'train clips/s':>16}")
+    for name in names:
+        kwargs, shape = ZOO[name]
+        model = models.build(name, num_classes=args.num_classes, **kwargs)
+        x = np.random.default_rng(0).standard_normal((args.batch, *shape)).astype(np.float32)
+        params = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)["params"]
+        count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
+        seconds = jax_phases(model, x, args.num_classes, args.steps, ("train step",))
+        print(f"{name:<18}{'x'.join(map(str, shape)):>20}{count:>14,}"
+              f"{args.batch / seconds['train step']:>16.2f}", flush=True)
+    if args.timesformer != "none":
+        compare_timesformer(args.timesformer, args.batch, args.steps, args.num_classes)
+
+
+if __name__ == "__main__":
+    main()

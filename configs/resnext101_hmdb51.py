@@ -1,0 +1,27 @@
+"""Seed 001, chapter 3: 3D ResNeXt-101 on HMDB-51 with uniform clip sampling.
+
+Stated by the thesis: Hara et al.'s Kinetics-pretrained ResNeXt-101 (cardinality 32,
+shortcut B, 47M parameters), temporal strides removed, 16-frame clips, batch 16; HMDB-51,
+three splits averaged; results: 58.13 % (uniform) and 59.74 % (stochastic softmax, γ = 0.5).
+Shared chapter-3 settings: ``configs.thesis_chapter3``.
+
+Not stated, chosen here: 112×112 input (Hara et al.'s resolution), normalisation mean 0.5 /
+std 0.25 (set the pretrained model's own when initialising from converted weights), split 1.
+
+  python -m fer_jax.main --config=configs/resnext101_hmdb51.py --workdir=runs/resnext_hmdb51
+"""
+from fer_jax import configs
+
+
+def get_config(arg: str = ""):
+    configs.check_arg(arg, ("", "smoke"))
+    config = configs.defaults()
+    config.dataset = dict(name="hmdb51", num_classes=51, split=1)
+    config.model.name = "resnext3d_101"
+    config.model.kwargs = dict()
+    configs.thesis_chapter3(config)
+    config.train.batch_size = 16
+    if arg == "smoke":
+        configs.smoke(config, model_kwargs=dict(width=0.25, cardinality=4,
+                                                stage_sizes=(1, 1, 1, 1)), clip_frames=8)
+    return config

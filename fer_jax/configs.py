@@ -1,0 +1,139 @@
+"""Building blocks of the experiment configs in ``configs/`` (one file per experiment).
+
+``defaults()`` holds every field the trainer reads, with its meaning; an experiment file
+starts from it and changes what its paper states. ``synthetic_dataset()`` and ``smoke()``
+run any experiment at tiny size on the built-in synthetic benchmark (``:smoke``), which is
+how the tests exercise every seed configuration without its dataset.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+
+def synthetic_dataset(**overrides) -> dict:
+    """``config.dataset`` for the procedural face-video benchmark (fer_jax/data/synthetic.py)."""
+    dataset = dict(
+        name="synthetic",
+        num_classes=7,
+        num_frames=24,          # frames per video; the expression event lies somewhere inside
+        image_size=32,
+        num_subjects=60,        # identities, split 70/15/15 (subject-independent)
+        nuisance=0.25,          # occluders, brightness drops, jitter, distractor expressions
+        seed=0,
+        train_videos=1800,
+        validation_videos=280,
+        test_videos=280,
+    )
+    dataset.update(overrides)
+    return dataset
+
+
+def defaults() -> ml_collections.ConfigDict:
+    """Every config field, with the synthetic benchmark and a small TimeSformer."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.dataset = synthetic_dataset()
+
+    config.input = dict(
+        modality="rgb",             # rgb | gray | landmarks (model input, see data/pipeline.py)
+        clip_frames=8,              # frames per clip fed to the model
+        train_clip="evenly_spaced", # evenly_spaced | random (uniform, Eq. 3.7) | centre
+        eval_clip="evenly_spaced",
+        image_size=32,              # model input size (frames are warped to it)
+        mean=0.5, std=0.25,         # normalisation of [0, 1] pixels/coordinates, on device
+                                    # (scalars or per-channel tuples)
+        num_workers=1,              # Grain worker processes for training (0 = in-process)
+        augment=dict(hflip=0.5, rotation=0.0, crop_scale=(1.0, 1.0),
+                     brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0),
+    )
+
+    config.model = dict(
+        name="timesformer",
+        kwargs=dict(patch_size=8, hidden_size=64, num_layers=4, num_heads=4, mlp_ratio=2.0,
+                    dropout=0.0, attention_dropout=0.0, drop_path_rate=0.0),
+        temporal_pooling="",      # for dense models (per-frame scores): mean | max | softmax |
+        pooling_gamma=1.0,        # adaptive (models/pooling.py); gamma of 'softmax'
+        init_from="",             # converted pretrained weights (.msgpack from
+                                  # python -m fer_jax.models.convert); '' = from scratch
+    )
+
+    config.optimizer = dict(
+        name="adamw",             # adamw | sgd
+        learning_rate=1e-3,       # peak learning rate
+        weight_decay=0.05,
+        momentum=0.9,             # sgd only
+        nesterov=False,           # sgd only
+        grad_clip_norm=1.0,       # 0 disables
+        accumulation_steps=1,     # optax.MultiSteps: one update every k batches
+    )
+    config.schedule = dict(
+        name="cosine",            # cosine | constant | plateau | inverse_time
+        warmup_epochs=0.3,        # cosine, constant and plateau: linear warm-up
+        decay_rate=0.0,           # inverse_time: lr / (1 + decay_rate · update) (Keras decay)
+        plateau_factor=0.5,       # plateau: multiply the lr by this when the epoch's mean
+        plateau_patience=2,       # training loss has not improved for this many epochs
+    )
+
+    config.train = dict(
+        batch_size=16,
+        epochs=20,
+        label_smoothing=0.0,
+        log_every_steps=20,
+        checkpoint_every_steps=50,   # mid-epoch checkpoints (0 = only at epoch ends)
+        keep_checkpoints=2,
+        best_metric="accuracy",      # validation metric that selects the best checkpoint
+        early_stopping_patience=0,   # epochs without improvement before stopping (0 = off)
+    )
+    config.eval = dict(split="test")  # split used by --mode=eval
+    return config
+
+
+def thesis_chapter3(config: ml_collections.ConfigDict, *, clip_frames: int = 16,
+                    image_size: int = 112) -> ml_collections.ConfigDict:
+    """Training settings shared by the thesis' chapter-3 experiments (seed 001).
+
+    Stated: dense 3D CNN (no temporal stride) whose per-frame scores are max-pooled over the
+    F = 16 frames of the training clip; uniformly sampled clips (Eq. 3.7); SGD with momentum
+    0.9; back-propagation every 4 steps; early stopping with patience 10; augmentation drawn
+    once per video: horizontal flip 0.5, rotation ±20°, random crop, colour jitter
+    (0.2, 0.2, 0.2, 0.1); 112×112 faces. From the public reference code: learning rate 5e-4,
+    weight decay 1e-3, learning rate halved on plateau. Chosen (not stated): crop side 50–100 %
+    of the frame ("half spatial size" read as the smallest crop), plateau patience 3.
+    """
+    config.input.update(clip_frames=clip_frames, train_clip="random", eval_clip="centre",
+                        image_size=image_size)
+    config.input.augment = dict(hflip=0.5, rotation=20.0, crop_scale=(0.5, 1.0),
+                                brightness=0.2, contrast=0.2, saturation=0.2, hue=0.1)
+    config.model.update(temporal_pooling="max")
+    config.model.kwargs.update(dense=True)
+    config.optimizer.update(name="sgd", learning_rate=5e-4, momentum=0.9, weight_decay=1e-3,
+                            grad_clip_norm=0.0, accumulation_steps=4)
+    config.schedule.update(name="plateau", warmup_epochs=0.0, plateau_factor=0.5,
+                           plateau_patience=3)
+    config.train.update(epochs=100, early_stopping_patience=10, checkpoint_every_steps=500)
+    return config
+
+
+def smoke(config: ml_collections.ConfigDict, *, model_kwargs: dict, clip_frames: int = 4,
+          image_size: int = 32, batch_size: int = 8) -> ml_collections.ConfigDict:
+    """Shrinks ``config`` to a run of seconds on the synthetic benchmark: 48 training videos,
+    2 epochs, the model made tiny by ``model_kwargs``; everything else (model family,
+    optimiser, modality, pooling) is the experiment's own."""
+    num_frames = max(12, clip_frames + 4)
+    config.dataset = synthetic_dataset(num_frames=num_frames, image_size=image_size,
+                                       train_videos=48, validation_videos=20, test_videos=20,
+                                       num_subjects=20)
+    config.input.update(clip_frames=clip_frames, image_size=image_size, num_workers=0)
+    config.model.kwargs.update(model_kwargs)
+    config.optimizer.accumulation_steps = 1
+    config.train.update(batch_size=batch_size, epochs=2, log_every_steps=2,
+                        checkpoint_every_steps=2, early_stopping_patience=0)
+    return config
+
+
+def check_arg(arg: str, allowed: tuple[str, ...]) -> str:
+    """Validates the ``path:arg`` part of ``--config``."""
+    if arg not in allowed:
+        choices = ", ".join(repr(a) for a in allowed)
+        raise ValueError(f"unknown config argument {arg!r}; use one of {choices}")
+    return arg

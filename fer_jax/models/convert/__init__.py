@@ -1,0 +1,11 @@
+"""PyTorch checkpoints → Flax modules and variables.
+
+Every converter takes a state dict (``name → numpy array`` or torch tensors) and returns
+``(module, variables)`` ready for ``module.apply(variables, x, train=False)`` on channels-last
+input ``[B, T, H, W, C]``. Unused or missing weights raise a one-line ``UserError``.
+"""
+from fer_jax.models.convert.cnn3d import i3d_from_pytorch, vgg16_3d_from_torchvision
+from fer_jax.models.convert.timesformer import timesformer_from_hf, timesformer_from_official
+
+__all__ = ["i3d_from_pytorch", "timesformer_from_hf", "timesformer_from_official",
+           "vgg16_3d_from_torchvision"]

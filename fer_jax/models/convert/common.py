@@ -1,0 +1,81 @@
+"""Shared pieces of the PyTorch → Flax converters: array layouts and key bookkeeping."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from fer_jax.errors import UserError
+
+
+def to_numpy(state_dict: Mapping) -> dict[str, np.ndarray]:
+    """``name → array`` with every value as a float32/int NumPy array (torch tensors accepted).
+
+    An official ``.pyth`` checkpoint wraps its weights as ``{'model_state': state_dict}``; that
+    wrapper is removed here.
+    """
+    if "model_state" in state_dict and isinstance(state_dict["model_state"], Mapping):
+        state_dict = state_dict["model_state"]
+    out = {}
+    for name, value in state_dict.items():
+        if hasattr(value, "detach"):  # torch.Tensor, without importing torch
+            value = value.detach().cpu().numpy()
+        value = np.asarray(value)
+        out[name] = value.astype(np.float32) if value.dtype.kind == "f" else value
+    return out
+
+
+def conv_kernel(weight: np.ndarray) -> np.ndarray:
+    """PyTorch conv weight ``[O, I, *k]`` → Flax ``[*k, I, O]`` (any number of spatial dims)."""
+    return np.moveaxis(weight, (0, 1), (-1, -2))
+
+
+def dense_kernel(weight: np.ndarray) -> np.ndarray:
+    """PyTorch linear weight ``[out, in]`` → Flax ``[in, out]``."""
+    return weight.T
+
+
+def nest(flat: Mapping[str, np.ndarray]) -> dict:
+    """``{'a/b/c': x}`` → ``{'a': {'b': {'c': x}}}``."""
+    tree: dict = {}
+    for path, value in flat.items():
+        *parents, leaf = path.split("/")
+        node = tree
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return tree
+
+
+class KeyTracker:
+    """Reads a PyTorch state dict and reports the keys that were missing or never used.
+
+    >>> keys = KeyTracker(state_dict, source='HF TimeSformer')
+    >>> w = keys['timesformer.embeddings.cls_token']
+    >>> keys.check_all_used(ignore=('num_batches_tracked',))
+    """
+
+    def __init__(self, state_dict: Mapping[str, np.ndarray], source: str):
+        self.state_dict = state_dict
+        self.source = source
+        self.used: set[str] = set()
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.state_dict:
+            raise UserError(f"{self.source} state dict has no {name!r}; is this the right "
+                            f"checkpoint type? ({len(self.state_dict)} keys, e.g. "
+                            f"{', '.join(list(self.state_dict)[:3])})")
+        self.used.add(name)
+        return self.state_dict[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.state_dict
+
+    def check_all_used(self, ignore: tuple[str, ...] = ()) -> None:
+        """Raises UserError naming the unused keys (substrings in ``ignore`` are skipped)."""
+        unused = [k for k in self.state_dict
+                  if k not in self.used and not any(s in k for s in ignore)]
+        if unused:
+            raise UserError(f"{self.source} state dict has {len(unused)} weights this model "
+                            f"does not use (e.g. {', '.join(unused[:4])}); the architecture "
+                            f"settings do not match the checkpoint")

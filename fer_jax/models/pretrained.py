@@ -1,0 +1,82 @@
+"""Pretrained weights for training: converted variables on disk → a fresh model's variables.
+
+``models.convert`` turns PyTorch checkpoints into Flax variables; ``save`` writes them to one
+msgpack file (``python -m fer_jax.models.convert`` does both), and a config's
+``model.init_from`` points the trainer at it. ``merge`` copies every array whose path and shape
+match the freshly initialised model and keeps the rest (typically a classifier for a different
+number of classes) at its initialisation; it reports both, so nothing is skipped silently.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import flax.serialization
+import flax.traverse_util
+import jax
+import numpy as np
+
+from fer_jax.errors import UserError
+
+
+def save(path: str | Path, variables: dict, model_name: str, model_kwargs: dict) -> Path:
+    """Writes ``variables`` and the model that reads them to ``path`` (``.msgpack``)."""
+    path = Path(path)
+    payload = {"model": {"name": model_name, "kwargs": json.dumps(model_kwargs)},
+               "variables": jax.tree.map(np.asarray, variables)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(flax.serialization.msgpack_serialize(payload))
+    return path
+
+
+def load(path: str | Path) -> tuple[dict, str, dict]:
+    """``(variables, model name, model kwargs)`` from a file written by ``save``."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"model.init_from: no file {path}; convert weights first with "
+                        f"python -m fer_jax.models.convert")
+    try:
+        payload = flax.serialization.msgpack_restore(path.read_bytes())
+        return (payload["variables"], payload["model"]["name"],
+                json.loads(payload["model"]["kwargs"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"model.init_from: {path} is not a converted-weights file ({e})") \
+            from None
+
+
+def merge(fresh: dict, pretrained: dict) -> tuple[dict, dict]:
+    """Copies arrays of ``pretrained`` into ``fresh`` where path and shape agree.
+
+    Both are variable dicts (``{'params': …, 'batch_stats': …}``). Returns the merged
+    variables and a report ``{'loaded': [...], 'kept': [...], 'unused': [...]}`` of
+    ``/``-joined paths (``kept``: initialised arrays without a same-shaped pretrained one;
+    ``unused``: pretrained arrays the model has no place for).
+    """
+    flat_fresh = flax.traverse_util.flatten_dict(fresh, sep="/")
+    flat_pre = flax.traverse_util.flatten_dict(pretrained, sep="/")
+    merged, report = {}, {"loaded": [], "kept": [], "unused": []}
+    for key, value in flat_fresh.items():
+        source = flat_pre.get(key)
+        if source is not None and np.shape(source) == np.shape(value):
+            merged[key] = np.asarray(source, dtype=np.asarray(value).dtype)
+            report["loaded"].append(key)
+        else:
+            merged[key] = value
+            report["kept"].append(key)
+    report["unused"] = [k for k in flat_pre if k not in flat_fresh or k in report["kept"]]
+    if not report["loaded"]:
+        raise UserError("model.init_from: no pretrained array matches the model (check "
+                        "model.name and model.kwargs against the converted weights)")
+    return flax.traverse_util.unflatten_dict(merged, sep="/"), report
+
+
+def describe(report: dict[str, Any]) -> str:
+    """One line for the console: counts and the names of what was not loaded."""
+    line = f"initialised {len(report['loaded'])} arrays from pretrained weights"
+    if report["kept"]:
+        line += f"; kept {len(report['kept'])} at initialisation ({', '.join(report['kept'][:4])})"
+    if report["unused"]:
+        line += f"; {len(report['unused'])} pretrained arrays unused " \
+                f"({', '.join(report['unused'][:4])})"
+    return line

@@ -1,0 +1,84 @@
+"""Converted weights on disk → training initialisation (``model.init_from``)."""
+import importlib.util
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from fer_jax import train
+from fer_jax.errors import UserError
+from fer_jax.models import pretrained
+from fer_jax.models.convert.__main__ import main as convert_main
+
+torch = pytest.importorskip("torch", reason="needs torch (pip install '.[interop]')")
+transformers = pytest.importorskip("transformers", reason="needs transformers ('.[interop]')")
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _smoke_config():
+    spec = importlib.util.spec_from_file_location("synthetic", CONFIGS / "synthetic.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config("smoke")
+
+
+def _hf_directory(path: Path) -> Path:
+    torch.manual_seed(0)
+    config = transformers.TimesformerConfig(
+        image_size=32, patch_size=8, num_frames=4, hidden_size=32, num_hidden_layers=1,
+        num_attention_heads=2, intermediate_size=64, num_labels=5)
+    transformers.TimesformerForVideoClassification(config).save_pretrained(path)
+    return path
+
+
+def test_hf_directory_to_training_initialisation(tmp_path, capsys):
+    weights = tmp_path / "k400.msgpack"
+    assert convert_main(["hf", str(_hf_directory(tmp_path / "hf")), str(weights),
+                         "--num-classes", "7"]) == 0
+    variables, name, kwargs = pretrained.load(weights)
+    assert name == "timesformer" and kwargs["hidden_size"] == 32 and kwargs["num_layers"] == 1
+
+    config = _smoke_config()
+    config.model.kwargs.update({k: kwargs[k] for k in ("patch_size", "hidden_size",
+                                                       "num_layers", "num_heads", "mlp_ratio")})
+    config.model.init_from = str(weights)
+    config.train.update(epochs=1, checkpoint_every_steps=0)
+    capsys.readouterr()
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert "initialised" in capsys.readouterr().out
+
+    # The first checkpoint's encoder started from the converted weights: with a tiny
+    # learning rate the first steps change them only slightly.
+    config.optimizer.learning_rate = 1e-9
+    config.train.update(epochs=1)
+    train.train_and_evaluate(config, str(tmp_path / "run2"))
+    restored, _, _ = train.checkpointing.Checkpoints(tmp_path / "run2", 2).restore_variables(
+        jax.sharding.SingleDeviceSharding(jax.devices()[0]), prefer_best=False)
+    np.testing.assert_allclose(restored["params"]["blocks_0"]["mlp"]["fc1"]["kernel"],
+                               variables["params"]["blocks_0"]["mlp"]["fc1"]["kernel"],
+                               atol=1e-6)
+
+
+def test_merge_reports_what_it_did_not_load():
+    fresh = {"params": {"a": np.zeros((2, 3)), "head": np.zeros((4, 7))}}
+    weights = {"params": {"a": np.ones((2, 3)), "head": np.ones((4, 5)), "extra": np.ones(1)}}
+    merged, report = pretrained.merge(fresh, weights)
+    np.testing.assert_array_equal(merged["params"]["a"], 1.0)
+    np.testing.assert_array_equal(merged["params"]["head"], 0.0)
+    assert report == {"loaded": ["params/a"], "kept": ["params/head"],
+                      "unused": ["params/head", "params/extra"]}
+    assert "kept 1" in pretrained.describe(report)
+    with pytest.raises(UserError, match="no pretrained array matches"):
+        pretrained.merge(fresh, {"params": {"b": np.ones(3)}})
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert convert_main(["official", str(tmp_path / "missing.pyth"), str(tmp_path / "o")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    (tmp_path / "junk.pyth").write_bytes(b"not a checkpoint")
+    assert convert_main(["official", str(tmp_path / "junk.pyth"), str(tmp_path / "o")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    with pytest.raises(UserError, match="no file"):
+        pretrained.load(tmp_path / "none.msgpack")
