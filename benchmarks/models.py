@@ -34,7 +34,7 @@ from fer_jax.train import apply_model
 ZOO = {
     "timesformer": (dict(patch_size=16, hidden_size=192, num_layers=4, num_heads=3),
                     (8, 112, 112, 3)),
-    "vgg16_3d": (dict(width=0.25, dense=True), (8, 32, 32, 3)),
+    "vgg16_3d": (dict(width=0.25), (8, 32, 32, 3)),
     "c3d": (dict(width=0.25), (16, 64, 64, 3)),
     "i3d": (dict(width=0.25), (16, 64, 64, 3)),
     "resnet3d_18": (dict(), (16, 64, 64, 3)),
@@ -94,7 +94,17 @@ def jax_phases(model, x: np.ndarray, num_classes: int, steps: int,
     fns = {"forward": lambda: forward(state[0], state[1]).block_until_ready(),
            "forward+backward": lambda: jax.block_until_ready(grad(state[0], state[1])),
            "train step": run_step}
-    return {name: _timed(fns[name], steps) for name in phases}
+    flops = {"forward": forward, "forward+backward": grad, "train step": step}
+    seconds = {name: _timed(fns[name], steps) for name in phases}
+    return seconds, {name: _flops(flops[name], state) for name in phases}
+
+
+def _flops(jitted, state) -> float:
+    """FLOPs of one call according to XLA's cost analysis (0 if unavailable)."""
+    args = state[:2] if jitted.__name__ != "step" else state
+    cost = jitted.lower(*args).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float((cost or {}).get("flops", 0.0))
 
 
 def torch_phases(hf_config: dict, x: np.ndarray, steps: int) -> dict[str, float]:
@@ -139,15 +149,18 @@ def compare_timesformer(preset: str, batch: int, steps: int, num_classes: int) -
     shape = (batch, hf["num_frames"], hf["image_size"], hf["image_size"], 3)
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     model = models.build("timesformer", num_classes=num_classes, **_timesformer_kwargs(hf))
-    ours = jax_phases(model, x, num_classes, steps)
+    ours, flops = jax_phases(model, x, num_classes, steps)
     theirs = torch_phases(hf, x, steps)
     print(f"\nTimeSformer '{preset}' ({hf['hidden_size']} wide, {hf['num_hidden_layers']} "
           f"layers, {hf['num_frames']}x{hf['image_size']}), batch {batch}, float32, "
           f"{os.cpu_count()} CPU threads:")
-    print(f"{'phase':<18}{'fer_jax clips/s':>17}{'PyTorch clips/s':>17}{'ratio':>8}")
+    print(f"{'phase':<18}{'fer_jax clips/s':>17}{'PyTorch clips/s':>17}{'ratio':>8}"
+          f"{'GFLOP/step':>12}{'fer_jax GFLOP/s':>17}{'PyTorch GFLOP/s':>17}")
     for phase in ours:
         a, b = batch / ours[phase], batch / theirs[phase]
-        print(f"{phase:<18}{a:>17.2f}{b:>17.2f}{a / b:>7.2f}x")
+        giga = flops[phase] / 1e9  # the same computation in both frameworks
+        print(f"{phase:<18}{a:>17.2f}{b:>17.2f}{a / b:>7.2f}x{giga:>12.1f}"
+              f"{giga / ours[phase]:>17.1f}{giga / theirs[phase]:>17.1f}")
 
 
 def main() -> None:
@@ -171,7 +184,7 @@ def main() -> None:
         x = np.random.default_rng(0).standard_normal((args.batch, *shape)).astype(np.float32)
         params = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)["params"]
         count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
-        seconds = jax_phases(model, x, args.num_classes, args.steps, ("train step",))
+        seconds, _ = jax_phases(model, x, args.num_classes, args.steps, ("train step",))
         print(f"{name:<18}{'x'.join(map(str, shape)):>20}{count:>14,}"
               f"{args.batch / seconds['train step']:>16.2f}", flush=True)
     if args.timesformer != "none":

@@ -128,3 +128,22 @@ def test_mismatched_checkpoints_are_reported():
         convert.timesformer_from_hf(state, config)
     with pytest.raises(UserError, match="not an official TimeSformer"):
         convert.timesformer_from_official(state)
+
+
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time"])
+def test_vit_base_parameter_count_equals_hf(attention_type):
+    """ViT-B/16, 8×224, 400 classes (the Kinetics-400 release): same count as HF's model."""
+    import jax
+
+    from fer_jax import models
+
+    config = transformers.TimesformerConfig(num_labels=400, attention_type=attention_type)
+    with torch.device("meta"):  # shapes only, no memory
+        hf = transformers.TimesformerForVideoClassification(config)
+    expected = sum(p.numel() for p in hf.parameters())
+    model = models.build("timesformer", num_classes=400, attention_type=attention_type)
+    x = jax.ShapeDtypeStruct((1, 8, 224, 224, 3), jnp.float32)
+    params = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x), x)["params"]
+    assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params)) == expected
+    if attention_type == "divided_space_time":
+        assert expected == 121_566_352
