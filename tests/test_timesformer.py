@@ -53,8 +53,11 @@ def test_at_init_the_model_ignores_frame_order():
                            model.apply({"params": params}, permuted), atol=1e-4)
 
 
-def test_jit_forward_backward_and_dropout_rng():
-    model = models.build("timesformer", **KWARGS, dropout=0.1, drop_path_rate=0.2)
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time",
+                                            "space_only"])
+def test_jit_forward_backward_and_dropout_rng(attention_type):
+    model = models.build("timesformer", **KWARGS, dropout=0.1, drop_path_rate=0.2,
+                         attention_type=attention_type)
     x, variables = _init(model)
     labels = jnp.array([0, 3])
 
@@ -84,3 +87,19 @@ def test_registry_errors_are_actionable():
     model = models.build("timesformer", **KWARGS)
     with pytest.raises(ValueError, match="not divisible by patch size"):
         model.init(jax.random.PRNGKey(0), jnp.zeros((1, 2, 30, 32, 3)))
+
+
+def test_joint_and_space_only_sown_attention_shapes():
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 32, 32, 3))
+    for attention_type, shape in (("joint_space_time", (2, 4, 65, 65)),
+                                  ("space_only", (2, 4, 4, 17, 17))):
+        model = models.build("timesformer", **KWARGS, attention_type=attention_type)
+        variables = model.init(jax.random.PRNGKey(1), x)
+        assert ("time_embeddings" in variables["params"]) == (attention_type != "space_only")
+        _, state = model.apply({"params": variables["params"]}, x, mutable=["intermediates"])
+        (probs,) = state["intermediates"]["blocks_1"]["attention"]["attention_probs"]
+        assert probs.shape == shape  # joint: [B, heads, 1+N·T, 1+N·T]
+        assert "temporal_attention" not in state["intermediates"]["blocks_1"]
+    with pytest.raises(ValueError, match="unknown attention_type"):
+        models.build("timesformer", **KWARGS, attention_type="axial").init(
+            jax.random.PRNGKey(1), x)
