@@ -16,7 +16,7 @@ from fer_jax import configs
 
 
 def get_config(arg: str = ""):
-    configs.check_arg(arg, ("", "smoke"))
+    args = configs.check_arg(arg, ("smoke",))
     config = configs.defaults()
     config.dataset = dict(name="hmdb8", num_classes=8)
     config.input.update(modality="gray", clip_frames=16, train_clip="evenly_spaced",
@@ -28,7 +28,7 @@ def get_config(arg: str = ""):
                             grad_clip_norm=0.0)
     config.schedule.update(name="constant", warmup_epochs=0.0)
     config.train.update(batch_size=100, epochs=20)
-    if arg == "smoke":
+    if "smoke" in args:
         configs.smoke(config, model_kwargs=dict(features=(4, 8), hidden_units=16),
                       clip_frames=16, image_size=32)  # 7 synthetic classes
     return config

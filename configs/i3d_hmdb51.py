@@ -1,4 +1,5 @@
-"""Seed 001, chapter 3: I3D Inception-v1 (RGB) on HMDB-51 with uniform clip sampling.
+"""Seed 001, chapter 3: I3D Inception-v1 (RGB) on HMDB-51 with uniform clip sampling or, with
+``:softmax``, temporal stochastic softmax.
 
 Stated by the thesis: I3D pretrained on ImageNet and Kinetics (kinetics_i3d_pytorch port),
 temporal strides removed, 16-frame clips, batch 16 on two GPUs; HMDB-51's 51 classes, three
@@ -10,19 +11,22 @@ in the Kinetics release; split 1. Pretrained weights: ``python -m fer_jax.models
 model_rgb.pth i3d.msgpack --num-classes 51`` and ``--config.model.init_from=i3d.msgpack``.
 
   python -m fer_jax.main --config=configs/i3d_hmdb51.py --workdir=runs/i3d_hmdb51
+  python -m fer_jax.main --config=configs/i3d_hmdb51.py:softmax --workdir=runs/i3d_hmdb51_softmax
 """
 from fer_jax import configs
 
 
 def get_config(arg: str = ""):
-    configs.check_arg(arg, ("", "smoke"))
+    args = configs.check_arg(arg, ("softmax", "smoke"))
     config = configs.defaults()
     config.dataset = dict(name="hmdb51", num_classes=51, split=1)
     config.model.name = "i3d"
     config.model.kwargs = dict(dropout=0.5)
-    configs.thesis_chapter3(config, image_size=224)
+    configs.thesis_chapter3(config, image_size=224, max_frames=512)
     config.input.update(mean=0.5, std=0.5)
     config.train.batch_size = 16
-    if arg == "smoke":
+    if "softmax" in args:  # the thesis' best temperature for this model
+        configs.stochastic_softmax(config, gamma=0.25)
+    if "smoke" in args:
         configs.smoke(config, model_kwargs=dict(width=1 / 8), clip_frames=8)
     return config

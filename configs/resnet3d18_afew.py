@@ -18,17 +18,18 @@ from fer_jax import configs
 
 
 def get_config(arg: str = ""):
-    configs.check_arg(arg, ("", "smoke"))
+    args = configs.check_arg(arg, ("smoke",))
     config = configs.defaults()
     config.dataset = dict(name="afew", num_classes=7)
     config.model.name = "resnet3d_18"
     config.model.kwargs = dict(pooling="two_step", input_dropout=0.3, dropout=0.9)
     configs.thesis_chapter3(config)  # clips, augmentation, dense model
     config.model.temporal_pooling = "mean"  # 2-step: temporal average of per-frame scores
+    config.eval.full_video = False  # chapter 2 evaluates clips
     config.optimizer.update(name="adamw", learning_rate=1e-4, weight_decay=0.3,
                             accumulation_steps=1)
     config.schedule.update(name="constant", warmup_epochs=0.0)
     config.train.batch_size = 8
-    if arg == "smoke":
+    if "smoke" in args:
         configs.smoke(config, model_kwargs=dict(width=1 / 8), clip_frames=8)
     return config

@@ -15,7 +15,7 @@ from fer_jax import configs
 
 
 def get_config(arg: str = ""):
-    configs.check_arg(arg, ("", "smoke"))
+    args = configs.check_arg(arg, ("smoke",))
     config = configs.defaults()
     config.dataset = dict(name="ckplus", num_classes=7)
     config.input.update(modality="gray", clip_frames=20, train_clip="evenly_spaced",
@@ -26,7 +26,7 @@ def get_config(arg: str = ""):
                             grad_clip_norm=0.0)
     config.schedule.update(name="inverse_time", decay_rate=1e-4)
     config.train.update(batch_size=16, epochs=50)
-    if arg == "smoke":
+    if "smoke" in args:
         configs.smoke(config, model_kwargs=dict(features=(4, 8, 8), hidden_units=16),
                       clip_frames=20, image_size=32)
     return config

@@ -16,8 +16,8 @@ from fer_jax import configs
 
 
 def get_config(arg: str = ""):
-    configs.check_arg(arg, ("", "smoke"))
+    args = configs.check_arg(arg, ("smoke",))
     config = configs.defaults()  # the synthetic benchmark and a small TimeSformer
-    if arg == "smoke":
+    if "smoke" in args:
         configs.smoke(config, model_kwargs=dict(hidden_size=32, num_layers=1, num_heads=2))
     return config

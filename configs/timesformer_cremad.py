@@ -18,7 +18,7 @@ from fer_jax import configs
 
 
 def get_config(arg: str = ""):
-    configs.check_arg(arg, ("", "smoke"))
+    args = configs.check_arg(arg, ("smoke",))
     config = configs.defaults()
     config.dataset = dict(name="cremad", num_classes=6)
     config.input.update(clip_frames=8, train_clip="evenly_spaced", eval_clip="evenly_spaced",
@@ -30,7 +30,7 @@ def get_config(arg: str = ""):
                             grad_clip_norm=0.0)
     config.schedule.update(name="cosine", warmup_epochs=0.0)
     config.train.update(batch_size=8, epochs=15, checkpoint_every_steps=500)
-    if arg == "smoke":
+    if "smoke" in args:
         configs.smoke(config, model_kwargs=dict(patch_size=8, hidden_size=32, num_layers=1,
                                                 num_heads=2),
                       clip_frames=8)

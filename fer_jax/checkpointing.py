@@ -5,7 +5,8 @@
     optimiser state, step, RNG key);
   * ``data``     — the Grain iterator state (position in the epoch-spanning dataset);
   * ``progress`` — JSON: epoch bookkeeping, best metric, early-stopping counter, history,
-                   running sums of the epoch in progress.
+                   running sums of the epoch in progress;
+  * ``sampler``  — only with a score-table clip sampler: its NumPy state (table, baselines).
 The newest ``keep`` are kept. ``WORKDIR/best/<step>/`` keeps the state of the best epoch.
 
 Orbax writes each checkpoint to a temporary directory and renames it when complete, so a run
@@ -26,7 +27,7 @@ from absl import logging
 from fer_jax.errors import UserError
 
 _HANDLERS = {"state": ocp.StandardCheckpointHandler, "data": ocp.JsonCheckpointHandler,
-             "progress": ocp.JsonCheckpointHandler}
+             "progress": ocp.JsonCheckpointHandler, "sampler": ocp.StandardCheckpointHandler}
 
 
 def _manager(directory: Path, keep: int, items) -> ocp.CheckpointManager:
@@ -49,26 +50,35 @@ class Checkpoints:
         self.latest = _manager(self.workdir / "checkpoints", keep, tuple(_HANDLERS))
         self.best = _manager(self.workdir / "best", 1, ("state", "progress"))
 
-    def save(self, step: int, state: Any, data_state: dict, progress: dict) -> None:
-        """Saves a resumable checkpoint at ``step`` (asynchronously)."""
-        self.latest.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
-            progress=ocp.args.JsonSave(progress)))
+    def save(self, step: int, state: Any, data_state: dict, progress: dict,
+             sampler: dict | None = None) -> None:
+        """Saves a resumable checkpoint at ``step`` (asynchronously); ``sampler`` is the clip
+        sampler's ``state_dict()`` (NumPy arrays) when there is one."""
+        items = dict(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
+                     progress=ocp.args.JsonSave(progress))
+        if sampler is not None:
+            items["sampler"] = ocp.args.StandardSave(sampler)
+        self.latest.save(step, args=ocp.args.Composite(**items))
 
     def save_best(self, step: int, state: Any, summary: dict) -> None:
         """Keeps ``state`` as the best checkpoint (replacing the previous best)."""
         self.best.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(summary)))
 
-    def restore_latest(self, template: Any) -> tuple[Any, dict, dict] | None:
-        """``(state, data_state, progress)`` of the newest readable checkpoint, or None if
-        there is none. ``template`` is a freshly initialised state (gives shapes/shardings)."""
+    def restore_latest(self, template: Any, sampler_template: dict | None = None
+                       ) -> tuple[Any, dict, dict, dict | None] | None:
+        """``(state, data_state, progress, sampler_state)`` of the newest readable checkpoint,
+        or None if there is none. ``template`` is a freshly initialised state (gives
+        shapes/shardings); ``sampler_template`` a fresh sampler ``state_dict()`` when the run
+        has a clip sampler (``sampler_state`` is None otherwise)."""
         target = _abstract(template)
         for step in sorted(self.latest.all_steps(), reverse=True):
+            items = dict(state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore(),
+                         progress=ocp.args.JsonRestore())
+            if sampler_template is not None:
+                items["sampler"] = ocp.args.StandardRestore(sampler_template)
             try:
-                restored = self.latest.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore(),
-                    progress=ocp.args.JsonRestore()))
+                restored = self.latest.restore(step, args=ocp.args.Composite(**items))
             except Exception as e:  # noqa: BLE001 — any read failure means "unusable"
                 if "structure" in str(e):  # readable, but written by another experiment
                     raise UserError(
@@ -79,7 +89,8 @@ class Checkpoints:
                 self._quarantine(step, e)
                 continue
             logging.info("Resuming from checkpoint step %d in %s", step, self.latest.directory)
-            return restored.state, restored.data, restored.progress
+            sampler = restored.sampler if sampler_template is not None else None
+            return restored.state, restored.data, restored.progress, sampler
         return None
 
     def restore_variables(self, sharding: jax.sharding.Sharding,

@@ -84,21 +84,40 @@ def defaults() -> ml_collections.ConfigDict:
         best_metric="accuracy",      # validation metric that selects the best checkpoint
         early_stopping_patience=0,   # epochs without improvement before stopping (0 = off)
     )
-    config.eval = dict(split="test")  # split used by --mode=eval
+    config.eval = dict(
+        split="test",             # split used by --mode=eval
+        full_video=False,         # score every frame of every video (dense models), then
+        max_frames=0,             # clip max-pool over clip_frames and softmax pooling over the
+        pooling_gamma=0.0,        # clips with gamma_p (0 = average, 1e6 = max); videos are
+    )                             # padded to max_frames
+    config.sampler = dict(        # score-table clip sampling (fer_jax/sampling; seed 001 ch. 3)
+        name="",                  # '' = input.train_clip | uniform | stochastic_softmax |
+                                  # reinforce
+        gamma=1.0,                # gamma_s of Eq. 3.8
+        warmup_epochs=3,          # uniform draws, no table updates
+        exploration_epochs=5,     # deterministic exploration (stochastic_softmax)
+        radius=0,                 # Eq. 3.9 propagation radius (0 = input.clip_frames)
+        learning_rate=0.1,        # reinforce only
+        baseline_momentum=0.9,    # reinforce only
+        map_videos=8,             # training videos drawn in sampling_maps/ (0 = none)
+    )
     return config
 
 
 def thesis_chapter3(config: ml_collections.ConfigDict, *, clip_frames: int = 16,
-                    image_size: int = 112) -> ml_collections.ConfigDict:
+                    image_size: int = 112, max_frames: int = 128) -> ml_collections.ConfigDict:
     """Training settings shared by the thesis' chapter-3 experiments (seed 001).
 
     Stated: dense 3D CNN (no temporal stride) whose per-frame scores are max-pooled over the
     F = 16 frames of the training clip; uniformly sampled clips (Eq. 3.7); SGD with momentum
     0.9; back-propagation every 4 steps; early stopping with patience 10; augmentation drawn
     once per video: horizontal flip 0.5, rotation ±20°, random crop, colour jitter
-    (0.2, 0.2, 0.2, 0.1); 112×112 faces. From the public reference code: learning rate 5e-4,
+    (0.2, 0.2, 0.2, 0.1); 112×112 faces; at test time every frame is scored, clip max-pooling
+    with kernel F, then average pooling over the clips for the uniform baseline (γ_p = 0; see
+    ``stochastic_softmax`` for the other). From the public reference code: learning rate 5e-4,
     weight decay 1e-3, learning rate halved on plateau. Chosen (not stated): crop side 50–100 %
-    of the frame ("half spatial size" read as the smallest crop), plateau patience 3.
+    of the frame ("half spatial size" read as the smallest crop), plateau patience 3, videos
+    padded to ``max_frames`` at test time.
     """
     config.input.update(clip_frames=clip_frames, train_clip="random", eval_clip="centre",
                         image_size=image_size)
@@ -111,6 +130,17 @@ def thesis_chapter3(config: ml_collections.ConfigDict, *, clip_frames: int = 16,
     config.schedule.update(name="plateau", warmup_epochs=0.0, plateau_factor=0.5,
                            plateau_patience=3)
     config.train.update(epochs=100, early_stopping_patience=10, checkpoint_every_steps=500)
+    config.eval.update(full_video=True, max_frames=max_frames, pooling_gamma=0.0)
+    return config
+
+
+def stochastic_softmax(config: ml_collections.ConfigDict,
+                       gamma: float) -> ml_collections.ConfigDict:
+    """The thesis' sampler (Eqs. 3.8, 3.9; Algorithm 3.1): 3 warm-up and 5 exploration epochs,
+    propagation radius F, clean scoring, and softmax pooling at test time with γ_p = γ_s."""
+    config.sampler.update(name="stochastic_softmax", gamma=gamma, warmup_epochs=3,
+                          exploration_epochs=5, radius=0)
+    config.eval.pooling_gamma = gamma
     return config
 
 
@@ -124,6 +154,7 @@ def smoke(config: ml_collections.ConfigDict, *, model_kwargs: dict, clip_frames:
                                        train_videos=48, validation_videos=20, test_videos=20,
                                        num_subjects=20)
     config.input.update(clip_frames=clip_frames, image_size=image_size, num_workers=0)
+    config.eval.max_frames = num_frames
     config.model.kwargs.update(model_kwargs)
     config.optimizer.accumulation_steps = 1
     config.train.update(batch_size=batch_size, epochs=2, log_every_steps=2,
@@ -131,9 +162,13 @@ def smoke(config: ml_collections.ConfigDict, *, model_kwargs: dict, clip_frames:
     return config
 
 
-def check_arg(arg: str, allowed: tuple[str, ...]) -> str:
-    """Validates the ``path:arg`` part of ``--config``."""
-    if arg not in allowed:
-        choices = ", ".join(repr(a) for a in allowed)
-        raise ValueError(f"unknown config argument {arg!r}; use one of {choices}")
-    return arg
+def check_arg(arg: str, allowed: tuple[str, ...]) -> set[str]:
+    """Validates the ``path:arg`` part of ``--config``: comma-separated words from
+    ``allowed`` (e.g. ``softmax,smoke``); returns them as a set ('' gives the empty set)."""
+    words = {w for w in arg.split(",") if w}
+    unknown = words - set(allowed)
+    if unknown:
+        choices = ", ".join(repr(a) for a in allowed if a)
+        raise ValueError(f"unknown config argument {sorted(unknown)[0]!r}; use "
+                         f"comma-separated words from {choices}")
+    return words

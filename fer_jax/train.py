@@ -33,6 +33,7 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from fer_jax import checkpointing, models
+from fer_jax.clip_sampling import ClipSampling
 from fer_jax.models import pooling, pretrained
 from fer_jax.data import pipeline, sources
 from fer_jax.errors import UserError
@@ -41,7 +42,7 @@ from fer_jax.evaluation import metrics as metrics_lib
 # Config fields that fix array shapes or the data order: a workdir's checkpoints can only be
 # resumed by a config that agrees on them.
 RESUME_KEYS = ("seed", "dataset", "model", "input.clip_frames", "input.image_size",
-               "input.modality",
+               "input.modality", "sampler",
                "input.train_clip", "train.batch_size", "optimizer.name",
                "optimizer.accumulation_steps", "schedule.name")
 
@@ -131,8 +132,18 @@ def apply_model(model, params, model_state: dict, x: jnp.ndarray, train: bool, r
 
 
 def train_step(state: TrainState, batch: dict, sums: dict, *, model, tx, config):
-    """One optimiser step on a sharded batch; adds the step's metrics to ``sums``."""
+    """One optimiser step on a sharded batch; adds the step's metrics to ``sums``.
+
+    Returns ``(state, sums, scores)``: with ``clean_video`` in the batch (a score-table
+    sampler), ``scores`` float32 ``[B]`` is the true-class logit of the un-augmented clip in
+    eval mode with the parameters before this update (clean scoring); else None.
+    """
     num_classes = config.dataset.num_classes
+    scores = None
+    if "clean_video" in batch:
+        clean, _ = apply_model(model, state.params, state.model_state,
+                               normalise(batch["clean_video"], config), train=False)
+        scores = jnp.take_along_axis(clean, batch["label"][:, None], axis=1)[:, 0]
     targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], num_classes),
                                   config.train.label_smoothing)
 
@@ -154,15 +165,36 @@ def train_step(state: TrainState, batch: dict, sums: dict, *, model, tx, config)
         "count": sums["count"] + count,
         "finite": jnp.logical_and(sums["finite"], jnp.isfinite(loss)),
     }
-    return TrainState(state.step + 1, params, model_state, opt_state, state.rng), sums
+    return TrainState(state.step + 1, params, model_state, opt_state, state.rng), sums, scores
 
 
-def eval_step(variables: dict, batch: dict, sums: dict, *, model, config):
+def full_video_logits(backbone, variables: dict, batch: dict, config) -> jnp.ndarray:
+    """Test-time pooling of the thesis (chapter 3): per-frame scores of the whole (padded)
+    video ``[B, L, C]`` from the dense ``backbone``, temporal max-pool with kernel F =
+    ``input.clip_frames`` → one score per clip start, softmax pooling over the clips that lie
+    inside the video with ``eval.pooling_gamma`` (Eq. 3.3) → ``[B, C]``."""
+    scores = backbone.apply(variables, normalise(batch["video"], config), train=False)
+    if scores.ndim != 3:
+        raise UserError(f"eval.full_video needs a dense model (per-frame scores); "
+                        f"{config.model.name} returned shape {scores.shape}")
+    clip = config.input.clip_frames
+    clips = pooling.clip_max_pool(scores, clip)  # [B, N, C]
+    last_start = jnp.maximum(batch["length"] - clip, 0)  # shorter videos: one padded clip
+    valid = jnp.arange(clips.shape[1])[None, :] <= last_start[:, None]
+    return pooling.softmax_pool(clips, config.eval.pooling_gamma, axis=1,
+                                mask=valid[:, :, None])
+
+
+def eval_step(variables: dict, batch: dict, sums: dict, *, model, backbone, config):
     """Adds masked loss, hits and confusion counts of one padded batch to ``sums``.
 
-    ``variables``: ``{'params': …, **model_state}``."""
+    ``variables``: ``{'params': …, **model_state}``. Clip batches go through ``model``;
+    full-video batches (``eval.full_video``) through ``full_video_logits``."""
     num_classes = config.dataset.num_classes
-    logits = model.apply(variables, normalise(batch["video"], config), train=False)
+    if "length" in batch:
+        logits = full_video_logits(backbone, variables, batch, config)
+    else:
+        logits = model.apply(variables, normalise(batch["video"], config), train=False)
     mask = batch["mask"].astype(jnp.float32)
     labels = jax.nn.one_hot(batch["label"], num_classes)
     loss = optax.softmax_cross_entropy(logits, labels)
@@ -179,13 +211,14 @@ def zero_train_sums() -> dict:
 
 
 # --------------------------------------------------------------------------- the run
-def build_model(config):
+def build_model(config, dense: bool = False):
     """The configured model; dense models (per-frame scores) are wrapped with
-    ``model.temporal_pooling`` (pooling.TemporalPooling) when it is set."""
+    ``model.temporal_pooling`` (pooling.TemporalPooling) when it is set, unless ``dense``
+    asks for the bare per-frame model (same variables: the wrapper shares its scope)."""
     model = models.build(config.model.name, num_classes=config.dataset.num_classes,
                          **config.model.kwargs)
     method = config.model.get("temporal_pooling")
-    if method:
+    if method and not dense:
         if method not in pooling.POOLING_METHODS:
             raise UserError(f"unknown model.temporal_pooling {method!r}; use one of "
                             f"{', '.join(pooling.POOLING_METHODS)}")
@@ -207,6 +240,7 @@ class Run:
         self.replicated = NamedSharding(self.mesh, P())
         self.data_sharding = NamedSharding(self.mesh, P("data"))
         self.model = build_model(config)
+        self.backbone = build_model(config, dense=True)
         self.class_names = None
 
     def source(self, split: str):
@@ -229,8 +263,8 @@ class Run:
     def evaluate(self, variables: dict, source) -> dict:
         """Loss and classification metrics of ``variables`` on every video of ``source``."""
         num_classes = self.config.dataset.num_classes
-        step = jax.jit(functools.partial(eval_step, model=self.model, config=self.config),
-                       donate_argnums=(2,))
+        step = jax.jit(functools.partial(eval_step, model=self.model, backbone=self.backbone,
+                                         config=self.config), donate_argnums=(2,))
         sums = jax.device_put({"loss": jnp.float32(0),
                                "confusion": jnp.zeros((num_classes, num_classes))},
                               self.replicated)
@@ -368,14 +402,23 @@ def train_and_evaluate(config, workdir: str) -> dict:
     progress = {"epoch": 0, "history": [], "best": None, "best_epoch": None,
                 "epochs_without_improvement": 0, "stopped": None, "train_sums": None}
     data_state = None
-    restored = checkpoints.restore_latest(state)
+    sampling = (ClipSampling(config, train_source, run.workdir)
+                if config.sampler.get("name") else None)
+    restored = checkpoints.restore_latest(state, sampling and sampling.state_dict())
     if restored is not None:
-        state, data_state, progress = restored
+        state, data_state, progress, sampler_state = restored
+        if sampling:
+            sampling.restore(sampler_state, progress.get("sampling_maps"), progress["epoch"])
         print(f"Resumed from step {int(state.step)} (epoch {progress['epoch'] + 1})", flush=True)
-    elif config.model.get("init_from"):
-        state = init_from_pretrained(state, config.model.init_from, tx, run.replicated)
+    else:
+        if sampling:
+            sampling.start(0)
+        if config.model.get("init_from"):
+            state = init_from_pretrained(state, config.model.init_from, tx, run.replicated)
 
-    dataset = pipeline.train_dataset(train_source, config, epochs, config.seed)
+    dataset = pipeline.train_dataset(train_source, config, epochs, config.seed,
+                                     selector=sampling and sampling.selector,
+                                     clean=bool(sampling and sampling.needs_scores))
     iterator = iter(dataset)
     if data_state is not None:
         iterator.set_state(data_state)
@@ -397,9 +440,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
         while progress["epoch"] < epochs and progress["stopped"] is None:
             epoch = progress["epoch"]
             while step < (epoch + 1) * steps_per_epoch:
-                state, sums = step_fn(state, run.shard(next(iterator)), sums)
+                batch = next(iterator)
+                state, sums, scores = step_fn(state, run.shard(batch), sums)
                 step += 1
+                if sampling:
+                    sampling.add(batch, scores, epoch)
                 if step % config.train.log_every_steps == 0:
+                    if sampling:
+                        sampling.flush(epoch)
                     host = jax.device_get(sums)
                     _check_finite(host, step, epoch, checkpoints)
                     summary = _summarise_train(host)
@@ -418,10 +466,17 @@ def train_and_evaluate(config, workdir: str) -> dict:
                     host = jax.device_get(sums)
                     _check_finite(host, step, epoch, checkpoints)
                     progress["train_sums"] = {k: np.asarray(v).item() for k, v in host.items()}
-                    checkpoints.save(step, state, iterator.get_state(), progress)
+                    if sampling:
+                        sampling.flush(epoch)
+                        progress["sampling_maps"] = sampling.history
+                    checkpoints.save(step, state, iterator.get_state(), progress,
+                                     sampling and sampling.state_dict())
 
             host = jax.device_get(sums)
             _check_finite(host, step, epoch, checkpoints)
+            if sampling:  # the epoch's last updates; workers may now draw the next epoch
+                sampling.end_epoch(epoch)
+                progress["sampling_maps"] = sampling.history
             val = run.evaluate({"params": state.params, **state.model_state}, val_source)
             if not np.isfinite(val["loss"]):
                 raise TrainingDiverged(f"non-finite validation loss after epoch {epoch + 1}; "
@@ -444,7 +499,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
             progress["final_validation"] = val
             progress["train_sums"] = None
             sums = jax.device_put(zero_train_sums(), run.replicated)
-            checkpoints.save(step, state, iterator.get_state(), progress)
+            checkpoints.save(step, state, iterator.get_state(), progress,
+                             sampling and sampling.state_dict())
             _log_epoch(writer, record, val, run.class_names)
             print(f"epoch {epoch + 1}/{epochs}: train loss {record['train']['loss']:.4f} "
                   f"acc {record['train']['accuracy']:.3f} | validation loss {val['loss']:.4f} "
@@ -472,6 +528,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
         "clips_per_second_this_session": (int(state.step) - start_step) * batch_size
                                          / max(elapsed, 1e-9),
     }
+    if sampling and is_chief:
+        maps = sampling.write_maps(run.workdir / "sampling_maps", train_source)
+        result["sampler"] = {"name": config.sampler.name, "maps": len(maps),
+                             "table_vs_intensity": sampling.intensity_correlation(train_source)}
+    if sampling:
+        sampling.close()
     if is_chief:
         (run.workdir / "metrics.json").write_text(json.dumps(result, indent=2))
     return result

@@ -5,8 +5,12 @@
 
 Every combination (seeds × values of each --set, a Cartesian product) runs as
 ``python -m fer_jax.main`` in its own workdir ``WORKDIR/<name>``, one after the other; a run
-whose workdir already has metrics.json is skipped, so an interrupted sweep resumes. At the end
-a table gives each run's best validation accuracy and the mean ± sd over seeds per setting.
+whose workdir already has metrics.json is skipped, so an interrupted sweep resumes. ``--eval``
+also evaluates each run's best checkpoint on the test split (``--mode=eval``). At the end a
+table gives each run's best validation accuracy, test accuracy, epoch of the best validation
+accuracy and, for runs with a score-table sampler on the synthetic benchmark, the Spearman
+correlation between the learned tables and the ground-truth intensity — and the mean ± sd of
+each over seeds per setting.
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (config.seed)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2",
                         help="config field and comma-separated values (repeatable)")
+    parser.add_argument("--eval", action="store_true",
+                        help="also evaluate every run on the test split")
     parser.add_argument("--extra", action="append", default=[], metavar="FLAG",
                         help="flag passed unchanged to every run, e.g. --extra=--config.train.epochs=3")
     return parser.parse_args(argv)
@@ -62,27 +68,56 @@ def main(argv=None) -> int:
             if subprocess.run(command).returncode != 0:
                 print(f"sweep: run {workdir} failed; continuing", file=sys.stderr)
                 continue
-        metrics = json.loads(metrics_path.read_text())
-        best = metrics["best_validation"] or {}
-        results.append((overrides, best.get("accuracy"), metrics["best_epoch"]))
+        eval_path = workdir / "eval_test.json"
+        if args.eval and not eval_path.exists():
+            command = [sys.executable, "-m", "fer_jax.main", f"--config={args.config}",
+                       f"--workdir={workdir}", "--mode=eval", *args.extra,
+                       *(f"--config.{k}={v}" for k, v in overrides.items())]
+            if subprocess.run(command).returncode != 0:
+                print(f"sweep: evaluation of {workdir} failed; continuing", file=sys.stderr)
+        results.append((overrides, run_metrics(workdir)))
     print(summary_table(results))
     return 0 if len(results) == len(runs) else 1
 
 
+COLUMNS = ("best val acc", "test acc", "best epoch", "table rho")
+
+
+def run_metrics(workdir: Path) -> dict[str, float | None]:
+    """The summary columns of one finished run (None where not measured)."""
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    test = workdir / "eval_test.json"
+    table = ((metrics.get("sampler") or {}).get("table_vs_intensity") or {})
+    return {"best val acc": (metrics["best_validation"] or {}).get("accuracy"),
+            "test acc": json.loads(test.read_text())["accuracy"] if test.exists() else None,
+            "best epoch": metrics["best_epoch"],
+            "table rho": table.get("spearman_mean")}
+
+
+def _cell(value, width: int) -> str:
+    return f"{'-':>{width}s}" if value is None else f"{value:>{width}.4g}"
+
+
 def summary_table(results) -> str:
-    """Per-run rows, then mean ± sd of best validation accuracy per setting (over seeds)."""
-    lines = [f"{'run':<48s} {'best val acc':>12s} {'best epoch':>10s}"]
-    groups: dict[str, list[float]] = {}
-    for overrides, accuracy, epoch in results:
-        lines.append(f"{run_name(overrides):<48s} {accuracy:>12.4f} {epoch:>10d}")
+    """Per-run rows, then mean ± sd of every column per setting (over seeds)."""
+    lines = [f"{'run':<48s}" + "".join(f"{c:>14s}" for c in COLUMNS)]
+    groups: dict[str, list[dict]] = {}
+    for overrides, values in results:
+        lines.append(f"{run_name(overrides):<48s}" + "".join(_cell(values[c], 14)
+                                                             for c in COLUMNS))
         setting = run_name({k: v for k, v in overrides.items() if k != "seed"}) or "(all)"
-        groups.setdefault(setting, []).append(accuracy)
+        groups.setdefault(setting, []).append(values)
     lines.append("")
-    lines.append(f"{'setting':<48s} {'mean':>8s} {'sd':>8s} {'runs':>5s}")
-    for setting, values in groups.items():
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        lines.append(f"{setting:<48s} {statistics.mean(values):>8.4f} {sd:>8.4f} "
-                     f"{len(values):>5d}")
+    lines.append(f"{'setting (mean ± sd over seeds)':<48s}" + "".join(f"{c:>20s}"
+                                                                       for c in COLUMNS))
+    for setting, rows in groups.items():
+        cells = []
+        for column in COLUMNS:
+            values = [r[column] for r in rows if r[column] is not None]
+            sd = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):>11.4f} ± {sd:<6.4f}" if values
+                         else f"{'-':>20s}")
+        lines.append(f"{setting:<48s}" + "".join(cells) + f"  ({len(rows)} runs)")
     return "\n".join(lines)
 
 

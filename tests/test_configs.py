@@ -41,9 +41,10 @@ def test_full_size_model_builds(name):
         _load(name, "nope")
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", CONFIGS + ["vgg16_3d_afew:softmax"])
 def test_smoke_config_trains_and_evaluates(name, tmp_path):
-    config = _load(name, "smoke")
+    name, _, variant = name.partition(":")
+    config = _load(name, ",".join(filter(None, [variant, "smoke"])))
     assert config.dataset.name == "synthetic"
     config.train.epochs = 1
     result = train.train_and_evaluate(config, str(tmp_path))

@@ -33,6 +33,7 @@ class CountingSource:
 def _config(batch_size=4, augment=False, clip="random", workers=0):
     config = ml_collections.ConfigDict()
     config.train = dict(batch_size=batch_size)
+    config.eval = dict(full_video=False, max_frames=0)
     flip = 0.5 if augment else 0.0
     config.input = dict(clip_frames=4, train_clip=clip, eval_clip="centre", image_size=16,
                         num_workers=workers,

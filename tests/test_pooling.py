@@ -83,3 +83,13 @@ def test_wrapper_rejects_clip_level_backbones():
 
     with pytest.raises(ValueError, match="dense=True"):
         pooling.TemporalPooling(Clip()).init(jax.random.PRNGKey(0), jnp.ones((1, 2, 2, 2, 3)))
+
+
+def test_masked_softmax_pool_ignores_masked_clips():
+    mask = jnp.arange(10)[None, :, None] < jnp.array([3, 7, 10])[:, None, None]  # [B, N, 1]
+    pooled = pooling.softmax_pool(SCORES, 2.0, axis=1, mask=mask)
+    for b, n in enumerate((3, 7, 10)):
+        np.testing.assert_allclose(pooled[b], pooling.softmax_pool(SCORES[b:b + 1, :n], 2.0,
+                                                                   axis=1)[0], rtol=1e-6)
+    np.testing.assert_allclose(pooling.softmax_pool(SCORES, 1e6, axis=1, mask=mask)[0],
+                               SCORES[0, :3].max(0), rtol=1e-6)

@@ -17,7 +17,11 @@ Elements are dicts of NumPy arrays: ``video`` (the model input, by ``input.modal
 ``rgb`` uint8 ``[B, F, S, S, 3]``, ``gray`` uint8 ``[B, F, S, S, 1]`` (ITU-R BT.601 luma),
 ``landmarks`` float32 ``[B, F, 68, 2]`` (x, y divided by S, so the face crop spans [0, 1]);
 normalisation happens on the accelerator), ``label`` int32 ``[B]``, ``index`` int32 ``[B]``
-(video index), ``mask`` bool ``[B]`` (True for real examples).
+(video index), ``mask`` bool ``[B]`` (True for real examples). Training batches also hold
+``start`` int32 ``[B]`` (first frame of the clip) and, with a score-table sampler,
+``clean_video`` (the same clip without augmentation, for clean scoring). With
+``eval.full_video`` evaluation batches hold every frame, padded to ``eval.max_frames``, and
+``length`` int32 ``[B]``.
 
 Clip selectors are callables ``(video_index, epoch, length, rng) → int frame indices [F]``;
 the stochastic softmax sampler plugs in here. They must be picklable (Grain workers).
@@ -71,7 +75,7 @@ class RandomClip:
 
     def __call__(self, video_index, epoch, length, rng):
         start = int(rng.integers(0, max(length - self.num_frames, 0) + 1))
-        return np.minimum(start + np.arange(self.num_frames), length - 1).astype(np.int32)
+        return clip_at(start, self.num_frames, length)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,8 +85,30 @@ class CentreClip:
     num_frames: int
 
     def __call__(self, video_index, epoch, length, rng):
-        start = max(length - self.num_frames, 0) // 2
-        return np.minimum(start + np.arange(self.num_frames), length - 1).astype(np.int32)
+        return clip_at(max(length - self.num_frames, 0) // 2, self.num_frames, length)
+
+
+def clip_at(start: int, num_frames: int, length: int) -> np.ndarray:
+    """Frame indices of the clip starting at ``start``; short videos repeat their last frame."""
+    return np.minimum(start + np.arange(num_frames), length - 1).astype(np.int32)
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerClip:
+    """Clip start drawn by a score-table sampler (fer_jax.sampling; seed 001, chapter 3).
+
+    Picklable into Grain workers: the sampler's table is shared memory, and a draw for
+    ``epoch`` waits until the training loop has published that epoch's table (all updates
+    of the previous epoch applied), so draws are a deterministic function of the seed, the
+    epoch, the video and the table, however far the workers prefetch.
+    """
+
+    sampler: object
+    num_frames: int
+
+    def __call__(self, video_index, epoch, length, rng):
+        self.sampler.table.wait_published(epoch)
+        return clip_at(self.sampler.sample(video_index, epoch), self.num_frames, length)
 
 
 CLIP_SELECTORS = {"evenly_spaced": EvenlySpaced, "random": RandomClip, "centre": CentreClip}
@@ -138,6 +164,7 @@ class _TrainElement:
     seed: int
     epoch_size: int
     modality: str = "rgb"
+    clean: bool = False  # also return the un-augmented clip (clean scoring of the sampler)
 
     def __post_init__(self):
         self._cached = (-1, None)  # (epoch, permutation), replaced atomically (threads)
@@ -159,10 +186,14 @@ class _TrainElement:
         example = self.source.load(video, frames)
         height, width = example["frames"].shape[1:3]
         params = augment.draw_params(rng, self.augment_config, height, width, self.image_size)
-        example = augment.apply(example, params, self.image_size)
-        return {"video": model_input(example, self.modality, self.image_size),
-                "label": np.int32(example["label"]),
-                "index": np.int32(video), "mask": np.bool_(True)}
+        out = {"video": model_input(augment.apply(example, params, self.image_size),
+                                    self.modality, self.image_size),
+               "label": np.int32(example["label"]), "index": np.int32(video),
+               "start": np.int32(frames[0]), "mask": np.bool_(True)}
+        if self.clean:
+            out["clean_video"] = model_input(_resized(example, self.image_size), self.modality,
+                                             self.image_size)
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,17 +209,45 @@ class _EvalElement:
         rng = np.random.default_rng(video)  # only used by random selectors
         example = self.source.load(video, self.selector(video, 0, self.source.num_frames(video),
                                                         rng))
-        height, width = example["frames"].shape[1:3]
-        if (height, width) != (self.image_size, self.image_size):
-            params = augment.identity_params(height, width, self.image_size)
-            example = {**example,
-                       "frames": augment.warp_frames(example["frames"], params.matrix,
-                                                     self.image_size)}
-            if "landmarks" in example:
-                example["landmarks"] = augment.warp_landmarks(example["landmarks"], params)
-        return {"video": model_input(example, self.modality, self.image_size),
+        return {"video": model_input(_resized(example, self.image_size), self.modality,
+                                     self.image_size),
                 "label": np.int32(example["label"]),
                 "index": np.int32(video), "mask": np.bool_(True)}
+
+
+@dataclasses.dataclass(frozen=True)
+class _FullVideoElement:
+    """Video index → every frame, un-augmented, padded to ``max_frames`` by repeating the last
+    frame; ``length`` tells the real frame count (test-time pooling over all clips)."""
+
+    source: VideoSource
+    image_size: int
+    max_frames: int
+    modality: str = "rgb"
+
+    def __call__(self, video: int) -> dict:
+        length = self.source.num_frames(video)
+        if length > self.max_frames:
+            raise UserError(f"video {video} has {length} frames, more than "
+                            f"eval.max_frames={self.max_frames}; raise it")
+        example = self.source.load(video, clip_at(0, self.max_frames, length))
+        return {"video": model_input(_resized(example, self.image_size), self.modality,
+                                     self.image_size),
+                "label": np.int32(example["label"]), "index": np.int32(video),
+                "length": np.int32(length), "mask": np.bool_(True)}
+
+
+def _resized(example: dict, image_size: int) -> dict:
+    """The clip dict with frames (and landmarks) warped to ``image_size``, no augmentation."""
+    height, width = example["frames"].shape[1:3]
+    if (height, width) == (image_size, image_size):
+        return example
+    params = augment.identity_params(height, width, image_size)
+    out = {**example, "frames": augment.warp_frames(example["frames"], params.matrix,
+                                                    image_size)}
+    if "landmarks" in example:
+        out["landmarks"] = augment.warp_landmarks(example["landmarks"], params)
+    return out
 
 
 # --------------------------------------------------------------------------- datasets
@@ -211,11 +270,13 @@ def steps_per_epoch(num_videos: int, batch_size: int) -> int:
 
 
 def train_dataset(source: VideoSource, config, num_epochs: int, seed: int,
-                  selector: ClipSelector | None = None) -> grain.IterDataset:
+                  selector: ClipSelector | None = None, clean: bool = False
+                  ) -> grain.IterDataset:
     """Batched training clips for ``num_epochs`` epochs (see module docstring).
 
     ``config`` is the experiment config (``input.*``, ``train.batch_size``). ``selector``
-    overrides ``input.train_clip`` (e.g. with a score-table sampler).
+    overrides ``input.train_clip`` (e.g. with a score-table sampler); ``clean`` adds the
+    un-augmented clip as ``clean_video``.
     """
     batch_size = config.train.batch_size
     epoch_size = steps_per_epoch(len(source), batch_size) * batch_size
@@ -223,7 +284,8 @@ def train_dataset(source: VideoSource, config, num_epochs: int, seed: int,
         selector = clip_selector(config.input.train_clip, config.input.clip_frames)
     input_shape(config)  # validates input.modality
     element = _TrainElement(source, selector, config.input.augment, config.input.image_size,
-                            seed, epoch_size, config.input.get("modality", "rgb"))
+                            seed, epoch_size, config.input.get("modality", "rgb"),
+                            clean=clean)
     dataset = grain.MapDataset.range(num_epochs * epoch_size).map(element)
     return _to_iter(dataset.batch(batch_size, drop_remainder=True), config.input.num_workers)
 
@@ -231,9 +293,13 @@ def train_dataset(source: VideoSource, config, num_epochs: int, seed: int,
 def eval_dataset(source: VideoSource, config) -> grain.IterDataset:
     """Every video of ``source`` once, in order, in batches of ``train.batch_size`` (the last
     one smaller; ``pad_batch`` fills it)."""
-    selector = clip_selector(config.input.eval_clip, config.input.clip_frames)
-    element = _EvalElement(source, selector, config.input.image_size,
-                           config.input.get("modality", "rgb"))
+    modality = config.input.get("modality", "rgb")
+    if config.eval.get("full_video"):
+        element = _FullVideoElement(source, config.input.image_size, config.eval.max_frames,
+                                    modality)
+    else:
+        selector = clip_selector(config.input.eval_clip, config.input.clip_frames)
+        element = _EvalElement(source, selector, config.input.image_size, modality)
     dataset = grain.MapDataset.range(len(source)).map(element)
     return _to_iter(dataset.batch(config.train.batch_size), num_workers=0)
 

@@ -61,18 +61,24 @@ def clip_max_pool(scores: jnp.ndarray, clip_length: int) -> jnp.ndarray:
                                  (1, 1, 1), "VALID")
 
 
-def softmax_pool(clip_scores: jnp.ndarray, gamma: float | jnp.ndarray,
-                 axis: int = -2) -> jnp.ndarray:
+def softmax_pool(clip_scores: jnp.ndarray, gamma: float | jnp.ndarray, axis: int = -2,
+                 mask: jnp.ndarray | None = None) -> jnp.ndarray:
     """Softmax pooling (Eq. 3.3) over ``axis``, independently per class:
     f = Σ_n softmax_n(γ s_n) s_n. ``clip_scores [..., N, C] → [..., C]`` for the default axis.
 
     ``gamma`` is a scalar or broadcasts against the pooled result (one β per class in Eq. 2.1).
-    γ = 0 gives the average, a large γ (e.g. 1e6) the maximum.
+    γ = 0 gives the average, a large γ (e.g. 1e6) the maximum. ``mask`` (bool, broadcasting
+    against ``clip_scores``) leaves out clips, e.g. those past the end of a padded video; at
+    least one clip per pooled slice must be kept.
     """
     gamma = jnp.asarray(gamma, clip_scores.dtype)
     if gamma.ndim:  # align with the result, whose axes are the non-pooled ones
         gamma = jnp.expand_dims(gamma, axis % clip_scores.ndim - clip_scores.ndim)
-    weights = jax.nn.softmax(gamma * clip_scores, axis=axis)
+    logits = gamma * clip_scores
+    if mask is not None:
+        logits = jnp.where(mask, logits, -jnp.inf)
+        clip_scores = jnp.where(mask, clip_scores, 0.0)
+    weights = jax.nn.softmax(logits, axis=axis)
     return (weights * clip_scores).sum(axis=axis)
 
 

@@ -1,0 +1,159 @@
+"""Score-table clip sampling inside a training run (seed 001, chapter 3).
+
+``ClipSampling`` connects ``fer_jax.sampling`` to the training loop:
+
+* one ``ScoreTable`` row of N = L − F + 1 clip scores per training video (N = 1 for videos
+  shorter than F, which the pipeline pads to F frames), in shared memory, read by the Grain
+  workers through ``pipeline.SamplerClip``;
+* the jit'ed train step scores the un-augmented clip (eval mode, parameters before the update)
+  and returns the true-class logit per example; the loop hands these device arrays to ``add``
+  without waiting for them, and ``flush`` applies them to the table on the host (at log points,
+  checkpoints and epoch ends, where the loop synchronises anyway);
+* ``end_epoch`` applies the epoch's last updates and publishes the table for the next epoch,
+  which is what the workers wait for before drawing, so draws do not depend on prefetching;
+* the sampler state goes into every checkpoint, the sampling-map history into ``progress``;
+* at the end: sampling maps (PNG per tracked video) and, when the dataset has per-frame
+  ground truth (the synthetic benchmark), the Spearman correlation between each learned table
+  row and the ground-truth expression intensity of the clips.
+
+Multi-host: every process applies the updates of the examples it loaded, i.e. owns the table
+rows of the videos it reads.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+from scipy import stats
+
+from fer_jax import sampling
+from fer_jax.data import pipeline
+from fer_jax.viz import sampling_maps
+
+
+def _local(values: jax.Array) -> np.ndarray:
+    """This process's rows of a batch-sharded array, in batch order (no cross-host gather)."""
+    if values.is_fully_addressable:
+        return np.asarray(values)
+    shards = sorted(values.addressable_shards, key=lambda s: s.index[0].start or 0)
+    return np.concatenate([np.asarray(s.data) for s in shards])
+
+
+class ClipSampling:
+    """The clip sampler of one training run; see the module docstring."""
+
+    def __init__(self, config, source, workdir: Path):
+        c, clip = config.sampler, config.input.clip_frames
+        lengths = np.array([source.num_frames(v) for v in range(len(source))], np.int64)
+        # The table file lives in the workdir, one folder per process; files left there by a
+        # killed run of this workdir are stale and removed.
+        directory = Path(workdir) / "sampler" / f"process_{jax.process_index()}"
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("fer_jax_scores_*.bin"):
+            stale.unlink()
+        self.table = sampling.ScoreTable(np.maximum(lengths - clip + 1, 1),
+                                         directory=directory)
+        kwargs = dict(seed=config.seed)
+        if c.name in ("stochastic_softmax", "reinforce"):
+            kwargs.update(gamma=c.gamma, warmup_epochs=c.warmup_epochs)
+        if c.name == "stochastic_softmax":
+            kwargs.update(exploration_epochs=c.exploration_epochs, radius=c.radius or clip)
+        if c.name == "reinforce":
+            kwargs.update(learning_rate=c.learning_rate, baseline_momentum=c.baseline_momentum)
+        self.sampler = sampling.make_sampler(c.name, self.table, **kwargs)
+        self.needs_scores = c.name != "uniform"
+        self.selector = pipeline.SamplerClip(self.sampler, clip)
+        self.clip_frames = clip
+        self.tracked = list(range(min(c.map_videos, len(source))))
+        self.history = {str(v): {"epochs": [], "starts": [], "phases": [], "rows": []}
+                        for v in self.tracked}  # rows: one per finished epoch
+        self.pending: list[tuple[np.ndarray, np.ndarray, jax.Array]] = []
+
+    # ------------------------------------------------------------------ the step loop
+    def start(self, epoch: int) -> None:
+        """Lets the workers draw for ``epoch`` (a fresh run: 0; a resumed one: its epoch)."""
+        self.sampler.begin_epoch(epoch)
+        self.table.publish(epoch)
+
+    def add(self, batch: dict, scores: jax.Array | None, epoch: int) -> None:
+        """Queues one step's table updates; ``batch`` is the host batch, ``scores`` the step's
+        true-class clean logits (a device array, not waited for)."""
+        for v, start in zip(batch["index"], batch["start"]):
+            if str(v) in self.history:
+                record = self.history[str(v)]
+                record["epochs"].append(epoch)
+                record["starts"].append(int(start))
+                record["phases"].append(self.sampler.phase(epoch))
+        if scores is not None:
+            self.pending.append((batch["index"], batch["start"], scores))
+
+    def flush(self, epoch: int) -> None:
+        """Applies the queued updates on the host (waits for their steps to finish)."""
+        for index, start, scores in self.pending:
+            self.sampler.update_batch(index, start, _local(scores), epoch)
+        self.pending.clear()
+
+    def end_epoch(self, epoch: int) -> None:
+        """Applies the epoch's updates, snapshots tracked rows, publishes epoch + 1."""
+        self.flush(epoch)
+        for v in self.tracked:
+            self.history[str(v)]["rows"].append(self.table.row(v).tolist())
+        self.start(epoch + 1)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        if self.pending:
+            raise RuntimeError("flush the pending table updates before checkpointing")
+        return self.sampler.state_dict()
+
+    def restore(self, state: dict, history: dict | None, epoch: int) -> None:
+        self.sampler.load_state_dict({k: np.asarray(v) for k, v in state.items()})
+        if history is not None:
+            self.history = history
+        self.start(epoch)
+
+    def close(self) -> None:
+        self.table.close()
+
+    # ------------------------------------------------------------------ results
+    def write_maps(self, directory: Path, source) -> list[Path]:
+        """One sampling-map PNG per tracked video (thesis Figs 3.2–3.9)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for v in self.tracked:
+            record = self.history[str(v)]
+            if not record["starts"]:
+                continue
+            truth = source.ground_truth(v) if hasattr(source, "ground_truth") else {}
+            # A video left out of an epoch (the dropped N mod B) has no start there.
+            rows = [record["rows"][e] for e in record["epochs"] if e < len(record["rows"])]
+            paths.append(sampling_maps.plot_sampling_map(
+                directory / f"video_{v:05d}.png", np.asarray(record["starts"]),
+                record["phases"], self.clip_frames,
+                table_rows=np.asarray(rows) if rows else None,
+                intensity=truth.get("intensity"),
+                title=f"training video {v}, class {truth.get('label', '?')}"))
+        return paths
+
+    def intensity_correlation(self, source) -> dict | None:
+        """Spearman ρ between every table row and the ground-truth mean intensity of each
+        clip, over the expressive videos (some intensity variation, N ≥ 3), and the fraction
+        whose highest-scored clip is a most intense one; None without per-frame ground
+        truth."""
+        if not hasattr(source, "ground_truth"):
+            return None
+        rhos, hits = [], []
+        window = np.ones(self.clip_frames) / self.clip_frames
+        for v in range(self.table.num_videos):
+            row = np.asarray(self.table.row(v), np.float64)
+            intensity = source.ground_truth(v)["intensity"]
+            if len(row) < 3 or np.ptp(intensity) == 0 or np.ptp(row) == 0:
+                continue
+            clip_intensity = np.convolve(intensity, window, mode="valid")[:len(row)]
+            rhos.append(stats.spearmanr(row, clip_intensity).statistic)
+            hits.append(clip_intensity[np.argmax(row)] >= clip_intensity.max() - 1e-6)
+        if not rhos:  # still in warm-up: the table has not been written
+            return {"videos": 0}
+        return {"spearman_mean": float(np.mean(rhos)), "spearman_sd": float(np.std(rhos)),
+                "videos": len(rhos), "argmax_at_peak_fraction": float(np.mean(hits))}
