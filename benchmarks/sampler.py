@@ -8,7 +8,8 @@ exploitation phase at N = 500 clip positions (median over ``--calls`` calls; tar
 (b) table bytes per clip position at a mean N of 100, (c) for a table of ``--videos`` videos
 with N uniform in [1, 199]: seconds to build it, to draw one clip for every video
 (``sample_many``), to update every video (``update_batch`` in batches of ``--batch``), to
-``state_dict()``, to save that with ``np.savez`` and to load it back, and the peak RSS.
+``state_dict()``, to save that as an Orbax checkpoint item (as the training loop does) and
+to restore it, and the peak RSS.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import orbax.checkpoint as ocp
 
 from fer_jax.sampling import ScoreTable, StochasticSoftmaxSampler
 
@@ -81,24 +83,25 @@ def main() -> None:
     updates, _ = _seconds(update_all)
     state_time, state = _seconds(sampler.state_dict)
     with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "sampler.npz"
-        save, _ = _seconds(lambda: np.savez(path, **state))
-        size = path.stat().st_size
+        path = Path(directory) / "sampler"  # an Orbax item, as in the training checkpoints
+        checkpointer = ocp.StandardCheckpointer()
 
-        def load():
-            with np.load(path) as saved:
-                return {k: saved[k] for k in saved.files}
+        def save():
+            checkpointer.save(path, state)
+            checkpointer.wait_until_finished()
 
-        load_time, loaded = _seconds(load)
-    assert np.array_equal(loaded["scores"], state["scores"])
+        save_time, _ = _seconds(save)
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        load_time, loaded = _seconds(lambda: checkpointer.restore(path, state))
+    assert np.array_equal(np.asarray(loaded["scores"]), state["scores"])
     millions = f"{args.videos / 1e6:g}M videos, {counts.sum() / 1e6:.1f}M positions"
     rows += [(f"build table ({millions})", f"{build:.2f} s ({table.nbytes / 2**20:.0f} MiB "
               f"in {Path(table.path).parent})"),
              ("draw one clip per video (sample_many)", f"{draw:.2f} s"),
              (f"update every video (update_batch, B={args.batch})", f"{updates:.2f} s"),
              ("state_dict()", f"{state_time:.2f} s"),
-             ("np.savez", f"{save:.2f} s ({size / 2**20:.0f} MiB)"),
-             ("np.load", f"{load_time:.2f} s"),
+             ("Orbax checkpoint save", f"{save_time:.2f} s ({size / 2**20:.0f} MiB)"),
+             ("Orbax checkpoint restore", f"{load_time:.2f} s"),
              ("peak RSS", f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} "
               f"MiB")]
     table.close()

@@ -3,8 +3,8 @@
 ``ClipSampling`` connects ``fer_jax.sampling`` to the training loop:
 
 * one ``ScoreTable`` row of N = L − F + 1 clip scores per training video (N = 1 for videos
-  shorter than F, which the pipeline pads to F frames), in shared memory, read by the Grain
-  workers through ``pipeline.SamplerClip``;
+  shorter than F, which the pipeline pads to F frames), memory-mapped from a file in
+  ``WORKDIR/sampler/process_<i>/`` that the Grain workers map too (``pipeline.SamplerClip``);
 * the jit'ed train step scores the un-augmented clip (eval mode, parameters before the update)
   and returns the true-class logit per example; the loop hands these device arrays to ``add``
   without waiting for them, and ``flush`` applies them to the table on the host (at log points,
