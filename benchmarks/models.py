@@ -62,8 +62,10 @@ def _timed(fn, steps: int) -> float:
 
 
 def jax_phases(model, x: np.ndarray, num_classes: int, steps: int,
-               phases=("forward", "forward+backward", "train step")) -> dict[str, float]:
-    """Seconds per batch of each phase for a Flax model."""
+               phases=("forward", "forward+backward", "train step"),
+               count_flops: bool = False) -> tuple[dict[str, float], dict[str, float]]:
+    """Seconds per batch of each phase for a Flax model, and (with ``count_flops``) the
+    FLOPs of each phase according to XLA's cost analysis."""
     x = jnp.asarray(x)
     labels = jnp.arange(len(x)) % num_classes
     variables = dict(model.init(jax.random.PRNGKey(0), x, train=False))
@@ -94,14 +96,16 @@ def jax_phases(model, x: np.ndarray, num_classes: int, steps: int,
     fns = {"forward": lambda: forward(state[0], state[1]).block_until_ready(),
            "forward+backward": lambda: jax.block_until_ready(grad(state[0], state[1])),
            "train step": run_step}
-    flops = {"forward": forward, "forward+backward": grad, "train step": step}
     seconds = {name: _timed(fns[name], steps) for name in phases}
-    return seconds, {name: _flops(flops[name], state) for name in phases}
+    if not count_flops:
+        return seconds, {}
+    calls = {"forward": (forward, state[:2]), "forward+backward": (grad, state[:2]),
+             "train step": (step, state)}
+    return seconds, {name: _flops(*calls[name]) for name in phases}
 
 
-def _flops(jitted, state) -> float:
-    """FLOPs of one call according to XLA's cost analysis (0 if unavailable)."""
-    args = state[:2] if jitted.__name__ != "step" else state
+def _flops(jitted, args) -> float:
+    """FLOPs of one call of ``jitted`` on ``args`` per XLA's cost analysis (0 if unknown)."""
     cost = jitted.lower(*args).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     return float((cost or {}).get("flops", 0.0))
@@ -149,7 +153,7 @@ def compare_timesformer(preset: str, batch: int, steps: int, num_classes: int) -
     shape = (batch, hf["num_frames"], hf["image_size"], hf["image_size"], 3)
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     model = models.build("timesformer", num_classes=num_classes, **_timesformer_kwargs(hf))
-    ours, flops = jax_phases(model, x, num_classes, steps)
+    ours, flops = jax_phases(model, x, num_classes, steps, count_flops=True)
     theirs = torch_phases(hf, x, steps)
     print(f"\nTimeSformer '{preset}' ({hf['hidden_size']} wide, {hf['num_hidden_layers']} "
           f"layers, {hf['num_frames']}x{hf['image_size']}), batch {batch}, float32, "

@@ -16,6 +16,7 @@ the next older one is used instead; both events are logged.
 """
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,11 @@ def _manager(directory: Path, keep: int, items) -> ocp.CheckpointManager:
                                  item_handlers={k: _HANDLERS[k]() for k in items})
 
 
+def _snapshot(item: dict) -> dict:
+    """A deep, JSON-only copy of ``item``."""
+    return json.loads(json.dumps(item))
+
+
 def _abstract(tree: Any) -> Any:
     """ShapeDtypeStructs (with shardings) describing ``tree``, the restore target."""
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
@@ -53,9 +59,13 @@ class Checkpoints:
     def save(self, step: int, state: Any, data_state: dict, progress: dict,
              sampler: dict | None = None) -> None:
         """Saves a resumable checkpoint at ``step`` (asynchronously); ``sampler`` is the clip
-        sampler's ``state_dict()`` (NumPy arrays) when there is one."""
-        items = dict(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
-                     progress=ocp.args.JsonSave(progress))
+        sampler's ``state_dict()`` (NumPy arrays) when there is one.
+
+        The JSON items are serialised in a background thread, so they are snapshotted here:
+        the caller may go on mutating ``progress`` at once."""
+        items = dict(state=ocp.args.StandardSave(state),
+                     data=ocp.args.JsonSave(_snapshot(data_state)),
+                     progress=ocp.args.JsonSave(_snapshot(progress)))
         if sampler is not None:
             items["sampler"] = ocp.args.StandardSave(sampler)
         self.latest.save(step, args=ocp.args.Composite(**items))

@@ -66,7 +66,7 @@ class ClipSampling:
         self.selector = pipeline.SamplerClip(self.sampler, clip)
         self.clip_frames = clip
         self.tracked = list(range(min(c.map_videos, len(source))))
-        self.history = {str(v): {"epochs": [], "starts": [], "phases": [], "rows": []}
+        self.history = {str(v): {"epochs": [], "starts": [], "rows": []}
                         for v in self.tracked}  # rows: one per finished epoch
         self.pending: list[tuple[np.ndarray, np.ndarray, jax.Array]] = []
 
@@ -84,7 +84,6 @@ class ClipSampling:
                 record = self.history[str(v)]
                 record["epochs"].append(epoch)
                 record["starts"].append(int(start))
-                record["phases"].append(self.sampler.phase(epoch))
         if scores is not None:
             self.pending.append((batch["index"], batch["start"], scores))
 
@@ -130,7 +129,7 @@ class ClipSampling:
             rows = [record["rows"][e] for e in record["epochs"] if e < len(record["rows"])]
             paths.append(sampling_maps.plot_sampling_map(
                 directory / f"video_{v:05d}.png", np.asarray(record["starts"]),
-                record["phases"], self.clip_frames,
+                [self.sampler.phase(e) for e in record["epochs"]], self.clip_frames,
                 table_rows=np.asarray(rows) if rows else None,
                 intensity=truth.get("intensity"),
                 title=f"training video {v}, class {truth.get('label', '?')}"))

@@ -415,6 +415,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
             sampling.start(0)
         if config.model.get("init_from"):
             state = init_from_pretrained(state, config.model.init_from, tx, run.replicated)
+    if sampling:  # the same dict: saved with every checkpoint's progress
+        progress["sampling_maps"] = sampling.history
 
     dataset = pipeline.train_dataset(train_source, config, epochs, config.seed,
                                      selector=sampling and sampling.selector,
@@ -468,7 +470,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
                     progress["train_sums"] = {k: np.asarray(v).item() for k, v in host.items()}
                     if sampling:
                         sampling.flush(epoch)
-                        progress["sampling_maps"] = sampling.history
                     checkpoints.save(step, state, iterator.get_state(), progress,
                                      sampling and sampling.state_dict())
 
@@ -476,7 +477,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
             _check_finite(host, step, epoch, checkpoints)
             if sampling:  # the epoch's last updates; workers may now draw the next epoch
                 sampling.end_epoch(epoch)
-                progress["sampling_maps"] = sampling.history
             val = run.evaluate({"params": state.params, **state.model_state}, val_source)
             if not np.isfinite(val["loss"]):
                 raise TrainingDiverged(f"non-finite validation loss after epoch {epoch + 1}; "

@@ -23,6 +23,9 @@ _FLIP_68 = np.array(
 )
 
 
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601 RGB → luma weights
+
+
 @dataclasses.dataclass(frozen=True)
 class AugmentParams:
     """One video's augmentation: a 2×3 affine ``matrix`` (input → output pixels) and colour
@@ -87,9 +90,9 @@ def jitter_colour(frames: np.ndarray, params: AugmentParams) -> np.ndarray:
     if (params.brightness, params.contrast, params.saturation, params.hue) == (1, 1, 1, 0):
         return frames
     x = frames.astype(np.float32) * params.brightness
-    grey = x @ np.array([0.299, 0.587, 0.114], np.float32)
+    grey = x @ LUMA
     x = (x - grey.mean()) * params.contrast + grey.mean()
-    grey = (x @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    grey = (x @ LUMA)[..., None]
     x = grey + (x - grey) * params.saturation
     if params.hue:
         x = _rotate_hue(x, params.hue)

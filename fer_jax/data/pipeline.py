@@ -124,7 +124,6 @@ def clip_selector(name: str, num_frames: int) -> ClipSelector:
 
 # --------------------------------------------------------------------------- model inputs
 MODALITIES = ("rgb", "gray", "landmarks")
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def input_shape(config) -> tuple[int, ...]:
@@ -144,7 +143,7 @@ def model_input(example: dict, modality: str, image_size: int) -> np.ndarray:
     if modality == "rgb":
         return example["frames"]
     if modality == "gray":
-        luma = example["frames"].astype(np.float32) @ _LUMA
+        luma = example["frames"].astype(np.float32) @ augment.LUMA
         return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[..., None]
     if "landmarks" not in example:
         raise UserError("input.modality='landmarks' needs a dataset with per-frame landmarks "
@@ -238,16 +237,12 @@ class _FullVideoElement:
 
 
 def _resized(example: dict, image_size: int) -> dict:
-    """The clip dict with frames (and landmarks) warped to ``image_size``, no augmentation."""
+    """The clip dict resized to ``image_size`` (frames, landmarks, AU masks), no augmentation."""
     height, width = example["frames"].shape[1:3]
     if (height, width) == (image_size, image_size):
         return example
-    params = augment.identity_params(height, width, image_size)
-    out = {**example, "frames": augment.warp_frames(example["frames"], params.matrix,
-                                                    image_size)}
-    if "landmarks" in example:
-        out["landmarks"] = augment.warp_landmarks(example["landmarks"], params)
-    return out
+    return augment.apply(example, augment.identity_params(height, width, image_size),
+                         image_size)
 
 
 # --------------------------------------------------------------------------- datasets

@@ -14,9 +14,9 @@ import jax
 import jax.numpy as jnp
 
 from fer_jax import models
-from fer_jax.errors import UserError
 from fer_jax.models.cnn3d import VGG16_STAGES, FrameHead
-from fer_jax.models.convert.common import KeyTracker, conv_kernel, dense_kernel, nest, to_numpy
+from fer_jax.models.convert.common import (KeyTracker, check_shapes, conv_kernel, dense_kernel,
+                                           nest, to_numpy)
 from fer_jax.models.inflate import inflate_2d_to_3d
 
 # Indices of the 13 convolutions in torchvision's ``vgg16().features`` (ReLUs and pools between).
@@ -30,20 +30,6 @@ def _abstract_variables(module: nn.Module, in_channels: int) -> dict:
     """The module's variables as ShapeDtypeStructs (no computation)."""
     x = jax.ShapeDtypeStruct((1, 16, 32, 32, in_channels), jnp.float32)
     return jax.eval_shape(module.init, jax.random.PRNGKey(0), x)
-
-
-def _check_shapes(variables: dict, expected: dict, source: str) -> None:
-    """Raises UserError unless ``variables`` has exactly the shapes of ``expected``."""
-    got = jax.tree.map(lambda a: a.shape, variables)
-    want = jax.tree.map(lambda a: a.shape, expected)
-    if got != want:
-        got_flat = dict(jax.tree_util.tree_flatten_with_path(got)[0])
-        want_flat = dict(jax.tree_util.tree_flatten_with_path(want)[0])
-        diff = [f"{jax.tree_util.keystr(k)}: {got_flat.get(k)} vs {want_flat.get(k)}"
-                for k in sorted(set(got_flat) | set(want_flat), key=str)
-                if got_flat.get(k) != want_flat.get(k)]
-        raise UserError(f"converted {source} weights do not fit the model settings "
-                        f"(checkpoint vs model: {'; '.join(diff[:3])})")
 
 
 def vgg16_3d_from_torchvision(state_dict: Mapping, num_classes: int, time_kernel: int = 3,
@@ -82,8 +68,8 @@ def vgg16_3d_from_torchvision(state_dict: Mapping, num_classes: int, time_kernel
     params = inflate_2d_to_3d(params_2d, time_kernel)
     in_channels = params_2d["conv1_1"]["conv"]["kernel"].shape[2]
     expected = _abstract_variables(module, in_channels)["params"]
-    _check_shapes(params, {k: v for k, v in expected.items() if k != "head"},
-                  "torchvision VGG-16")
+    check_shapes(params, {k: v for k, v in expected.items() if k != "head"},
+                 "torchvision VGG-16")
     head = FrameHead(module.head_dim, num_classes, module.head_dropout, module.dtype)
     params["head"] = head.init(jax.random.PRNGKey(seed), jnp.zeros((1, fc_dim)),
                                train=False)["params"]
@@ -146,5 +132,5 @@ def i3d_from_pytorch(state_dict: Mapping, num_classes: int | None = None, seed: 
         variables["params"]["conv3d_0c_1x1"] = logits.init(
             jax.random.PRNGKey(seed), jnp.zeros((1, 1, 1, 1, features)))["params"]
     variables = jax.tree.map(jnp.asarray, variables)
-    _check_shapes(variables, abstract, "kinetics_i3d_pytorch I3D")
+    check_shapes(variables, abstract, "kinetics_i3d_pytorch I3D")
     return module, variables

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import jax
 import numpy as np
 
 from fer_jax.errors import UserError
@@ -33,6 +34,20 @@ def conv_kernel(weight: np.ndarray) -> np.ndarray:
 def dense_kernel(weight: np.ndarray) -> np.ndarray:
     """PyTorch linear weight ``[out, in]`` → Flax ``[in, out]``."""
     return weight.T
+
+
+def check_shapes(variables: dict, expected: dict, source: str) -> None:
+    """Raises UserError unless ``variables`` has exactly the shapes of ``expected``."""
+    got = jax.tree.map(lambda a: a.shape, variables)
+    want = jax.tree.map(lambda a: a.shape, expected)
+    if got != want:
+        got_flat = dict(jax.tree_util.tree_flatten_with_path(got)[0])
+        want_flat = dict(jax.tree_util.tree_flatten_with_path(want)[0])
+        diff = [f"{jax.tree_util.keystr(k)}: {got_flat.get(k)} vs {want_flat.get(k)}"
+                for k in sorted(set(got_flat) | set(want_flat), key=str)
+                if got_flat.get(k) != want_flat.get(k)]
+        raise UserError(f"converted {source} weights do not fit the model settings "
+                        f"(checkpoint vs model: {'; '.join(diff[:3])})")
 
 
 def nest(flat: Mapping[str, np.ndarray]) -> dict:

@@ -24,7 +24,8 @@ import numpy as np
 
 from fer_jax import models
 from fer_jax.errors import UserError
-from fer_jax.models.convert.common import KeyTracker, conv_kernel, dense_kernel, nest, to_numpy
+from fer_jax.models.convert.common import (KeyTracker, check_shapes, conv_kernel, dense_kernel,
+                                           nest, to_numpy)
 
 # Our block parameter → (HF suffix, official suffix) for the modules every block type has.
 _BLOCK_COMMON = {
@@ -113,11 +114,7 @@ def _check_shapes(module, variables, num_frames: int) -> None:
     channels = variables["params"]["patch_embeddings"]["kernel"].shape[2]
     x = jax.ShapeDtypeStruct((1, num_frames, side, side, channels), jnp.float32)
     expected = jax.eval_shape(module.init, jax.random.PRNGKey(0), x)["params"]
-    got = jax.tree.map(lambda a: a.shape, variables["params"])
-    want = jax.tree.map(lambda a: a.shape, expected)
-    if got != want:
-        raise UserError(f"converted TimeSformer parameters do not match the architecture: "
-                        f"{jax.tree.map(lambda a, b: a if a != b else None, got, want)}")
+    check_shapes(variables["params"], expected, "TimeSformer")
 
 
 def timesformer_from_hf(state_dict: Mapping, hf_config: Mapping, *,
