@@ -144,6 +144,8 @@ class VGG16_3D(nn.Module):
     head_dropout: float = 0.5
     dtype: jnp.dtype = jnp.float32
 
+    attribution_layer = "conv5_3"  # default CAM layer: last convolution, after ReLU
+
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         x = x.astype(self.dtype)
@@ -193,6 +195,8 @@ class C3D(nn.Module):
     fc_dim: int = 4096
     dropout: float = 0.5
     dtype: jnp.dtype = jnp.float32
+
+    attribution_layer = "conv5b"  # default CAM layer: last convolution, after ReLU
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -271,6 +275,9 @@ class I3D(nn.Module):
     width: float = 1.0
     dropout: float = 0.5
     dtype: jnp.dtype = jnp.float32
+
+    attribution_layer = "mixed_5c"  # default CAM layer: the last Inception block
+    attribution_classifier = "conv3d_0c_1x1"  # average pool → this 1×1×1 conv: CAM applies
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -411,6 +418,16 @@ class ResNet3D(nn.Module):
     input_dropout: float = 0.0
     dropout: float = 0.0
     dtype: jnp.dtype = jnp.float32
+
+    @property
+    def attribution_layer(self) -> str:
+        """Default CAM layer: the last residual block."""
+        return f"layer{len(self.stage_sizes)}_{self.stage_sizes[-1] - 1}"
+
+    @property
+    def attribution_classifier(self) -> str | None:
+        """``fc`` when it reads globally averaged features (CAM applies), else None."""
+        return "fc" if self.pooling in ("avg_features", "avg_scores") else None
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:

@@ -183,6 +183,8 @@ class TemporalConvNet(nn.Module):
     dropout: float = 0.0
     dtype: jnp.dtype = jnp.float32
 
+    attribution_layer = "bn3"  # default CAM layer: the sown ``features`` map
+
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         if x.ndim != 4:
@@ -218,6 +220,11 @@ class StackedConvNet(nn.Module):
     head: str = "gap"
     dropout: float = 0.0
     dtype: jnp.dtype = jnp.float32
+
+    @property
+    def attribution_layer(self) -> str:
+        """Default CAM layer: the last BatchNorm, i.e. the sown ``features`` map."""
+        return f"bn{2 * len(self.features)}"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -255,6 +262,10 @@ class EarlyFusionCNN(nn.Module):
     hidden_units: int = 512
     dropout: float = 0.0
     dtype: jnp.dtype = jnp.float32
+
+    # Default CAM layer: the last convolution (its output before the ReLU; the sown
+    # ``features`` map is after it).
+    attribution_layer = "conv2"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:

@@ -115,6 +115,16 @@ class TemporalPooling(nn.Module):
         if self.method == "adaptive":
             self.adaptive_pool = AdaptiveSoftmaxPool()
 
+    @property
+    def attribution_layer(self) -> str | None:
+        """The backbone's default attribution layer (its module paths are unchanged)."""
+        return getattr(self.backbone, "attribution_layer", None)
+
+    def attribution_grid(self, output, x: jnp.ndarray) -> jnp.ndarray:
+        """The backbone's activation grid (see ``attribution.core.activation_grid``)."""
+        reshape = getattr(self.backbone, "attribution_grid", None)
+        return output if reshape is None else reshape(output, x)
+
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         scores = self.backbone(x, train=train)
         if scores.ndim != 3:

@@ -1,0 +1,34 @@
+"""Attribution methods as pure JAX functions of ``(model, variables, x, target, …)``.
+
+Every method explains a whole batch with one forward and one backward pass (integrated
+gradients and SmoothGrad: one per path point / noise sample, batched together), works under
+``jax.jit`` and ``jax.vmap``, and depends only on JAX, Flax and the model interface
+(``model.apply(variables, x, train=False) → logits [B, C]``), so it can be used with any
+``flax.linen`` model. ``target=None`` explains the predicted class.
+
+>>> maps = attribution.grad_cam(model, variables, x)            # [B, T', H', W']
+>>> maps = attribution.upsample(maps, x.shape[1:4])             # [B, T, H, W]
+
+``METHODS`` maps method names to functions with the signature
+``fn(model, variables, x, target=None, **options) → maps``.
+"""
+from fer_jax.attribution.cam import (activations_and_gradients, cam, eigen_cam, grad_cam,
+                                     grad_cam_pp, landmark_cam, layer_cam)
+from fer_jax.attribution.core import (default_layer, input_gradients, layer_activations,
+                                      layer_gradients, module_paths, target_index)
+from fer_jax.attribution.gradients import (input_x_gradient, integrated_gradients, saliency,
+                                           smoothgrad)
+from fer_jax.attribution.postprocess import (hotspot_counts, hotspots, landmark_changes,
+                                             normalise, per_frame_sums, upsample)
+
+METHODS = {
+    "saliency": saliency,
+    "input_x_gradient": input_x_gradient,
+    "integrated_gradients": integrated_gradients,
+    "smoothgrad": smoothgrad,
+    "cam": cam,
+    "grad_cam": grad_cam,
+    "grad_cam_pp": grad_cam_pp,
+    "layer_cam": layer_cam,
+    "eigen_cam": eigen_cam,
+}

@@ -1,0 +1,173 @@
+"""The small core every attribution method shares: target selection, input gradients and
+taps on intermediate layers.
+
+A *layer* is the path of any submodule of a ``flax.linen`` model, written with slashes
+(``'layer4_1'``, ``'blocks_11'``, ``'head/hidden'``; the keys of its parameters without the
+last level). Its output is captured and differentiated by method interception
+(``flax.linen.intercept_methods``): the model needs no change, no ``sow`` and no ``perturb``.
+A layer must be called exactly once per forward pass.
+
+Every function here is pure, jit- and vmap-compatible, and explains the whole batch with one
+forward and one backward pass: the score differentiated is the sum over the batch of each
+example's target logit, and the examples of a batch do not interact in inference mode
+(``train=False``).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from fer_jax.errors import UserError
+
+Variables = Any
+Target = int | jnp.ndarray | None
+# Maps a layer's raw output (an array or a pytree such as TimeSformer's (cls, tokens)) and the
+# input batch to the activation grid ``[B, *positions, D]`` the CAM family works on.
+Reshape = Callable[[Any, jnp.ndarray], jnp.ndarray]
+
+
+def inference_variables(variables: Variables) -> dict:
+    """``variables`` without the ``intermediates`` and ``perturbations`` collections."""
+    return {k: v for k, v in variables.items() if k not in ("intermediates", "perturbations")}
+
+
+def check_logits(logits: jnp.ndarray) -> None:
+    """Attribution needs one score vector per example, ``[B, num_classes]``."""
+    if logits.ndim != 2:
+        raise UserError(f"attribution needs logits [batch, classes], got shape {logits.shape}; "
+                        "wrap a dense (per-frame) model in models.pooling.TemporalPooling")
+
+
+def target_index(logits: jnp.ndarray, target: Target) -> jnp.ndarray:
+    """The class explained for each example, int32 ``[B]``.
+
+    ``target``: ``None`` (the predicted class), an int (the same class for every example) or an
+    int array ``[B]``.
+    """
+    check_logits(logits)
+    if target is None:
+        return jnp.argmax(jax.lax.stop_gradient(logits), axis=-1).astype(jnp.int32)
+    target = jnp.asarray(target, jnp.int32)
+    if target.ndim not in (0, 1):
+        raise UserError(f"target must be None, an int or an int array [batch], got shape "
+                        f"{target.shape}")
+    return jnp.broadcast_to(target, logits.shape[:1])
+
+
+def target_logits(logits: jnp.ndarray, target: Target) -> jnp.ndarray:
+    """Each example's target logit ``[B]``."""
+    index = target_index(logits, target)
+    return jnp.take_along_axis(logits, index[:, None], axis=-1)[:, 0]
+
+
+def input_gradients(model: nn.Module, variables: Variables, x: jnp.ndarray,
+                    target: Target = None) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """``(d target logit / d x  [shape of x], logits [B, C])`` in one forward+backward."""
+    variables = inference_variables(variables)
+
+    def score(x):
+        logits = model.apply(variables, x, train=False)
+        return target_logits(logits, target).sum(), logits
+
+    grads, logits = jax.grad(score, has_aux=True)(x)
+    return grads, logits
+
+
+def _path(module: nn.Module) -> str:
+    return "/".join(module.path)
+
+
+def _tap(layer: str, record: list, delta: Any = None) -> Callable:
+    """Interceptor recording the output of ``layer`` (adding ``delta`` to it when given)."""
+
+    def interceptor(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        if context.method_name != "__call__" or _path(context.module) != layer:
+            return out
+        if delta is not None:
+            out = jax.tree.map(jnp.add, out, delta)
+        record.append(out)
+        return out
+
+    return interceptor
+
+
+def _tapped_apply(model, variables, x, layer, delta=None):
+    """``(logits, layer output)``; raises when ``layer`` is not called exactly once."""
+    record: list = []
+    with nn.intercept_methods(_tap(layer, record, delta)):
+        logits = model.apply(variables, x, train=False)
+    if not record:
+        raise UserError(f"layer {layer!r} is not called by {type(model).__name__}; module "
+                        f"paths: {', '.join(module_paths(model, variables, x))}")
+    if len(record) > 1:
+        raise UserError(f"layer {layer!r} is called {len(record)} times in one forward pass; "
+                        "name a submodule that is called exactly once")
+    return logits, record[0]
+
+
+def module_paths(model: nn.Module, variables: Variables, x: jnp.ndarray) -> list[str]:
+    """Paths of the submodules called by ``model.apply(variables, x, train=False)``, in call
+    order (each once), for choosing a ``layer``."""
+    seen: dict[str, None] = {}
+
+    def interceptor(next_fun, args, kwargs, context):
+        if context.method_name == "__call__" and context.module.path:
+            seen.setdefault(_path(context.module))
+        return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(interceptor):
+        jax.eval_shape(lambda x: model.apply(inference_variables(variables), x, train=False), x)
+    return list(seen)
+
+
+def layer_activations(model: nn.Module, variables: Variables, x: jnp.ndarray,
+                      layer: str) -> tuple[Any, jnp.ndarray]:
+    """``(output of layer, logits)`` in one forward pass (no gradient)."""
+    logits, act = _tapped_apply(model, inference_variables(variables), x, layer)
+    return act, logits
+
+
+def layer_gradients(model: nn.Module, variables: Variables, x: jnp.ndarray, target: Target,
+                    layer: str) -> tuple[Any, Any, jnp.ndarray]:
+    """``(activation, d target logit / d activation, logits)`` for the output of ``layer``.
+
+    The activation and its gradient have the structure of the layer's output (an array or a
+    pytree). One forward and one backward pass for the whole batch.
+    """
+    variables = inference_variables(variables)
+    shapes = jax.eval_shape(lambda x: _tapped_apply(model, variables, x, layer)[1], x)
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    def score(delta):
+        logits, act = _tapped_apply(model, variables, x, layer, delta)
+        return target_logits(logits, target).sum(), (act, logits)
+
+    grads, (act, logits) = jax.grad(score, has_aux=True)(zeros)
+    return act, grads, logits
+
+
+def default_layer(model: nn.Module) -> str:
+    """The layer CAM methods explain by default: ``model.attribution_layer`` (every model of
+    the zoo defines it); other models must name one."""
+    layer = getattr(model, "attribution_layer", None)
+    if layer is None:
+        raise UserError(f"{type(model).__name__} has no default attribution layer; pass "
+                        "layer='path/of/submodule' (see attribution.module_paths)")
+    return layer
+
+
+def activation_grid(model: nn.Module, act: Any, x: jnp.ndarray) -> jnp.ndarray:
+    """A layer output as ``[B, *positions, D]``: ``model.attribution_grid(act, x)`` where the
+    model defines it (transformers: tokens → ``[B, T, h, w, D]``), else the array itself."""
+    reshape = getattr(model, "attribution_grid", None)
+    if reshape is not None:
+        return reshape(act, x)
+    if not isinstance(act, jnp.ndarray) and not hasattr(act, "shape"):
+        raise UserError(f"layer output of {type(model).__name__} is a {type(act).__name__}, "
+                        "not an array; pass reshape=fn(output, x) -> [B, *positions, D]")
+    return act
