@@ -18,6 +18,7 @@ from fer_jax.attribution.core import (default_layer, input_gradients, layer_acti
                                       layer_gradients, module_paths, target_index)
 from fer_jax.attribution.gradients import (input_x_gradient, integrated_gradients, saliency,
                                            smoothgrad)
+from fer_jax.attribution.lrp import lrp, lrp_relevance
 from fer_jax.attribution.postprocess import (hotspot_counts, hotspots, landmark_changes,
                                              normalise, per_frame_sums, upsample)
 
@@ -31,4 +32,5 @@ METHODS = {
     "grad_cam_pp": grad_cam_pp,
     "layer_cam": layer_cam,
     "eigen_cam": eigen_cam,
+    "lrp": lrp,
 }
