@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import time
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +27,7 @@ import optax
 
 from fer_jax import models
 from fer_jax.train import apply_model
+from timing import seconds_per_call
 
 # name → (model kwargs, input shape without batch): sizes chosen so a step takes well under a
 # second on a laptop CPU while keeping each architecture's structure (depth, strides).
@@ -50,15 +50,6 @@ TIMESFORMER_PRESETS = {  # HF config fields; 'base' is the seed-000 model (ViT-B
     "base": dict(image_size=224, patch_size=16, num_frames=8, hidden_size=768,
                  num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
 }
-
-
-def _timed(fn, steps: int) -> float:
-    """Seconds per call of ``fn`` (which blocks until done), after one warm-up call."""
-    fn()
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return (time.perf_counter() - start) / steps
 
 
 def jax_phases(model, x: np.ndarray, num_classes: int, steps: int,
@@ -96,7 +87,7 @@ def jax_phases(model, x: np.ndarray, num_classes: int, steps: int,
     fns = {"forward": lambda: forward(state[0], state[1]).block_until_ready(),
            "forward+backward": lambda: jax.block_until_ready(grad(state[0], state[1])),
            "train step": run_step}
-    seconds = {name: _timed(fns[name], steps) for name in phases}
+    seconds = {name: seconds_per_call(fns[name], steps) for name in phases}
     if not count_flops:
         return seconds, {}
     calls = {"forward": (forward, state[:2]), "forward+backward": (grad, state[:2]),
@@ -139,7 +130,7 @@ def torch_phases(hf_config: dict, x: np.ndarray, steps: int) -> dict[str, float]
         optimizer.step()
 
     fns = {"forward": forward, "forward+backward": forward_backward, "train step": train_step}
-    return {name: _timed(fn, steps) for name, fn in fns.items()}
+    return {name: seconds_per_call(fn, steps) for name, fn in fns.items()}
 
 
 def _timesformer_kwargs(hf: dict) -> dict:

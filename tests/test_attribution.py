@@ -254,3 +254,16 @@ def test_postprocessing_helpers():
         attribution.upsample(maps, (4,))
     with pytest.raises(UserError, match="unknown normalisation"):
         attribution.normalise(maps, "zscore")
+
+
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time",
+                                            "space_only"])
+def test_grad_cam_on_transformer_tokens(attention_type):
+    model = models.build("timesformer", num_classes=3, patch_size=8, hidden_size=16,
+                         num_layers=1, num_heads=2, attention_type=attention_type)
+    x = _video(14, batch=2, shape=(3, 16, 24, 3))
+    variables = fast_jit(model.init)(jax.random.PRNGKey(15), x)
+    maps = fast_jit(lambda v, x: (attribution.grad_cam(model, v, x),
+                                  attribution.eigen_cam(model, v, x)))(variables, x)
+    for m in maps:  # frames × (16/8) × (24/8) patches
+        assert m.shape == (2, 3, 2, 3) and np.isfinite(m).all()

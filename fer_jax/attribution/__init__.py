@@ -12,6 +12,7 @@ gradients and SmoothGrad: one per path point / noise sample, batched together), 
 ``METHODS`` maps method names to functions with the signature
 ``fn(model, variables, x, target=None, **options) → maps``.
 """
+from fer_jax.attribution.attention import chefer_relevance, rollout, rollout_grad
 from fer_jax.attribution.cam import (activations_and_gradients, cam, eigen_cam, grad_cam,
                                      grad_cam_pp, landmark_cam, layer_cam)
 from fer_jax.attribution.core import (default_layer, input_gradients, layer_activations,
@@ -33,4 +34,9 @@ METHODS = {
     "layer_cam": layer_cam,
     "eigen_cam": eigen_cam,
     "lrp": lrp,
+    # rollout is class-agnostic: its SPEC signature has no target, the registry's does.
+    "rollout": lambda model, variables, x, target=None, **options: rollout(
+        model, variables, x, **options),
+    "rollout_grad": rollout_grad,
+    "chefer_relevance": chefer_relevance,
 }

@@ -32,6 +32,17 @@ joint             ``[B, heads, 1+N·T, 1+N·T]``                  —
 space_only        ``[B, T, heads, 1+N, 1+N]``                   —
 ================  ============================================  ==========================
 
+The same probabilities pass through ``self.perturb('attention_probs', ...)`` (skipped while
+initialising, so ``init`` returns no ``perturbations`` collection and a plain ``apply`` is
+unchanged): applying with a zero ``perturbations`` collection of the same structure (shapes from
+``jax.eval_shape(model.apply, ..., mutable=['perturbations'])``) and differentiating with
+respect to it gives d score / d attention probabilities, which the gradient-weighted attention
+explanations of ``attribution.attention`` use. The perturbation is added before attention
+dropout.
+
+``attribution_layer`` (``blocks_{L-1}``) and ``attribution_grid`` (its output as patch tokens
+``[B, T, h, w, D]``) are the defaults of the CAM methods of ``attribution``.
+
 Stochastic depth drops a whole residual branch per example (the references drop per reshaped
 row, i.e. per patch in temporal attention and per frame in spatial attention; per example is
 the textbook definition and keeps the branches of one video consistent).
@@ -74,6 +85,8 @@ class Attention(nn.Module):
         logits = jnp.einsum("...qhd,...khd->...hqk", q, k) * head_dim**-0.5
         probs = nn.softmax(logits.astype(jnp.float32), axis=-1)
         self.sow("intermediates", "attention_probs", probs)
+        if not self.is_initializing():  # init never creates a `perturbations` collection
+            probs = self.perturb("attention_probs", probs)
         probs = nn.Dropout(self.attention_dropout)(probs, deterministic=not train)
         out = jnp.einsum("...hqk,...khd->...qhd", probs.astype(self.dtype), v)
         out = Dense(dim, dtype=self.dtype, name="proj")(out.reshape(*lead, length, dim))
@@ -185,6 +198,28 @@ class DividedSpaceTimeBlock(BlockConfig):
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
 
 
+def block_output_grid(attention_type: str, patch_size: int, output, x: jnp.ndarray):
+    """A block's output as patch tokens ``[B, T, h, w, D]``, ``h, w = H // p, W // p`` of
+    ``x [B, T, H, W, C]``; the cls token(s) dropped.
+
+    ``output``: divided ``(cls [B, D], tokens [B, N, T, D])``; joint ``[B, 1+N·T, D]`` (token
+    ``1 + n·T + t``); space-only ``[B, T, 1+N, D]``.
+    """
+    batch, frames, height, width = x.shape[:4]
+    h, w = height // patch_size, width // patch_size
+    if attention_type == "divided_space_time":
+        tokens = output[1]  # [B, N, T, D]
+    elif attention_type == "joint_space_time":
+        tokens = output[:, 1:].reshape(batch, h * w, frames, -1)
+    elif attention_type == "space_only":
+        tokens = jnp.swapaxes(output[:, :, 1:], 1, 2)
+    else:
+        raise ValueError(f"unknown attention_type {attention_type!r}; "
+                         f"use one of {', '.join(ATTENTION_TYPES)}")
+    tokens = tokens.reshape(batch, h, w, frames, tokens.shape[-1])
+    return jnp.moveaxis(tokens, 3, 1)
+
+
 @models.register("timesformer")
 class TimeSformer(nn.Module):
     """Video classifier ``x [B, T, H, W, C] → logits [B, num_classes]`` (float32).
@@ -206,6 +241,17 @@ class TimeSformer(nn.Module):
     drop_path_rate: float = 0.0
     gelu_approximate: bool = False
     dtype: jnp.dtype = jnp.float32
+
+    @property
+    def attribution_layer(self) -> str:
+        """The layer CAM methods explain by default: the last block."""
+        return f"blocks_{self.num_layers - 1}"
+
+    def attribution_grid(self, output, x: jnp.ndarray) -> jnp.ndarray:
+        """A block's output as patch tokens ``[B, T, h, w, D]`` (``block_output_grid``).
+
+        Uses only configuration fields, so it also works on an unbound module."""
+        return block_output_grid(self.attention_type, self.patch_size, output, x)
 
     def embed(self, x: jnp.ndarray, train: bool) -> tuple[jnp.ndarray, jnp.ndarray]:
         """Patch, position and time embeddings: ``x [B, T, H, W, C] → (cls [B, D],
