@@ -19,8 +19,9 @@ checked against ours), runs pytorch-grad-cam's ``GradCAM`` on its last convoluti
 batch and targets, and compares its end-to-end time (forward, backward, weights, ReLU,
 resize to the clip, min-max scaling) with ours doing the same steps
 (``grad_cam`` → ``upsample`` → ``normalise``), and the two maps at the feature resolution.
-PyTorch gets every core (``torch.set_num_threads``) as XLA does. Needs ``pip install grad-cam``
-next to ``.[interop]``; pytorch-grad-cam imports torchvision only for image pre-processing
+PyTorch gets every core (``torch.set_num_threads``) as XLA does. Needs, next to ``.[interop]``,
+``pip install scikit-learn ttach && pip install --no-deps grad-cam==1.5.7`` (``--no-deps``:
+its torchvision requirement would replace the installed torch); pytorch-grad-cam imports torchvision only for image pre-processing
 helpers — where torchvision's native library cannot load against the installed torch
 (a CPU-only torch with a CUDA torchvision wheel), an empty ``torchvision`` module is put in its
 place so the unchanged ``GradCAM`` class can be imported, and the script says so.
@@ -55,8 +56,9 @@ def method_table(model_name: str, steps: int) -> dict:
     table = {
         "saliency": m["saliency"],
         "input_x_gradient": m["input_x_gradient"],
-        "integrated_gradients": lambda *a: m["integrated_gradients"](*a, steps=steps),
-        "smoothgrad": lambda *a: m["smoothgrad"](*a, samples=steps),
+        "integrated_gradients": lambda *a: m["integrated_gradients"](*a, steps=steps,
+                                                                     internal_batch_size=1),
+        "smoothgrad": lambda *a: m["smoothgrad"](*a, samples=steps, internal_batch_size=1),
         "grad_cam": m["grad_cam"],
         "grad_cam_pp": m["grad_cam_pp"],
         "layer_cam": m["layer_cam"],
@@ -143,29 +145,34 @@ def torch_c3d(model, variables):
 
     params = variables["params"]
 
+    class ConvReLU(nn.Module):  # our ConvUnit: its output (after ReLU) is the CAM layer
+        def __init__(self, name):
+            super().__init__()
+            kernel = np.asarray(params[name]["conv"]["kernel"])  # [3, 3, 3, in, out]
+            self.conv = nn.Conv3d(kernel.shape[3], kernel.shape[4], 3, padding=1)
+            self.conv.weight.data = torch.from_numpy(kernel.transpose(4, 3, 0, 1, 2).copy())
+            self.conv.bias.data = torch.from_numpy(np.array(params[name]["conv"]["bias"]))
+
+        def forward(self, x):
+            return torch.relu(self.conv(x))
+
     class C3D(nn.Module):
         def __init__(self):
             super().__init__()
-            self.convs = nn.ModuleDict()
-            for stage in models.cnn3d.C3D_CONVS:
-                for name in stage:
-                    kernel = np.asarray(params[name]["conv"]["kernel"])  # [3,3,3,in,out]
-                    conv = nn.Conv3d(kernel.shape[3], kernel.shape[4], 3, padding=1)
-                    conv.weight.data = torch.from_numpy(kernel.transpose(4, 3, 0, 1, 2).copy())
-                    conv.bias.data = torch.from_numpy(np.asarray(params[name]["conv"]["bias"]))
-                    self.convs[name] = conv
+            self.convs = nn.ModuleDict({name: ConvReLU(name) for stage in models.cnn3d.C3D_CONVS
+                                        for name in stage})
             self.fcs = nn.ModuleList()
             for name in ("fc6", "fc7", "fc8"):
                 kernel = np.asarray(params[name]["kernel"])
                 fc = nn.Linear(*kernel.shape)
                 fc.weight.data = torch.from_numpy(kernel.T.copy())
-                fc.bias.data = torch.from_numpy(np.asarray(params[name]["bias"]))
+                fc.bias.data = torch.from_numpy(np.array(params[name]["bias"]))
                 self.fcs.append(fc)
 
         def forward(self, x):  # x [B, C, T, H, W]
             for stage, names in enumerate(models.cnn3d.C3D_CONVS):
                 for name in names:
-                    x = torch.relu(self.convs[name](x))
+                    x = self.convs[name](x)
                 time = 1 if stage == 0 else 2
                 padding = (0, 1, 1) if stage == 4 else 0
                 x = nn.functional.max_pool3d(x, (time, 2, 2), (time, 2, 2), padding)

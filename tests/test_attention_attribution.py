@@ -12,11 +12,8 @@ import pytest
 from fer_jax import models
 from fer_jax.attribution import attention
 from fer_jax.errors import UserError
+from fast import fast_jit
 
-# XLA's cheapest CPU pipeline: compiling, not running, dominates these tiny models.
-fast_jit = functools.partial(jax.jit, compiler_options={
-    "xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True,
-    "xla_cpu_use_fusion_emitters": False})
 
 TYPES = ("divided_space_time", "joint_space_time", "space_only")
 KWARGS = dict(num_classes=5, patch_size=8, hidden_size=32, num_layers=2, num_heads=2)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fer_jax import models
+from fast import fast_jit
 
 # Small widths and inputs; the architectures (depth, kernels, strides, pools) are the real ones
 # except ResNeXt's stage depths.
@@ -37,11 +38,6 @@ FULL_SIZE = {
     "resnext3d_101": (400, (1, 16, 112, 112, 3), 48_340_816),
 }
 HAS_BATCH_NORM = {"i3d", "resnet3d_18", "resnext3d_101"}
-
-# jit with XLA's cheapest CPU pipeline: compilation, not running, dominates these tiny tests.
-fast_jit = functools.partial(jax.jit, compiler_options={
-    "xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True,
-    "xla_cpu_use_fusion_emitters": False})
 
 
 def _count(tree):

@@ -12,11 +12,8 @@ import pytest
 from fer_jax import models
 from fer_jax.attribution.lrp import lrp, lrp_relevance
 from fer_jax.errors import UserError
+from fast import fast_jit
 
-# jit with XLA's cheapest CPU pipeline: compilation, not running, dominates these tiny tests.
-fast_jit = functools.partial(jax.jit, compiler_options={
-    "xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True,
-    "xla_cpu_use_fusion_emitters": False})
 
 RULES = ("epsilon", "zplus", "alpha_beta")
 

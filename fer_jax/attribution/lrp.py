@@ -242,17 +242,32 @@ class _Propagation:
         return layer(w, a, z)
 
     def _alpha_beta(self, linear, w, a, relevance):
-        """``s_a`` of the α-β rule (z⁺ when β = 0); shapes of ``a`` and of ``relevance`` = z."""
+        """``s_a`` of the α-β rule (z⁺ when β = 0); shapes of ``a`` and of ``relevance`` = z.
+
+        When every input is non-negative (ReLU outputs: every layer but the first, in most
+        networks) the terms of ``a⁻`` vanish; ``lax.cond`` then skips their convolutions (under
+        ``vmap`` both branches run). ``s_a`` is 0 where ``a = 0``, whose relevance is 0.
+        """
+        return jax.lax.cond(jnp.all(a >= 0),
+                            lambda *args: self._alpha_beta_terms(linear, *args, signed=False),
+                            lambda *args: self._alpha_beta_terms(linear, *args, signed=True),
+                            w, a, relevance)
+
+    def _alpha_beta_terms(self, linear, w, a, relevance, signed: bool):
+        """The α-β rule's ``s_a``; ``signed=False`` assumes ``a ≥ 0`` (drops the ``a⁻`` terms)."""
         w_pos, w_neg = jnp.maximum(w, 0), jnp.minimum(w, 0)
         a_pos, a_neg = jnp.maximum(a, 0), jnp.minimum(a, 0)
-        q_pos = relevance / (linear(w_pos, a_pos) + linear(w_neg, a_neg) + AB_STABILISER)
+        z_pos = linear(w_pos, a_pos) + (linear(w_neg, a_neg) if signed else 0)
+        q_pos = relevance / (z_pos + AB_STABILISER)
         on_pos = self.alpha * _transpose(linear, w_pos, a, q_pos)  # α c1⁺
-        on_neg = self.alpha * _transpose(linear, w_neg, a, q_pos)  # α c2⁺
+        on_neg = self.alpha * _transpose(linear, w_neg, a, q_pos) if signed else 0.0  # α c2⁺
         if self.beta:
-            q_neg = relevance / (linear(w_neg, a_pos) + linear(w_pos, a_neg) - AB_STABILISER)
+            z_neg = linear(w_neg, a_pos) + (linear(w_pos, a_neg) if signed else 0)
+            q_neg = relevance / (z_neg - AB_STABILISER)
             on_pos = on_pos - self.beta * _transpose(linear, w_neg, a, q_neg)  # − β c1⁻
-            on_neg = on_neg - self.beta * _transpose(linear, w_pos, a, q_neg)  # − β c2⁻
-        return jnp.where(a > 0, on_pos, on_neg)
+            if signed:
+                on_neg = on_neg - self.beta * _transpose(linear, w_pos, a, q_neg)  # − β c2⁻
+        return jnp.where(a > 0, on_pos, jnp.where(a < 0, on_neg, 0.0)).astype(a.dtype)
 
     def _input_relevance(self, linear, w, a, relevance):
         """``R_a`` of the first layer by the w² or flat rule; shape of ``a``."""
