@@ -162,6 +162,6 @@ def landmark_cam(model, variables: Variables, x: jnp.ndarray, target: Target = N
     if x.ndim != 4:
         raise UserError(f"landmark_cam needs landmarks [B, T, L, 2], got shape {x.shape}")
     maps = CAM_METHODS[method](model, variables, x, target, layer)  # [B, L', T']
-    batch, frames, landmarks, _ = x.shape
+    _, frames, landmarks, _ = x.shape
     grid = postprocess.upsample(maps, (landmarks, frames))  # [B, L, T]
     return postprocess.landmark_changes(jnp.swapaxes(grid, 1, 2), band)

@@ -167,7 +167,7 @@ def activation_grid(model: nn.Module, act: Any, x: jnp.ndarray) -> jnp.ndarray:
     reshape = getattr(model, "attribution_grid", None)
     if reshape is not None:
         return reshape(act, x)
-    if not isinstance(act, jnp.ndarray) and not hasattr(act, "shape"):
+    if not hasattr(act, "shape"):
         raise UserError(f"layer output of {type(model).__name__} is a {type(act).__name__}, "
                         "not an array; pass reshape=fn(output, x) -> [B, *positions, D]")
     return act
