@@ -90,6 +90,27 @@ def defaults() -> ml_collections.ConfigDict:
         max_frames=0,             # clip max-pool over clip_frames and softmax pooling over the
         pooling_gamma=0.0,        # clips with gamma_p (0 = average, 1e6 = max); videos are
     )                             # padded to max_frames
+    config.explain = dict(        # --mode=explain and --mode=report (fer_jax/explain.py)
+        methods="",               # attribution methods, comma-separated, with options:
+                                  # 'grad_cam,rollout(head_fusion="max")'; '' = the model's
+                                  # defaults (evaluation/explainers.py)
+        split="test",
+        videos="0,1,2,3",         # explain: video indices of the split to explain
+        target="predicted",       # explain: predicted | label (the class explained)
+        fps=4.0,                  # explain: GIF/MP4 frame rate
+        upscale=4,                # explain: nearest-neighbour enlargement of the frames
+        batch_size=0,             # report: videos per batch (0 = train.batch_size)
+        max_videos=0,             # report: first N videos of the split (0 = all)
+        grid=0,                   # occlusion cells per side (0 = the model's patch grid,
+                                  # else 8)
+        fill=0.0,                 # occluded pixels, [0, 1] units (0 = black)
+        fractions=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5),  # seed 000: share of cells per frame
+        frame_counts=(0, 1, 2, 3, 4),              # seed 000: frames occluded
+        deletion_steps=16,        # deletion / insertion curve points − 1
+        min_intensity=0.5,        # ground truth: frames at least this expressive count
+        region_threshold=0.5,     # ground truth: AU heatmap level inside the region
+        examples_per_class=1,     # report: example videos per class with overlays
+    )
     config.sampler = dict(        # score-table clip sampling (fer_jax/sampling; seed 001 ch. 3)
         name="",                  # '' = input.train_clip | uniform | stochastic_softmax |
                                   # reinforce

@@ -1,13 +1,16 @@
 """Command-line entry point: ``python -m fer_jax.main --config=configs/X.py[:arg] --workdir=DIR``.
 
-Modes: ``train`` (default; resumes automatically from DIR) and ``eval`` (best checkpoint of DIR
-on ``config.eval.split``). Config fields are overridden with ``--config.a.b=value``.
+Modes: ``train`` (default; resumes automatically from DIR), ``eval`` (best checkpoint of DIR
+on ``config.eval.split``), ``explain`` (maps of ``explain.videos`` as overlays, GIF/MP4 and
+arrays in DIR/explanations) and ``report`` (explanation measurements on ``explain.split`` in
+DIR/report.html and report.json). Config fields are overridden with ``--config.a.b=value``.
 Problems the user can fix are reported on one line (``fer_jax: error: ...``, exit status 2).
 """
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -16,7 +19,8 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, optionally with an argument: configs/X.py:arg.",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and metrics.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "What to do.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "explain", "report"],
+                          "What to do.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -27,6 +31,22 @@ def _print_eval(result: dict) -> None:
           f"{result['checkpoint_step']})")
     for name, value in result["per_class_accuracy"].items():
         print(f"  {name:>12s}: {'-' if value is None else f'{value:.3f}'}")
+
+
+def _print_report(results: dict) -> None:
+    c = results["classification"]
+    print(f"{results['split']}: {results['videos']} videos, accuracy {c['accuracy']:.4f}, "
+          f"macro F1 {c['macro_f1']:.4f}")
+    print(f"{'method':<22s}{'occl. diff':>11s}{'deletion':>10s}{'insertion':>10s}"
+          f"{'AU energy':>10s}{'pointing':>10s}{'CAM-COS':>9s}{'seconds':>9s}")
+    for label, m in results["methods"].items():
+        cells = [m["occlusion"]["mean_difference"], m["deletion"]["auc"],
+                 m["insertion"]["auc"], (m.get("energy_inside") or {}).get("mean"),
+                 (m.get("pointing_game") or {}).get("mean"),
+                 (m.get("au_cosine") or {}).get("macro"), results["seconds"][label]]
+        print(f"{label:<22s}" + "".join("         -" if v is None else f"{v:>10.3f}"
+                                        for v in cells))
+    print(f"report: {Path(results['workdir']) / 'report.html'}")
 
 
 def main(argv) -> None:
@@ -46,8 +66,18 @@ def main(argv) -> None:
             best = result["best_validation"] or {}
             print(json.dumps({"stopped": result["stopped"], "best_epoch": result["best_epoch"],
                               "best_validation_accuracy": best.get("accuracy")}))
-        else:
+        elif _MODE.value == "eval":
             _print_eval(train.evaluate(config, _WORKDIR.value))
+        elif _MODE.value == "explain":
+            from fer_jax import explain
+            index = explain.explain(config, _WORKDIR.value)
+            for entry in index["videos"]:
+                print(f"video {entry['video']}: {entry['label']} → {entry['predicted']} "
+                      f"({entry['confidence']:.2f}); {len(entry['files'])} files in "
+                      f"{Path(entry['files'][0]).parent}")
+        else:
+            from fer_jax import explain
+            _print_report(explain.report(config, _WORKDIR.value))
     except UserError as e:
         print(f"fer_jax: error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)

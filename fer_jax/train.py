@@ -45,6 +45,9 @@ RESUME_KEYS = ("seed", "dataset", "model", "input.clip_frames", "input.image_siz
                "input.modality", "sampler",
                "input.train_clip", "train.batch_size", "optimizer.name",
                "optimizer.accumulation_steps", "schedule.name")
+# What a trained model's checkpoint must agree with to be evaluated (any split size).
+MODEL_KEYS = ("model", "dataset.num_classes", "input.clip_frames", "input.image_size",
+              "input.modality")
 
 
 class TrainingDiverged(UserError):
@@ -290,15 +293,16 @@ def prepare_workdir(workdir: str) -> Path:
     return path
 
 
-def check_same_experiment(config, workdir: Path) -> None:
-    """Refuses to resume checkpoints written by a config with other shapes/data order."""
+def check_same_experiment(config, workdir: Path, keys: tuple[str, ...] = RESUME_KEYS) -> None:
+    """Refuses to resume checkpoints written by a config that differs in ``keys`` (default:
+    shapes and data order)."""
     saved_path = workdir / "config.json"
     if not saved_path.exists():
         return
     saved = json.loads(saved_path.read_text())
     current = json.loads(config.to_json())
     differing = []
-    for key in RESUME_KEYS:
+    for key in keys:
         a, b = saved, current
         for part in key.split("."):
             a, b = (a or {}).get(part), (b or {}).get(part)
@@ -555,7 +559,7 @@ def evaluate(config, workdir: str) -> dict:
     """Evaluates the best (else latest) checkpoint on ``config.eval.split``; writes
     ``eval_<split>.json`` in ``workdir`` and returns its metrics."""
     run = Run(config, workdir)
-    check_same_experiment(config, run.workdir)
+    check_same_experiment(config, run.workdir, MODEL_KEYS)
     split = config.eval.split
     source = run.source(split)
     checkpoints = checkpointing.Checkpoints(run.workdir, config.train.keep_checkpoints)

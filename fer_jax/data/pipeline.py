@@ -34,7 +34,7 @@ from typing import Iterator, Protocol
 import grain
 import numpy as np
 
-from fer_jax.data import augment
+from fer_jax.data import action_units, augment
 from fer_jax.errors import UserError
 
 
@@ -197,21 +197,39 @@ class _TrainElement:
 
 @dataclasses.dataclass(frozen=True)
 class _EvalElement:
-    """Video index → un-augmented clip dict."""
+    """Video index → un-augmented clip dict, with the ground truth named in ``truth``."""
 
     source: VideoSource
     selector: ClipSelector
     image_size: int
     modality: str = "rgb"
+    truth: tuple[str, ...] = ()
+    codebook: str = "figure"
 
     def __call__(self, video: int) -> dict:
         rng = np.random.default_rng(video)  # only used by random selectors
-        example = self.source.load(video, self.selector(video, 0, self.source.num_frames(video),
-                                                        rng))
-        return {"video": model_input(_resized(example, self.image_size), self.modality,
-                                     self.image_size),
-                "label": np.int32(example["label"]),
-                "index": np.int32(video), "mask": np.bool_(True)}
+        example = _resized(self.source.load(video, self.selector(
+            video, 0, self.source.num_frames(video), rng)), self.image_size)
+        out = {"video": model_input(example, self.modality, self.image_size),
+               "label": np.int32(example["label"]),
+               "index": np.int32(video), "mask": np.bool_(True)}
+        for name in self.truth:
+            out[name] = self._truth(example, name)
+        return out
+
+    def _truth(self, example: dict, name: str) -> np.ndarray:
+        if name == "au_masks":
+            names = getattr(self.source, "class_names", None)
+            label = int(example["label"])
+            expression = names[label] if names else label
+            size = self.image_size
+            return action_units.au_maps(self._truth(example, "landmarks"), expression, size,
+                                        size, codebook=self.codebook)
+        if name not in example:
+            raise UserError(f"the dataset gives no {name!r} for its videos, which this "
+                            f"evaluation needs (datasets with faces: run the face "
+                            f"preprocessing first)")
+        return np.asarray(example[name], np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -285,18 +303,25 @@ def train_dataset(source: VideoSource, config, num_epochs: int, seed: int,
     return _to_iter(dataset.batch(batch_size, drop_remainder=True), config.input.num_workers)
 
 
-def eval_dataset(source: VideoSource, config) -> grain.IterDataset:
-    """Every video of ``source`` once, in order, in batches of ``train.batch_size`` (the last
-    one smaller; ``pad_batch`` fills it)."""
+def eval_dataset(source: VideoSource, config, truth: tuple[str, ...] = (),
+                 batch_size: int = 0, videos=None) -> grain.IterDataset:
+    """Every video of ``source`` (or the indices ``videos``) once, in order, in batches of
+    ``batch_size`` (0: ``train.batch_size``; the last one smaller, ``pad_batch`` fills it).
+
+    ``truth`` adds ground truth at the model's input size: 'landmarks' float32 [B, F, 68, 2]
+    (pixels), 'intensity' float32 [B, F], 'au_masks' float32 [B, F, S, S] (seed-003 AU
+    heatmaps of the video's label drawn from its landmarks; zeros for neutral)."""
     modality = config.input.get("modality", "rgb")
-    if config.eval.get("full_video"):
+    if config.eval.get("full_video") and not truth:
         element = _FullVideoElement(source, config.input.image_size, config.eval.max_frames,
                                     modality)
     else:
         selector = clip_selector(config.input.eval_clip, config.input.clip_frames)
-        element = _EvalElement(source, selector, config.input.image_size, modality)
-    dataset = grain.MapDataset.range(len(source)).map(element)
-    return _to_iter(dataset.batch(config.train.batch_size), num_workers=0)
+        element = _EvalElement(source, selector, config.input.image_size, modality,
+                               tuple(truth), config.dataset.get("codebook", "figure"))
+    indices = np.arange(len(source)) if videos is None else np.asarray(videos, np.int64)
+    dataset = grain.MapDataset.source(indices).map(lambda i: element(int(i)))
+    return _to_iter(dataset.batch(batch_size or config.train.batch_size), num_workers=0)
 
 
 def pad_batch(batch: dict, batch_size: int) -> dict:
@@ -308,7 +333,8 @@ def pad_batch(batch: dict, batch_size: int) -> dict:
             for k, v in batch.items()}
 
 
-def iterate_eval(source: VideoSource, config) -> Iterator[dict]:
-    """Padded evaluation batches (dicts of NumPy arrays)."""
-    for batch in eval_dataset(source, config):
-        yield pad_batch(batch, config.train.batch_size)
+def iterate_eval(source: VideoSource, config, truth: tuple[str, ...] = (),
+                 batch_size: int = 0, videos=None) -> Iterator[dict]:
+    """Padded evaluation batches (dicts of NumPy arrays); arguments as ``eval_dataset``."""
+    for batch in eval_dataset(source, config, truth, batch_size, videos):
+        yield pad_batch(batch, batch_size or config.train.batch_size)

@@ -1,2 +1,8 @@
-"""Evaluation: classification metrics (and, later, explanation measurements)."""
-from fer_jax.evaluation import metrics  # noqa: F401
+"""Evaluation: classification metrics and measurements of explanations.
+
+``metrics`` (accuracy, F1, confusion, ROC-AUC, EER accuracy), ``occlusion`` (seed-000 test,
+deletion / insertion), ``face_parts`` (eyes / nose / mouth bands from landmarks),
+``localisation`` (AU alignment, pointing game, energy share, intensity correlation),
+``explainers`` (method specs of configs); ``suite`` runs them all over a split.
+"""
+from fer_jax.evaluation import explainers, face_parts, localisation, metrics, occlusion  # noqa: F401

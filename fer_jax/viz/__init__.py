@@ -1,4 +1,12 @@
-"""Figures of training diagnostics (matplotlib, Agg canvas)."""
+"""Figures of training diagnostics and explanation reports (matplotlib Agg, OpenCV, Pillow)."""
+from fer_jax.viz.overlays import (colourise, frame_grid, occlude_preview, overlay, png_bytes,
+                                  resize_maps)
+from fer_jax.viz.plots import (bar_table, confusion_grid, confusion_matrix, deletion_insertion,
+                               difference_curves, occlusion_curves, trend_lines, trend_maps)
 from fer_jax.viz.sampling_maps import plot_sampling_map
+from fer_jax.viz.video import gif_bytes, write_video
 
-__all__ = ["plot_sampling_map"]
+__all__ = ["bar_table", "colourise", "confusion_grid", "confusion_matrix",
+           "deletion_insertion", "difference_curves", "frame_grid", "gif_bytes",
+           "occlude_preview", "occlusion_curves", "overlay", "plot_sampling_map", "png_bytes",
+           "resize_maps", "trend_lines", "trend_maps", "write_video"]

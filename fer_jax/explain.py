@@ -1,0 +1,192 @@
+"""``--mode=explain`` and ``--mode=report``: explanations of a trained model, and their
+measurements in a self-contained HTML report.
+
+explain
+  For the videos ``explain.videos`` of ``explain.split``: every method's maps of the predicted
+  (or true, ``explain.target=label``) class. Writes to ``WORKDIR/explanations/<split>_<i>/``:
+  ``<method>.png`` (frame grid: input, then overlay), ``<method>.gif`` and ``.mp4`` (overlay
+  animations), ``maps.npz`` (raw maps, one array per method) and ``explanations.json``.
+
+report
+  ``evaluation.suite.measure`` on ``explain.split`` (occlusion test, deletion / insertion,
+  ground-truth localisation and AU alignment where the dataset has them, emotion trends,
+  facial-part occlusion, classification metrics), then ``WORKDIR/report.html`` (opens offline),
+  ``report.json`` (every figure in the report) and ``report_trends.npz`` (class-average maps).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fer_jax import checkpointing, train
+from fer_jax.data import pipeline
+from fer_jax.errors import UserError
+from fer_jax.evaluation import explainers as explainers_lib
+from fer_jax.evaluation import suite
+
+DEFAULT_GRID = 8
+
+
+@dataclasses.dataclass
+class Trained:
+    """A trained model ready to explain: run (model, mesh), variables and the split."""
+
+    run: train.Run
+    variables: dict
+    checkpoint: str
+    step: int
+    source: object
+    explainers: list
+
+
+def load(config, workdir: str) -> Trained:
+    """The best (else newest) checkpoint of ``workdir`` and the split ``explain.split``."""
+    run = train.Run(config, workdir)
+    train.check_same_experiment(config, run.workdir, train.MODEL_KEYS)
+    checkpoints = checkpointing.Checkpoints(run.workdir, config.train.keep_checkpoints)
+    variables, which, step = checkpoints.restore_variables(run.replicated)
+    checkpoints.close()
+    explainers = explainers_lib.parse_all(config.explain.methods, run.model)
+    return Trained(run, variables, which, step, run.source(config.explain.split), explainers)
+
+
+def settings(config, model) -> suite.Settings:
+    """``suite.Settings`` from ``config.explain``; grid 0 → the model's patch grid, else 8."""
+    e = config.explain
+    grid = e.grid or (config.input.image_size // model.patch_size
+                      if hasattr(model, "patch_size") else DEFAULT_GRID)
+    if grid < 1 or grid > config.input.image_size:
+        raise UserError(f"explain.grid={grid} must lie in 1..input.image_size "
+                        f"({config.input.image_size})")
+    return suite.Settings(grid=grid, fractions=tuple(e.fractions),
+                          frame_counts=tuple(e.frame_counts), deletion_steps=e.deletion_steps,
+                          fill=e.fill, min_intensity=e.min_intensity,
+                          region_threshold=e.region_threshold)
+
+
+def parse_videos(text: str, num_videos: int) -> list[int]:
+    """``'0,3,7'`` → [0, 3, 7], checked against the split size."""
+    try:
+        videos = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"explain.videos must be comma-separated video indices, got "
+                        f"{text!r}") from None
+    bad = [v for v in videos if not 0 <= v < num_videos]
+    if not videos or bad:
+        raise UserError(f"explain.videos {text!r}: give indices in 0..{num_videos - 1}")
+    return videos
+
+
+def explain_videos(trained: Trained, config, videos: list[int], target: str = "predicted"
+                   ) -> dict:
+    """Maps of every method for ``videos`` (indices of the split).
+
+    Returns host arrays: 'frames' uint8 [N, T, H, W, 3], 'labels', 'predicted' int [N],
+    'maps' dict method label → float32 [N, T', h, w] (the method's own resolution)."""
+    if target not in ("predicted", "label"):
+        raise UserError(f"explain.target must be 'predicted' or 'label', got {target!r}")
+    model, variables = trained.run.model, trained.variables
+    batch = next(iter(pipeline.iterate_eval(trained.source, config, (), len(videos), videos)))
+    video = jnp.asarray(batch["video"])
+    logits = suite.predict(model, variables, video, config)
+    predicted = jnp.argmax(logits, -1)
+    chosen = predicted if target == "predicted" else jnp.asarray(batch["label"])
+    x = train.normalise(video, config)
+    maps = {}
+    for explainer in trained.explainers:
+        fn = jax.jit(functools.partial(explainer, model))
+        maps[explainer.label] = np.asarray(fn(variables, x, chosen), np.float32)
+    frames = np.asarray(batch["video"])
+    if frames.shape[-1] == 1:
+        frames = np.repeat(frames, 3, axis=-1)
+    return {"frames": frames, "labels": np.asarray(batch["label"]),
+            "predicted": np.asarray(predicted), "probabilities":
+            np.asarray(jax.nn.softmax(logits)), "maps": maps, "videos": list(videos)}
+
+
+def explain(config, workdir: str) -> dict:
+    """``--mode=explain`` (module docstring); returns the index written to
+    ``explanations.json``."""
+    from fer_jax import viz
+    trained = load(config, workdir)
+    videos = parse_videos(config.explain.videos, len(trained.source))
+    out = explain_videos(trained, config, videos, config.explain.target)
+    names = list(getattr(trained.source, "class_names", [])) or None
+    root = trained.run.workdir / "explanations"
+    index = {"checkpoint": trained.checkpoint, "step": trained.step, "videos": []}
+    for n, video in enumerate(videos):
+        folder = root / f"{config.explain.split}_{video}"
+        folder.mkdir(parents=True, exist_ok=True)
+        frames = out["frames"][n]
+        label, predicted = int(out["labels"][n]), int(out["predicted"][n])
+        entry = {"video": video, "label": names[label] if names else label,
+                 "predicted": names[predicted] if names else predicted,
+                 "confidence": float(out["probabilities"][n, predicted]), "files": []}
+        for explainer in trained.explainers:
+            maps = out["maps"][explainer.label][n]
+            overlay = viz.overlay(frames, maps)
+            grid = viz.frame_grid([frames, overlay], row_labels=["input", explainer.label],
+                                  scale=config.explain.upscale,
+                                  title=f"video {video}: {entry['label']} → "
+                                        f"{entry['predicted']}")
+            png = folder / f"{explainer.key}.png"
+            png.write_bytes(viz.png_bytes(grid))
+            entry["files"].append(str(png))
+            for suffix in (".gif", ".mp4"):
+                path = viz.write_video(folder / f"{explainer.key}{suffix}", overlay,
+                                       fps=config.explain.fps, upscale=config.explain.upscale)
+                entry["files"].append(str(path))
+        np.savez_compressed(folder / "maps.npz", **{e.key: out["maps"][e.label][n]
+                                                     for e in trained.explainers})
+        entry["files"].append(str(folder / "maps.npz"))
+        index["videos"].append(entry)
+    (root / "explanations.json").write_text(json.dumps(index, indent=2))
+    return index
+
+
+def choose_examples(labels: np.ndarray, predicted: np.ndarray, per_class: int,
+                    num_classes: int) -> list[int]:
+    """Up to ``per_class`` correctly classified videos per class (first ones in the split),
+    falling back to misclassified ones for classes the model never gets right."""
+    chosen = []
+    for c in range(num_classes):
+        of_class = np.flatnonzero(labels == c)
+        right = of_class[predicted[of_class] == c]
+        chosen.extend(np.concatenate([right, np.setdiff1d(of_class, right)])[:per_class])
+    return [int(v) for v in chosen]
+
+
+def report(config, workdir: str) -> dict:
+    """``--mode=report`` (module docstring); returns the measurements (JSON part)."""
+    from fer_jax.viz import report as report_lib
+    trained = load(config, workdir)
+    options = settings(config, trained.run.model)
+    e = config.explain
+    results = suite.measure(trained.run.model, trained.variables, config, trained.source,
+                            trained.explainers, options,
+                            batch_size=e.batch_size or config.train.batch_size,
+                            shard=trained.run.shard, max_videos=e.max_videos,
+                            seed=config.seed)
+    labels, probabilities = results.pop("labels"), results.pop("probabilities")
+    videos = choose_examples(labels, probabilities.argmax(-1), e.examples_per_class,
+                             config.dataset.num_classes)
+    examples = explain_videos(trained, config, videos)
+    workdir = trained.run.workdir
+    trends = {label: m.pop("trends") for label, m in results["methods"].items()}
+    results.update(checkpoint=trained.checkpoint, checkpoint_step=trained.step,
+                   split=e.split, settings=dataclasses.asdict(options),
+                   model=config.model.name, workdir=str(workdir))
+    document = report_lib.build(results, trends, examples, options)
+    document.write(workdir / "report.html")
+    np.savez_compressed(workdir / "report_trends.npz", **{
+        f"{explainer.key}_{name}": trends[explainer.label][name]
+        for explainer in trained.explainers for name in ("maps", "frame_mean", "frame_std")})
+    results["trend_videos"] = {label: t["videos"] for label, t in trends.items()}
+    (workdir / "report.json").write_text(json.dumps(results, indent=2))
+    return results

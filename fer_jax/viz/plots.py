@@ -1,0 +1,297 @@
+"""Figures of explanation reports: occlusion curves, confusion matrices, class trends,
+deletion/insertion curves and grouped bar charts.
+
+Every function returns the figure as PNG bytes (100 dpi) so reports can embed it, and also
+writes them to ``path`` when given. Drawn with matplotlib's Agg canvas, without pyplot.
+"""
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+
+from fer_jax.errors import UserError
+
+
+def _figure(width: float, height: float) -> Figure:
+    """An empty figure (inches) on an Agg canvas with constrained layout."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _finish(fig: Figure, title: str, path) -> bytes:
+    """Titles ``fig``, renders it as PNG bytes and writes them to ``path`` when given."""
+    if title:
+        fig.suptitle(title)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    data = buffer.getvalue()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(data)
+    return data
+
+
+def _array(values, shape: tuple, what: str) -> np.ndarray:
+    """``values`` as a float array of ``shape`` (None = any size), or a UserError."""
+    array = np.asarray(values, np.float64)
+    if array.ndim != len(shape) or any(s is not None and s != n
+                                      for s, n in zip(shape, array.shape)):
+        expected = ", ".join("any" if s is None else str(s) for s in shape)
+        raise UserError(f"{what} must have shape [{expected}], got {array.shape}")
+    return array
+
+
+def _nonempty(mapping: Mapping, what: str) -> None:
+    """Raises a UserError for ``what`` when ``mapping`` is empty."""
+    if not mapping:
+        raise UserError(f"{what}: nothing to plot; give at least one entry")
+
+
+def _accuracy(accuracy: Mapping, fractions, frame_counts) -> dict[str, np.ndarray]:
+    """Checked occlusion accuracies, method -> float [2, P, F]."""
+    _nonempty(accuracy, "occlusion curves")
+    shape = (2, len(fractions), len(frame_counts))
+    return {method: _array(values, shape, f"occlusion accuracy of {method!r} "
+                                          f"([most, least important], fractions, frames)")
+            for method, values in accuracy.items()}
+
+
+def _fraction_axes(fig: Figure, fractions, ylabel: str) -> list:
+    """One axes per spatial occlusion fraction (≤ 3 columns), titled and labelled."""
+    columns = min(len(fractions), 3)
+    axes = fig.subplots(math.ceil(len(fractions) / columns), columns, sharey=True,
+                        squeeze=False)
+    for ax in axes.ravel()[len(fractions):]:
+        ax.set_visible(False)
+    for ax, fraction in zip(axes.ravel(), fractions):
+        ax.set(title=f"{100 * fraction:g} % patches occluded", xlabel="frames occluded")
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    return list(axes.ravel()[:len(fractions)])
+
+
+def _fraction_figure(num_fractions: int) -> Figure:
+    columns = min(num_fractions, 3)
+    return _figure(3.6 * columns, 2.9 * math.ceil(num_fractions / columns) + 0.8)
+
+
+def occlusion_curves(accuracy: Mapping, fractions: Sequence[float],
+                     frame_counts: Sequence[int], title: str = "", path=None) -> bytes:
+    """Accuracy under occlusion, one subplot per spatial fraction (thesis seed 000).
+
+    ``accuracy``: method -> float [2, P, F]; index 0 = most important cells occluded
+    (dashed), 1 = least important occluded (solid); P = len(fractions) spatial fractions,
+    F = len(frame_counts) numbers of occluded frames (x axis).
+    """
+    accuracy = _accuracy(accuracy, fractions, frame_counts)
+    fig = _fraction_figure(len(fractions))
+    axes = _fraction_axes(fig, fractions, "accuracy")
+    for colour, (method, values) in enumerate(accuracy.items()):
+        for index, ax in enumerate(axes):
+            ax.plot(frame_counts, values[1, index], color=f"C{colour}", marker=".",
+                    label=f"{method}: least important occluded")
+            ax.plot(frame_counts, values[0, index], color=f"C{colour}", marker=".", ls="--",
+                    label=f"{method}: most important occluded")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
+               ncols=min(2 * len(accuracy), 4), fontsize="small")
+    return _finish(fig, title, path)
+
+
+def difference_curves(accuracy: Mapping, fractions: Sequence[float],
+                      frame_counts: Sequence[int], title: str = "", path=None) -> bytes:
+    """Accuracy with the least minus with the most important cells occluded (higher is
+    better), in the layout of :func:`occlusion_curves` (same ``accuracy`` [2, P, F])."""
+    accuracy = _accuracy(accuracy, fractions, frame_counts)
+    fig = _fraction_figure(len(fractions))
+    axes = _fraction_axes(fig, fractions, "accuracy difference (least − most)")
+    for colour, (method, values) in enumerate(accuracy.items()):
+        for index, ax in enumerate(axes):
+            ax.plot(frame_counts, values[1, index] - values[0, index], color=f"C{colour}",
+                    marker=".", label=method)
+    for ax in axes:
+        ax.axhline(0, color="0.5", lw=0.8)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
+               ncols=min(len(accuracy), 5), fontsize="small")
+    return _finish(fig, title, path)
+
+
+def _row_fractions(confusion: np.ndarray) -> np.ndarray:
+    """Row-normalised confusion matrix; rows without videos are NaN."""
+    totals = confusion.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, confusion / totals, np.nan)
+
+
+def _draw_confusion(ax, confusion: np.ndarray, class_names: Sequence[str], normalise: bool,
+                    fontsize: str = "medium"):
+    """Draws one confusion matrix with annotated cells; returns the image (colour bar)."""
+    shown = _row_fractions(confusion) if normalise else confusion
+    image = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalise else None)
+    high = np.nanmax(shown, initial=0) / 2 if not normalise else 0.5
+    for (row, column), value in np.ndenumerate(shown):
+        if np.isfinite(value):
+            ax.text(column, row, f"{100 * value:.0f}%" if normalise else f"{value:.0f}",
+                    ha="center", va="center", fontsize=fontsize,
+                    color="white" if value > high else "black")
+    ticks = np.arange(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=45, ha="right", fontsize=fontsize)
+    ax.set_yticks(ticks, class_names, fontsize=fontsize)
+    ax.set(xlabel="predicted", ylabel="true")
+    return image
+
+
+def _confusion(confusion, class_names: Sequence[str], what: str) -> np.ndarray:
+    count = len(class_names)
+    return _array(confusion, (count, count), f"{what} (true × predicted, one row and "
+                                             f"column per class)")
+
+
+def confusion_matrix(confusion, class_names: Sequence[str], title: str = "",
+                     normalise: bool = True, path=None) -> bytes:
+    """Confusion matrix, int [C, C] (rows true, columns predicted).
+
+    With ``normalise``, colours and annotations are row fractions (percent); rows without
+    videos stay blank. Otherwise the counts are shown.
+    """
+    confusion = _confusion(confusion, class_names, "confusion matrix")
+    size = 1.6 + 0.55 * len(class_names)
+    fig = _figure(size + 1.2, size)
+    ax = fig.subplots()
+    fig.colorbar(_draw_confusion(ax, confusion, class_names, normalise), ax=ax,
+                 label="fraction of true class" if normalise else "videos")
+    return _finish(fig, title, path)
+
+
+def confusion_grid(confusions: Mapping, class_names: Sequence[str], path=None) -> bytes:
+    """Row-normalised confusion matrices (title -> int [C, C]) as small multiples, at most
+    4 per row, with one colour scale from 0 to 1."""
+    _nonempty(confusions, "confusion grid")
+    confusions = {name: _confusion(matrix, class_names, f"confusion matrix {name!r}")
+                  for name, matrix in confusions.items()}
+    columns = min(len(confusions), 4)
+    rows = math.ceil(len(confusions) / columns)
+    size = 1.4 + 0.4 * len(class_names)
+    fig = _figure(size * columns + 1, (size + 0.5) * rows)
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.ravel()[len(confusions):]:
+        ax.set_visible(False)
+    for ax, (name, matrix) in zip(axes.ravel(), confusions.items()):
+        image = _draw_confusion(ax, matrix, class_names, True, fontsize="x-small")
+        ax.set_title(name)
+    fig.colorbar(image, ax=axes, label="fraction of true class", shrink=0.8)
+    return _finish(fig, "", path)
+
+
+def trend_maps(class_maps, class_names: Sequence[str], title: str = "", path=None) -> bytes:
+    """Class-average heatmaps, float [C, T, h, w], as C rows × T columns of images.
+
+    One colour scale for all; an all-NaN class (no videos) is drawn as a blank row saying
+    "no videos".
+    """
+    maps = _array(class_maps, (len(class_names), None, None, None),
+                  "class maps (classes, frames, height, width)")
+    _, num_frames, height, width = maps.shape
+    present = ~np.isnan(maps).all(axis=(1, 2, 3))
+    norm = Normalize(*((np.nanmin(maps), np.nanmax(maps)) if present.any() else (0, 1)))
+    fig = _figure(1.4 + 0.9 * num_frames, 0.5 + 0.9 * len(class_names) * height / width)
+    ax = fig.subplots()
+    step_x, step_y = 1.1 * width, 1.1 * height  # a cell plus a 10 % gap
+    for (row, column) in np.ndindex(len(maps), num_frames):
+        if present[row]:
+            ax.imshow(maps[row, column], cmap="inferno", norm=norm, interpolation="nearest",
+                      extent=(column * step_x, column * step_x + width,
+                              row * step_y + height, row * step_y))
+    for row in np.flatnonzero(~present):
+        ax.text(num_frames * step_x / 2, row * step_y + height / 2, "no videos",
+                ha="center", va="center", color="0.4")
+    ax.set(xlim=(-0.05 * width, num_frames * step_x), ylim=(len(maps) * step_y, -0.05 * height))
+    ax.set_xticks(np.arange(num_frames) * step_x + width / 2,
+                  [f"frame {t + 1}" for t in range(num_frames)], fontsize="small")
+    ax.set_yticks(np.arange(len(maps)) * step_y + height / 2, class_names)
+    ax.xaxis.tick_top()
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    fig.colorbar(ScalarMappable(norm, "inferno"), ax=ax, shrink=0.8)
+    return _finish(fig, title, path)
+
+
+def trend_lines(mean, std, class_names: Sequence[str], title: str = "", path=None) -> bytes:
+    """Per-frame mean intensity per class, float [C, T], with ``std`` [C, T] as error bars;
+    all-NaN classes (no videos) are left out."""
+    mean = _array(mean, (len(class_names), None), "trend means (classes, frames)")
+    std = _array(std, mean.shape, "trend standard deviations (classes, frames)")
+    fig = _figure(6.4, 3.8)
+    ax = fig.subplots()
+    frames = np.arange(1, mean.shape[1] + 1)
+    for row in np.flatnonzero(~np.isnan(mean).all(axis=1)):
+        ax.errorbar(frames, mean[row], yerr=std[row], label=class_names[row], marker=".",
+                    capsize=2, color=f"C{row}")
+    ax.set(xlabel="frame", ylabel="mean intensity")
+    ax.grid(alpha=0.3)
+    if ax.has_data():
+        ax.legend(fontsize="small")
+    return _finish(fig, title, path)
+
+
+def deletion_insertion(curves: Mapping, fractions, title: str = "", path=None) -> bytes:
+    """Deletion and insertion curves: method -> {"deletion": [S], "insertion": [S]}, the
+    mean target probability after removing / inserting ``fractions`` [S] of the cells
+    (most important first); the legends give each curve's area (trapezoid rule)."""
+    _nonempty(curves, "deletion/insertion curves")
+    fractions = _array(fractions, (None,), "deletion/insertion fractions")
+    fig = _figure(9, 3.6)
+    axes = fig.subplots(1, 2, sharey=True)
+    for colour, (method, curve) in enumerate(curves.items()):
+        for ax, kind in zip(axes, ("deletion", "insertion")):
+            if kind not in curve:
+                raise UserError(f"deletion/insertion curves: {method!r} has no {kind!r} "
+                                f"curve; give both 'deletion' and 'insertion'")
+            values = _array(curve[kind], fractions.shape, f"{kind} curve of {method!r}")
+            ax.plot(fractions, values, color=f"C{colour}",
+                    label=f"{method} (AUC {np.trapezoid(values, fractions):.3f})")
+    for ax, kind, done in zip(axes, ("deletion", "insertion"), ("deleted", "inserted")):
+        ax.set(title=kind, xlabel=f"fraction of cells {done}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    axes[0].set_ylabel("mean target probability")
+    return _finish(fig, title, path)
+
+
+def _table(values: Mapping, groups: list, methods: list) -> np.ndarray:
+    """Nested dict group -> method -> float as [groups, methods], NaN where missing."""
+    return np.array([[values.get(group, {}).get(method, np.nan) for method in methods]
+                     for group in groups], np.float64)
+
+
+def bar_table(values: Mapping, errors: Mapping | None = None, ylabel: str = "",
+              title: str = "", path=None) -> bytes:
+    """Grouped bar chart: group -> method -> value (one colour per method), with optional
+    ``errors`` of the same structure (e.g. standard deviations) as error bars."""
+    _nonempty(values, "bar table")
+    groups = list(values)
+    methods = list(dict.fromkeys(method for group in values.values() for method in group))
+    heights = _table(values, groups, methods)
+    spread = None if errors is None else _table(errors, groups, methods)
+    width = 0.8 / len(methods)
+    fig = _figure(max(4.5, 1.2 + len(groups) * (0.4 + 0.25 * len(methods))), 3.8)
+    ax = fig.subplots()
+    for index, method in enumerate(methods):
+        ax.bar(np.arange(len(groups)) + (index - (len(methods) - 1) / 2) * width,
+               heights[:, index], width, label=method, capsize=3,
+               yerr=None if spread is None else spread[:, index])
+    ax.set_xticks(np.arange(len(groups)), groups)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
+    return _finish(fig, title, path)

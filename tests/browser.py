@@ -1,0 +1,84 @@
+"""Renders a local HTML file in headless Chromium (selenium) and reports what it shows.
+
+Needs the Debian packages ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them)
+and the ``selenium`` test extra; tests call ``require_chromium()`` to skip without them.
+"""
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+
+SKIP_REASON = ("headless Chromium not available: install the Debian packages chromium and "
+               "chromium-driver (.ci/run does)")
+MAX_SCREENSHOT_HEIGHT = 16384  # Chromium cannot capture taller windows in one piece
+WIDTH = 1280
+
+# Everything the page shows, read in one round trip once it has loaded.
+_PAGE_STATE = """
+return {
+  title: document.title,
+  h2: Array.from(document.querySelectorAll('h2'), e => e.textContent.trim()),
+  images: Array.from(document.images, e => ({
+    complete: e.complete, naturalWidth: e.naturalWidth, naturalHeight: e.naturalHeight,
+    scheme: e.src.split(':', 1)[0]})),
+  ids: Array.from(document.querySelectorAll('[id]'), e => e.id),
+  toc: Array.from(document.querySelectorAll('nav a[href^="#"]'),
+                  e => e.getAttribute('href').slice(1)),
+  resources: performance.getEntriesByType('resource').map(e => e.name),
+  scrollHeight: document.documentElement.scrollHeight,
+  windowFrame: window.outerHeight - window.innerHeight,
+};
+"""
+
+
+def chromium_available() -> bool:
+    """Whether ``chromium``, ``chromedriver`` and selenium are all installed."""
+    return bool(shutil.which("chromium") and shutil.which("chromedriver")
+                and importlib.util.find_spec("selenium"))
+
+
+def require_chromium():
+    """Skips the calling test when headless Chromium cannot be driven here."""
+    if not chromium_available():
+        pytest.skip(SKIP_REASON)
+
+
+def _driver():
+    """A headless Chromium driven by the system chromedriver (no downloads)."""
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--hide-scrollbars", f"--window-size={WIDTH},800"):
+        options.add_argument(arg)
+    options.binary_location = shutil.which("chromium")
+    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
+    driver = webdriver.Chrome(options=options, service=service)
+    driver.set_page_load_timeout(30)
+    return driver
+
+
+def render_in_chromium(path, screenshot_path=None) -> dict:
+    """Opens ``path`` as a ``file://`` URL and returns what the loaded page holds.
+
+    Keys: ``title``; ``h2`` (heading texts); ``images`` (per ``<img>``: ``complete``,
+    ``naturalWidth``, ``naturalHeight``, ``scheme`` of its src, e.g. ``"data"``); ``ids``
+    (every element id); ``toc`` (the ids that ``<nav>`` links point at); ``resources``
+    (URLs of loaded sub-resources; ``data:`` images are not listed); ``scrollHeight``;
+    ``windowFrame`` (window height outside the viewport). With ``screenshot_path``, also
+    saves a PNG of the whole page (viewport as tall as the document, at most
+    ``MAX_SCREENSHOT_HEIGHT``).
+    """
+    driver = _driver()
+    try:
+        driver.get(Path(path).resolve().as_uri())
+        state = driver.execute_script(_PAGE_STATE)
+        if screenshot_path is not None:
+            height = min(state["scrollHeight"], MAX_SCREENSHOT_HEIGHT)
+            driver.set_window_size(WIDTH, height + state["windowFrame"])
+            if not driver.save_screenshot(str(screenshot_path)):
+                raise RuntimeError(f"Chromium could not save a screenshot to {screenshot_path}")
+        return state
+    finally:
+        driver.quit()
