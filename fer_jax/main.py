@@ -25,8 +25,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _print_eval(result: dict) -> None:
+    auc, eer = result.get("roc_auc"), result.get("eer_accuracy")
     print(f"{result['split']}: accuracy {result['accuracy']:.4f}  macro F1 "
-          f"{result['macro_f1']:.4f}  loss {result['loss']:.4f}  "
+          f"{result['macro_f1']:.4f}  ROC-AUC {'-' if auc is None else f'{auc:.4f}'}  "
+          f"EER accuracy {'-' if eer is None else f'{eer:.4f}'}  loss {result['loss']:.4f}  "
           f"({result['count']} videos, {result['checkpoint']} checkpoint step "
           f"{result['checkpoint_step']})")
     for name, value in result["per_class_accuracy"].items():

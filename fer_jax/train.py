@@ -189,7 +189,8 @@ def full_video_logits(backbone, variables: dict, batch: dict, config) -> jnp.nda
 
 
 def eval_step(variables: dict, batch: dict, sums: dict, *, model, backbone, config):
-    """Adds masked loss, hits and confusion counts of one padded batch to ``sums``.
+    """Adds the masked loss of one padded batch to ``sums``; returns ``(sums, class
+    probabilities [B, C])``.
 
     ``variables``: ``{'params': …, **model_state}``. Clip batches go through ``model``;
     full-video batches (``eval.full_video``) through ``full_video_logits``."""
@@ -199,13 +200,8 @@ def eval_step(variables: dict, batch: dict, sums: dict, *, model, backbone, conf
     else:
         logits = model.apply(variables, normalise(batch["video"], config), train=False)
     mask = batch["mask"].astype(jnp.float32)
-    labels = jax.nn.one_hot(batch["label"], num_classes)
-    loss = optax.softmax_cross_entropy(logits, labels)
-    predicted = jax.nn.one_hot(jnp.argmax(logits, -1), num_classes)
-    return {
-        "loss": sums["loss"] + jnp.sum(loss * mask),
-        "confusion": sums["confusion"] + jnp.einsum("b,bi,bj->ij", mask, labels, predicted),
-    }
+    loss = optax.softmax_cross_entropy(logits, jax.nn.one_hot(batch["label"], num_classes))
+    return {"loss": sums["loss"] + jnp.sum(loss * mask)}, jax.nn.softmax(logits)
 
 
 def zero_train_sums() -> dict:
@@ -264,18 +260,22 @@ class Run:
                 for k, v in batch.items()}
 
     def evaluate(self, variables: dict, source) -> dict:
-        """Loss and classification metrics of ``variables`` on every video of ``source``."""
-        num_classes = self.config.dataset.num_classes
+        """Loss and classification metrics (``metrics.from_scores``: accuracy, F1, confusion,
+        ROC-AUC, EER accuracy) of ``variables`` on every video of ``source``."""
         step = jax.jit(functools.partial(eval_step, model=self.model, backbone=self.backbone,
                                          config=self.config), donate_argnums=(2,))
-        sums = jax.device_put({"loss": jnp.float32(0),
-                               "confusion": jnp.zeros((num_classes, num_classes))},
-                              self.replicated)
+        sums = jax.device_put({"loss": jnp.float32(0)}, self.replicated)
+        probabilities, labels, masks = [], [], []
         for batch in pipeline.iterate_eval(source, self.config):
-            sums = step(variables, self.shard(batch), sums)
-        sums = jax.device_get(sums)
-        result = metrics_lib.from_confusion(sums["confusion"], self.class_names)
-        result["loss"] = float(sums["loss"] / max(result["count"], 1))
+            sums, p = step(variables, self.shard(batch), sums)
+            probabilities.append(p)  # fetched once, after the loop
+            labels.append(batch["label"])
+            masks.append(batch["mask"])
+        keep = np.concatenate(masks)
+        probabilities = np.concatenate(jax.device_get(probabilities))[keep]
+        result = metrics_lib.from_scores(probabilities, np.concatenate(labels)[keep],
+                                         self.class_names)
+        result["loss"] = float(jax.device_get(sums["loss"]) / max(result["count"], 1))
         return result
 
 

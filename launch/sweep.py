@@ -6,8 +6,15 @@
 Every combination (seeds × values of each --set, a Cartesian product) runs as
 ``python -m fer_jax.main`` in its own workdir ``WORKDIR/<name>``, one after the other; a run
 whose workdir already has metrics.json is skipped, so an interrupted sweep resumes. ``--eval``
-also evaluates each run's best checkpoint on the test split (``--mode=eval``). At the end a
-table gives each run's best validation accuracy, test accuracy, epoch of the best validation
+also evaluates each run's best checkpoint on the test split (``--mode=eval``); ``--report``
+writes each run's explanation report (``--mode=report``) and adds a table ranking the
+explanation methods by their measurements, mean ± sd over the runs of each setting (the
+seed-000 comparison of Grad-CAM, Rollout, Rollout-Grad and TIBAV for a TimeSformer:
+
+  python launch/sweep.py --config=configs/synthetic.py --workdir=runs/explanations \
+      --seeds=0,1,2 --report
+
+). At the end a table gives each run's best validation accuracy, test accuracy, epoch of the best validation
 accuracy and, for runs with a score-table sampler on the synthetic benchmark, the Spearman
 correlation between the learned tables and the ground-truth intensity — and the mean ± sd of
 each over seeds per setting.
@@ -32,6 +39,8 @@ def parse_args(argv=None):
                         help="config field and comma-separated values (repeatable)")
     parser.add_argument("--eval", action="store_true",
                         help="also evaluate every run on the test split")
+    parser.add_argument("--report", action="store_true",
+                        help="also write every run's explanation report and rank the methods")
     parser.add_argument("--extra", action="append", default=[], metavar="FLAG",
                         help="flag passed unchanged to every run, e.g. --extra=--config.train.epochs=3")
     return parser.parse_args(argv)
@@ -75,9 +84,76 @@ def main(argv=None) -> int:
                        *(f"--config.{k}={v}" for k, v in overrides.items())]
             if subprocess.run(command).returncode != 0:
                 print(f"sweep: evaluation of {workdir} failed; continuing", file=sys.stderr)
+        if args.report and not (workdir / "report.json").exists():
+            command = [sys.executable, "-m", "fer_jax.main", f"--config={args.config}",
+                       f"--workdir={workdir}", "--mode=report", *args.extra,
+                       *(f"--config.{k}={v}" for k, v in overrides.items())]
+            if subprocess.run(command).returncode != 0:
+                print(f"sweep: report of {workdir} failed; continuing", file=sys.stderr)
         results.append((overrides, run_metrics(workdir)))
     print(summary_table(results))
+    if args.report:
+        for setting, reports in explanation_reports(root, results).items():
+            print(f"\nExplanation methods, {setting} (mean ± sd over {len(reports)} runs):\n")
+            print(explanation_table(reports))
     return 0 if len(results) == len(runs) else 1
+
+
+# Method measurements in report.json → table columns (higher is better unless marked ↓).
+EXPLANATION_COLUMNS = {
+    "occlusion difference": ("occlusion", "mean_difference"),
+    "difference at 50 %": ("occlusion", "difference_50"),
+    "deletion AUC ↓": ("deletion", "auc"),
+    "insertion AUC": ("insertion", "auc"),
+    "AU energy share": ("energy_inside", "mean"),
+    "pointing game": ("pointing_game", "mean"),
+    "CAM-COS": ("au_cosine", "macro"),
+}
+
+
+def explanation_reports(root: Path, results) -> dict[str, list[dict]]:
+    """report.json of every run that has one, grouped by setting (runs without seeds)."""
+    groups: dict[str, list[dict]] = {}
+    for overrides, _ in results:
+        path = root / run_name(overrides) / "report.json"
+        if path.exists():
+            setting = run_name({k: v for k, v in overrides.items() if k != "seed"}) or "(all)"
+            groups.setdefault(setting, []).append(json.loads(path.read_text()))
+    return groups
+
+
+def _measurement(method: dict, group: str, key: str) -> float | None:
+    if key == "difference_50":  # largest share of cells occluded, no frame occluded
+        return method["occlusion"]["difference"][-1][0]
+    return (method.get(group) or {}).get(key)
+
+
+def explanation_table(reports: list[dict]) -> str:
+    """Markdown table: one row per method, mean ± sd over ``reports`` of each measurement,
+    and the method's rank (1 = best) by the mean occlusion difference."""
+    methods = list(reports[0]["methods"])
+    stats = {}
+    for method in methods:
+        for column, (group, key) in EXPLANATION_COLUMNS.items():
+            values = [v for r in reports if method in r["methods"]
+                      for v in [_measurement(r["methods"][method], group, key)]
+                      if v is not None]
+            stats[method, column] = ((statistics.mean(values),
+                                      statistics.stdev(values) if len(values) > 1 else 0.0)
+                                     if values else None)
+    order = sorted(methods, key=lambda m: -stats[m, "occlusion difference"][0])
+    lines = ["| rank | method | " + " | ".join(EXPLANATION_COLUMNS) + " |",
+             "|---|---|" + "---|" * len(EXPLANATION_COLUMNS)]
+    for rank, method in enumerate(order, 1):
+        cells = [f"{s[0]:.3f} ± {s[1]:.3f}" if s else "–"
+                 for s in (stats[method, c] for c in EXPLANATION_COLUMNS)]
+        lines.append(f"| {rank} | {method} | " + " | ".join(cells) + " |")
+    accuracy = [r["classification"]["accuracy"] for r in reports]
+    seconds = [sum(r["seconds"].values()) for r in reports]
+    lines.append(f"\nTest accuracy {statistics.mean(accuracy):.3f} ± "
+                 f"{statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0:.3f} over "
+                 f"{reports[0]['videos']} videos; report {statistics.mean(seconds):.0f} s per run.")
+    return "\n".join(lines)
 
 
 COLUMNS = ("best val acc", "test acc", "best epoch", "table rho")
