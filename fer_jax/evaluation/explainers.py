@@ -56,8 +56,12 @@ class Explainer:
 def _options(name: str, text: str) -> dict:
     try:
         call = ast.parse(f"f({text})", mode="eval").body
-        if call.args:
+        # one call f(...) (not "a), g(b" → a tuple, nor "a)(b" → a call of a call)
+        if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name) or call.args:
             raise ValueError("positional options")
+        names = [k.arg for k in call.keywords]
+        if None in names or len(set(names)) != len(names):  # **mapping, repeated keyword
+            raise ValueError("not distinct keywords")
         return {k.arg: ast.literal_eval(k.value) for k in call.keywords}
     except (SyntaxError, ValueError) as e:
         raise UserError(f"cannot read the options of explanation method {name!r} ({text!r}): "
@@ -98,8 +102,9 @@ def parse_all(specs: str, model) -> list[Explainer]:
             current += char
     parts.append(current)
     explainers = [parse(p, attention_type) for p in parts if p.strip()]
-    labels = [e.label for e in explainers]
-    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    # by key: 'rollout' and "rollout(mode='spatial')" differ in label, not in maps or files
+    keys = [e.key for e in explainers]
+    duplicates = [e.label for e in explainers if keys.count(e.key) > 1]
     if duplicates:
         raise UserError(f"explanation method {duplicates[0]!r} is listed twice")
     if attention_type is None:

@@ -41,15 +41,30 @@ def match_frames(maps: jnp.ndarray, num_frames: int) -> jnp.ndarray:
     return maps[:, (jnp.arange(num_frames) * maps.shape[1]) // num_frames]
 
 
+def _area_weights(size: int, cells: int) -> np.ndarray:
+    """float32 ``[cells, size]``: the share of pixel j in cell i (the overlap of ``[j, j+1)``
+    with the cell ``[i, i+1) · size / cells``, over the cell's width); rows sum to 1."""
+    edges = np.arange(cells + 1) * size / cells
+    pixels = np.arange(size)
+    overlap = np.clip(np.minimum(edges[1:, None], pixels + 1)
+                      - np.maximum(edges[:-1, None], pixels), 0, None)
+    return (overlap / overlap.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 def to_cells(maps: jnp.ndarray, num_frames: int, grid: int) -> jnp.ndarray:
     """Explanation maps ``[B, T', h, w]`` → float32 ``[B, T, g, g]``: frames by
-    ``match_frames``, space by area-weighted (antialiased linear) resizing to ``grid`` ×
-    ``grid`` cells."""
-    maps = match_frames(maps, num_frames)
-    if maps.shape[2:] != (grid, grid):
-        maps = jax.image.resize(maps, (maps.shape[0], num_frames, grid, grid), "linear",
-                                antialias=True)
-    return maps.astype(jnp.float32)
+    ``match_frames``; space by area averaging (a cell's value is the mean of the map over the
+    cell, pixels cut by a cell border counted by their overlap) when the map is at least
+    ``grid`` wide, else by linear interpolation (coarse maps, e.g. a CNN's CAM)."""
+    maps = match_frames(maps, num_frames).astype(jnp.float32)
+    height, width = maps.shape[2:]
+    if (height, width) == (grid, grid):
+        return maps
+    if height >= grid and width >= grid:
+        return jnp.einsum("bthw,ih,jw->btij", maps, _area_weights(height, grid),
+                          _area_weights(width, grid), precision=jax.lax.Precision.HIGHEST)
+    return jax.image.resize(maps, (maps.shape[0], num_frames, grid, grid), "linear",
+                            antialias=True)
 
 
 def ranks(scores: jnp.ndarray, key: jax.Array) -> jnp.ndarray:
