@@ -38,6 +38,17 @@ def _manager(directory: Path, keep: int, items) -> ocp.CheckpointManager:
                                  item_handlers={k: _HANDLERS[k]() for k in items})
 
 
+def _await_tmp_cleanup(manager: ocp.CheckpointManager) -> None:
+    """Waits for the temporary-directory cleanup a manager starts in the background when it
+    is created. Orbax awaits it only before a save (``close`` does not): a manager used just
+    to restore, in a process that then exits at once (e.g. "no readable checkpoint"), would
+    otherwise leave the thread running into interpreter shutdown, which prints a
+    "cannot schedule new futures after interpreter shutdown" traceback."""
+    wait = getattr(manager, "_maybe_await_cleanup_tmp_directory", None)  # private; orbax 0.12.8
+    if wait is not None:
+        wait()
+
+
 def _snapshot(item: dict) -> dict:
     """A deep, JSON-only copy of ``item``."""
     return json.loads(json.dumps(item))
@@ -109,6 +120,8 @@ class Checkpoints:
         checkpoint, placed with ``sharding`` (whatever the device topology they were saved
         from) → ``(variables, which, step)``."""
         sources = [("best", self.best), ("latest", self.latest)]
+        for _, manager in sources:
+            _await_tmp_cleanup(manager)
         if not prefer_best:
             sources.reverse()
         for which, manager in sources:

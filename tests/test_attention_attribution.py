@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fer_jax import models
+from fer_jax import attribution, models
 from fer_jax.attribution import attention
 from fer_jax.errors import UserError
 from fast import fast_jit
@@ -81,7 +81,7 @@ def test_init_has_no_perturbations_and_apply_takes_any_batch():
 @pytest.mark.parametrize("attention_type", TYPES)
 def test_attribution_grid_on_unbound_model(attention_type):
     model = models.build("timesformer", **KWARGS, attention_type=attention_type)
-    assert model.attribution_layer == "blocks_1"
+    assert model.attribution_layer == "blocks_1/layernorm_before"
     b, t, n, d = 2, 4, 16, 3
     x = jnp.zeros(SHAPE)
     tokens = jnp.arange(b * n * t * d, dtype=jnp.float32).reshape(b, n, t, d)
@@ -95,6 +95,19 @@ def test_attribution_grid_on_unbound_model(attention_type):
     assert grid.shape == (b, t, 4, 4, d)
     # frame 2, patch row 1, column 3 is patch n = 1·4 + 3
     np.testing.assert_array_equal(grid[:, 2, 1, 3], tokens[:, 7, 2])
+    if attention_type == "divided_space_time":  # the spatial layernorm_before: [B, T, 1+N, D]
+        frames = jnp.concatenate([jnp.zeros((b, t, 1, d)), jnp.swapaxes(tokens, 1, 2)], axis=2)
+        np.testing.assert_array_equal(model.attribution_grid(frames, x), grid)
+
+
+@pytest.mark.parametrize("attention_type", TYPES)
+def test_grad_cam_default_layer_reaches_the_logits(attention_type):
+    """The last block's output tokens never reach the cls token; the default layer (its
+    attention LayerNorm) does, so Grad-CAM maps are not identically zero."""
+    model, variables, x, _ = _tiny(attention_type)
+    maps = fast_jit(functools.partial(attribution.grad_cam, model))(variables, x)
+    assert maps.shape == (x.shape[0], x.shape[1], 4, 4)
+    assert float(jnp.abs(maps).max()) > 0
 
 
 # --------------------------------------------------------------------------------------------

@@ -199,15 +199,19 @@ ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
 
 
 def block_output_grid(attention_type: str, patch_size: int, output, x: jnp.ndarray):
-    """A block's output as patch tokens ``[B, T, h, w, D]``, ``h, w = H // p, W // p`` of
-    ``x [B, T, H, W, C]``; the cls token(s) dropped.
+    """A block's output (or its ``layernorm_before`` output) as patch tokens
+    ``[B, T, h, w, D]``, ``h, w = H // p, W // p`` of ``x [B, T, H, W, C]``; the cls token(s)
+    dropped.
 
-    ``output``: divided ``(cls [B, D], tokens [B, N, T, D])``; joint ``[B, 1+N·T, D]`` (token
-    ``1 + n·T + t``); space-only ``[B, T, 1+N, D]``.
+    ``output``: divided ``(cls [B, D], tokens [B, N, T, D])`` (block) or ``[B, T, 1+N, D]``
+    (its spatial ``layernorm_before``); joint ``[B, 1+N·T, D]`` (token ``1 + n·T + t``);
+    space-only ``[B, T, 1+N, D]``.
     """
     batch, frames, height, width = x.shape[:4]
     h, w = height // patch_size, width // patch_size
-    if attention_type == "divided_space_time":
+    if attention_type == "divided_space_time" and not isinstance(output, tuple):
+        tokens = jnp.swapaxes(output[:, :, 1:], 1, 2)
+    elif attention_type == "divided_space_time":
         tokens = output[1]  # [B, N, T, D]
     elif attention_type == "joint_space_time":
         tokens = output[:, 1:].reshape(batch, h * w, frames, -1)
@@ -244,11 +248,14 @@ class TimeSformer(nn.Module):
 
     @property
     def attribution_layer(self) -> str:
-        """The layer CAM methods explain by default: the last block."""
-        return f"blocks_{self.num_layers - 1}"
+        """The layer CAM methods explain by default: the last block's (spatial) attention
+        LayerNorm, pytorch-grad-cam's ``blocks[-1].norm1`` for ViTs. (The last block's output
+        tokens do not reach the logits — only its cls token does — so their gradient is 0.)"""
+        return f"blocks_{self.num_layers - 1}/layernorm_before"
 
     def attribution_grid(self, output, x: jnp.ndarray) -> jnp.ndarray:
-        """A block's output as patch tokens ``[B, T, h, w, D]`` (``block_output_grid``).
+        """A block's (or its ``layernorm_before``'s) output as patch tokens
+        ``[B, T, h, w, D]`` (``block_output_grid``).
 
         Uses only configuration fields, so it also works on an unbound module."""
         return block_output_grid(self.attention_type, self.patch_size, output, x)
