@@ -50,8 +50,10 @@ def load(config, workdir: str) -> Trained:
     run = train.Run(config, workdir)
     train.check_same_experiment(config, run.workdir, train.MODEL_KEYS)
     checkpoints = checkpointing.Checkpoints(run.workdir, config.train.keep_checkpoints)
-    variables, which, step = checkpoints.restore_variables(run.replicated)
-    checkpoints.close()
+    try:
+        variables, which, step = checkpoints.restore_variables(run.replicated)
+    finally:
+        checkpoints.close()
     explainers = explainers_lib.parse_all(config.explain.methods, run.model)
     return Trained(run, variables, which, step, run.source(config.explain.split), explainers)
 

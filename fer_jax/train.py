@@ -563,8 +563,10 @@ def evaluate(config, workdir: str) -> dict:
     split = config.eval.split
     source = run.source(split)
     checkpoints = checkpointing.Checkpoints(run.workdir, config.train.keep_checkpoints)
-    variables, which, step = checkpoints.restore_variables(run.replicated)
-    checkpoints.close()
+    try:
+        variables, which, step = checkpoints.restore_variables(run.replicated)
+    finally:
+        checkpoints.close()
     result = run.evaluate(variables, source)
     result.update(split=split, checkpoint=which, checkpoint_step=step)
     if jax.process_index() == 0:
