@@ -317,8 +317,9 @@ def eval_dataset(source: VideoSource, config, truth: tuple[str, ...] = (),
                                     modality)
     else:
         selector = clip_selector(config.input.eval_clip, config.input.clip_frames)
+        codebook = (config.get("dataset") or {}).get("codebook", "figure")
         element = _EvalElement(source, selector, config.input.image_size, modality,
-                               tuple(truth), config.dataset.get("codebook", "figure"))
+                               tuple(truth), codebook)
     indices = np.arange(len(source)) if videos is None else np.asarray(videos, np.int64)
     dataset = grain.MapDataset.source(indices).map(lambda i: element(int(i)))
     return _to_iter(dataset.batch(batch_size or config.train.batch_size), num_workers=0)
