@@ -29,7 +29,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from fer_jax import checkpointing, models
@@ -204,6 +203,15 @@ def eval_step(variables: dict, batch: dict, sums: dict, *, model, backbone, conf
     return {"loss": sums["loss"] + jnp.sum(loss * mask)}, jax.nn.softmax(logits)
 
 
+def gather_predictions(probabilities: list, labels: list, masks: list
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-batch device probabilities ``[B, C]`` and host labels / padding masks ``[B]`` →
+    ``(probabilities [N, C], labels [N])`` of the real examples (one device fetch)."""
+    keep = np.concatenate(masks)
+    return (np.concatenate(jax.device_get(probabilities))[keep],
+            np.concatenate(labels)[keep])
+
+
 def zero_train_sums() -> dict:
     return {"loss": jnp.float32(0), "correct": jnp.int32(0), "count": jnp.float32(0),
             "finite": jnp.bool_(True)}
@@ -271,9 +279,7 @@ class Run:
             probabilities.append(p)  # fetched once, after the loop
             labels.append(batch["label"])
             masks.append(batch["mask"])
-        keep = np.concatenate(masks)
-        probabilities = np.concatenate(jax.device_get(probabilities))[keep]
-        result = metrics_lib.from_scores(probabilities, np.concatenate(labels)[keep],
+        result = metrics_lib.from_scores(*gather_predictions(probabilities, labels, masks),
                                          self.class_names)
         result["loss"] = float(jax.device_get(sums["loss"]) / max(result["count"], 1))
         return result

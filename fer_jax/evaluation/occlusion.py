@@ -107,12 +107,17 @@ def to_pixels(keep: jnp.ndarray, height: int, width: int) -> jnp.ndarray:
     return keep[:, :, rows][:, :, :, cols]
 
 
+def fill_pixels(video: jnp.ndarray, hidden: jnp.ndarray, fill: float = 0.0) -> jnp.ndarray:
+    """``video`` [B, T, H, W, C] with the pixels where ``hidden`` [B, T, H, W] is True set to
+    ``fill`` ([0, 1] pixel units; uint8 videos get ``fill · 255`` truncated)."""
+    value = fill * 255.0 if video.dtype == jnp.uint8 else fill
+    return jnp.where(hidden[..., None], jnp.asarray(value).astype(video.dtype), video)
+
+
 def occlude(video: jnp.ndarray, keep: jnp.ndarray, fill: float = 0.0) -> jnp.ndarray:
     """``video`` [B, T, H, W, C] (uint8 or float pixels) with the cells where ``keep``
     [B, T, g, g] is False set to ``fill`` ([0, 1] pixel units); same dtype."""
-    pixels = to_pixels(keep, video.shape[2], video.shape[3])[..., None]
-    value = fill * 255.0 if video.dtype == jnp.uint8 else fill
-    return jnp.where(pixels, video, jnp.asarray(value).astype(video.dtype))
+    return fill_pixels(video, ~to_pixels(keep, video.shape[2], video.shape[3]), fill)
 
 
 def cell_counts(fractions, cells_per_frame: int) -> np.ndarray:

@@ -13,7 +13,8 @@ computes the maps and then every measurement from them (no host round trip in be
 and once per batch, independently of the methods, the class probabilities (accuracy, F1,
 ROC-AUC, EER accuracy) and the facial-part occlusion confusion matrices (eyes, nose, mouth
 and their combinations located from landmarks). Sums live on the device and are fetched
-once at the end. Occlusion, deletion and localisation use the maps of the predicted class.
+once at the end. Occlusion, deletion and trends use the maps of the predicted class, the
+ground-truth measurements those of the true class.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from fer_jax.data import pipeline
 from fer_jax.errors import UserError
 from fer_jax.evaluation import face_parts, localisation, metrics, occlusion
 from fer_jax.evaluation.explainers import Explainer
-from fer_jax.train import normalise
+from fer_jax.train import gather_predictions, normalise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,11 +138,10 @@ def base_step(sums: dict, variables, batch: dict, *, model, config, fill: float,
     masks = jnp.stack([jnp.zeros(video.shape[:4], bool)] + [
         face_parts.part_mask(batch["landmarks"], combination, *video.shape[2:4])
         for combination in face_parts.COMBINATIONS])
-    value = jnp.asarray(fill * 255.0 if video.dtype == jnp.uint8 else fill).astype(video.dtype)
     weights = jax.nn.one_hot(labels, num_classes) * batch["mask"][:, None]
 
     def confusion(hidden):
-        logits = run(jnp.where(hidden[..., None], value, video))
+        logits = run(occlusion.fill_pixels(video, hidden, fill))
         return weights.T @ jax.nn.one_hot(jnp.argmax(logits, -1), num_classes)
 
     return {"parts": sums["parts"] + jax.lax.map(confusion, masks)}, probabilities
@@ -269,9 +269,7 @@ def measure(model, variables, config, source, explainers: list[Explainer],
             labels.append(batch["label"])
             masks.append(batch["mask"])
             bar.update(int(batch["mask"].sum()))
-    keep = np.concatenate(masks)
-    probabilities = np.concatenate(jax.device_get(probabilities))[keep]
-    labels = np.concatenate(labels)[keep]
+    probabilities, labels = gather_predictions(probabilities, labels, masks)
     results = {"classification": metrics.from_scores(probabilities, labels, class_names),
                "videos": num_videos, "class_names": class_names,
                "truth": list(fields), "methods": {}, "seconds": {}}
