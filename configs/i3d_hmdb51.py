@@ -19,7 +19,7 @@ from fer_jax import configs
 def get_config(arg: str = ""):
     args = configs.check_arg(arg, ("softmax", "smoke"))
     config = configs.defaults()
-    config.dataset = dict(name="hmdb51", num_classes=51, split=1)
+    config.dataset = configs.real_dataset("hmdb51", 51, protocol="split1")
     config.model.name = "i3d"
     config.model.kwargs = dict(dropout=0.5)
     configs.thesis_chapter3(config, image_size=224, max_frames=512)

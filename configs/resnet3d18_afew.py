@@ -20,7 +20,7 @@ from fer_jax import configs
 def get_config(arg: str = ""):
     args = configs.check_arg(arg, ("smoke",))
     config = configs.defaults()
-    config.dataset = dict(name="afew", num_classes=7)
+    config.dataset = configs.real_dataset("afew", 7)
     config.model.name = "resnet3d_18"
     config.model.kwargs = dict(pooling="two_step", input_dropout=0.3, dropout=0.9)
     configs.thesis_chapter3(config)  # clips, augmentation, dense model

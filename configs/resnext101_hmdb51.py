@@ -19,7 +19,7 @@ from fer_jax import configs
 def get_config(arg: str = ""):
     args = configs.check_arg(arg, ("softmax", "smoke"))
     config = configs.defaults()
-    config.dataset = dict(name="hmdb51", num_classes=51, split=1)
+    config.dataset = configs.real_dataset("hmdb51", 51, protocol="split1")
     config.model.name = "resnext3d_101"
     config.model.kwargs = dict()
     configs.thesis_chapter3(config, max_frames=512)

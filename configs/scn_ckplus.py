@@ -17,7 +17,7 @@ from fer_jax import configs
 def get_config(arg: str = ""):
     args = configs.check_arg(arg, ("smoke",))
     config = configs.defaults()
-    config.dataset = dict(name="ckplus", num_classes=7)
+    config.dataset = configs.real_dataset("ckplus", 7)
     config.input.update(modality="gray", clip_frames=20, train_clip="evenly_spaced",
                         eval_clip="evenly_spaced", image_size=224, mean=0.5, std=0.25)
     config.model.name = "scn"

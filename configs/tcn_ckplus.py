@@ -18,7 +18,7 @@ from fer_jax import configs
 def get_config(arg: str = ""):
     args = configs.check_arg(arg, ("smoke",))
     config = configs.defaults()
-    config.dataset = dict(name="ckplus", num_classes=7)
+    config.dataset = configs.real_dataset("ckplus", 7)
     config.input.update(modality="landmarks", clip_frames=20, train_clip="evenly_spaced",
                         eval_clip="evenly_spaced", image_size=224, mean=0.0, std=1.0)
     config.model.name = "tcn"

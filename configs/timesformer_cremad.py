@@ -20,7 +20,7 @@ from fer_jax import configs
 def get_config(arg: str = ""):
     args = configs.check_arg(arg, ("smoke",))
     config = configs.defaults()
-    config.dataset = dict(name="cremad", num_classes=6)
+    config.dataset = configs.real_dataset("cremad", 6)
     config.input.update(clip_frames=8, train_clip="evenly_spaced", eval_clip="evenly_spaced",
                         image_size=224, mean=0.45, std=0.225)
     config.model.kwargs = dict(patch_size=16, hidden_size=768, num_layers=12, num_heads=12,

@@ -28,11 +28,40 @@ def synthetic_dataset(**overrides) -> dict:
     return dataset
 
 
+def real_dataset(name: str, num_classes: int, **overrides) -> dict:
+    """``config.dataset`` for a real dataset, read from the records of ``--mode=preprocess``
+    (layouts: fer_jax/data/layouts.py; protocols: fer_jax/data/protocols.py)."""
+    dataset = dict(
+        name=name,
+        num_classes=num_classes,
+        data_dir="",            # TFDS data directory ('' = ~/tensorflow_datasets or $TFDS_DATA_DIR)
+        protocol="",            # experimental protocol ('' = the dataset's default)
+        fold=0,                 # fold of a cross-validation protocol
+        split_seed=0,           # seed of random splits (e.g. the 80/20 draw of AFEW Train)
+        codebook="figure",      # AU codebook of the AU maps (action_units.CODEBOOKS)
+    )
+    dataset.update(overrides)
+    return dataset
+
+
 def defaults() -> ml_collections.ConfigDict:
     """Every config field, with the synthetic benchmark and a small TimeSformer."""
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.dataset = synthetic_dataset()
+
+    config.preprocess = dict(       # --mode=preprocess of real datasets (data/preprocess.py)
+        manual_dir="",              # folder with the raw files as distributed
+        backend="dlib",             # dlib | face_alignment | opencv (data/faces.py)
+        crop_size=0,                # aligned face crop side (0 = input.image_size)
+        margin=0.25,                # context around the face, fraction of its size per side
+        smoothing=5,                # frames of the moving average over face boxes (1 = off)
+        missing="carry",            # frames without a face: carry (keep) | drop
+        jpeg_quality=95,            # stored frames
+        workers=2,                  # processes (0 = in this process)
+        fan_weights="",             # face_alignment: local 2DFAN-4 weights (.pth.tar)
+        detector_weights="",        # face_alignment: local face-detector weights
+    )
 
     config.input = dict(
         modality="rgb",             # rgb | gray | landmarks (model input, see data/pipeline.py)

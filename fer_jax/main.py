@@ -2,8 +2,9 @@
 
 Modes: ``train`` (default; resumes automatically from DIR), ``eval`` (best checkpoint of DIR
 on ``config.eval.split``), ``explain`` (maps of ``explain.videos`` as overlays, GIF/MP4 and
-arrays in DIR/explanations) and ``report`` (explanation measurements on ``explain.split`` in
-DIR/report.html and report.json). Config fields are overridden with ``--config.a.b=value``.
+arrays in DIR/explanations), ``report`` (explanation measurements on ``explain.split`` in
+DIR/report.html and report.json) and ``preprocess`` (raw files of a real dataset in
+``preprocess.manual_dir`` → faces, landmarks, AU maps → TFDS records; no workdir needed). Config fields are overridden with ``--config.a.b=value``.
 Problems the user can fix are reported on one line (``fer_jax: error: ...``, exit status 2).
 """
 from __future__ import annotations
@@ -18,10 +19,13 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, optionally with an argument: configs/X.py:arg.",
     lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and metrics.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "explain", "report"],
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and metrics "
+                                "(required except with --mode=preprocess).")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "explain", "report", "preprocess"],
                           "What to do.")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["config"])
+flags.register_validator("workdir", lambda value: value is not None or _MODE.value == "preprocess",
+                         "--workdir is required (except with --mode=preprocess)")
 
 
 def _print_eval(result: dict) -> None:
@@ -63,7 +67,10 @@ def main(argv) -> None:
     config = _CONFIG.value
     logging.info("Config:\n%s", config)
     try:
-        if _MODE.value == "train":
+        if _MODE.value == "preprocess":
+            from fer_jax.data import preprocess
+            preprocess.print_summary(preprocess.run(config))
+        elif _MODE.value == "train":
             result = train.train_and_evaluate(config, _WORKDIR.value)
             best = result["best_validation"] or {}
             print(json.dumps({"stopped": result["stopped"], "best_epoch": result["best_epoch"],

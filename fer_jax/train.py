@@ -251,7 +251,7 @@ class Run:
         self.class_names = None
 
     def source(self, split: str):
-        source = sources.build(self.config.dataset, split)
+        source = sources.build(self.config, split)
         self.class_names = list(getattr(source, "class_names", [])) or None
         return source
 

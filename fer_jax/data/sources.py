@@ -1,4 +1,8 @@
-"""Dataset registry: ``config.dataset`` → a random-access ``VideoSource`` per split."""
+"""Dataset registry: the experiment config → a random-access ``VideoSource`` per split.
+
+``synthetic`` renders the built-in benchmark; every real dataset (``data/layouts.py``) reads
+the records written by ``--mode=preprocess`` and splits them by ``dataset.protocol``.
+"""
 from __future__ import annotations
 
 from fer_jax.data.pipeline import VideoSource
@@ -7,9 +11,10 @@ from fer_jax.errors import UserError
 SPLITS = ("train", "validation", "test")
 
 
-def _synthetic(dataset_config, split: str) -> VideoSource:
+def _synthetic(config, split: str) -> VideoSource:
     from fer_jax.data import synthetic
 
+    dataset_config = config.dataset
     config = synthetic.SyntheticConfig(
         num_classes=dataset_config.num_classes,
         num_frames=dataset_config.num_frames,
@@ -25,14 +30,25 @@ def _synthetic(dataset_config, split: str) -> VideoSource:
         raise UserError(f"config.dataset: {e}") from None
 
 
-_BUILDERS = {"synthetic": _synthetic}
+def _preprocessed(config, split: str) -> VideoSource:
+    from fer_jax.data import tfds_source
+
+    return tfds_source.open_split(config, split)
 
 
-def build(dataset_config, split: str) -> VideoSource:
-    """The ``split`` ('train' | 'validation' | 'test') of the dataset named in the config."""
+def names() -> tuple[str, ...]:
+    """Every dataset a config can name."""
+    from fer_jax.data import layouts
+
+    return ("synthetic", *layouts.LAYOUTS)
+
+
+def build(config, split: str) -> VideoSource:
+    """The ``split`` ('train' | 'validation' | 'test') of the dataset of the experiment
+    ``config`` (its ``dataset`` section; real datasets also read ``preprocess``)."""
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    if dataset_config.name not in _BUILDERS:
-        raise UserError(f"unknown dataset {dataset_config.name!r}; available: "
-                        f"{', '.join(sorted(_BUILDERS))}")
-    return _BUILDERS[dataset_config.name](dataset_config, split)
+    name = config.dataset.name
+    if name not in names():
+        raise UserError(f"unknown dataset {name!r}; available: {', '.join(names())}")
+    return (_synthetic if name == "synthetic" else _preprocessed)(config, split)
