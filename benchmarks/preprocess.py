@@ -67,20 +67,28 @@ def random_fan_weights(path: Path) -> str:
 
 
 def time_backend(processor: faces.FaceProcessor, videos: list[np.ndarray],
-                 crop: int) -> tuple[float, float]:
-    """(seconds without AU maps, seconds with AU maps) over ``videos`` after one warm-up."""
-    processor(videos[0][:2])
+                 crop: int) -> tuple[float, float, int]:
+    """(seconds without AU maps, seconds with AU maps, videos without any face) over
+    ``videos``, after a warm-up call (model loading) that is not timed."""
+    processor(videos[0][:1], boxes=np.array([0, 0, 8, 8], np.float32))
     faces_only = with_au = 0.0
+    no_face = 0
     for video in videos:
         start = time.perf_counter()
-        track = processor(video)
+        try:
+            track = processor(video)
+        except faces.NoFaceError:
+            no_face += 1
+            faces_only += time.perf_counter() - start
+            with_au += time.perf_counter() - start
+            continue
         mid = time.perf_counter()
         if np.isfinite(track.crop_landmarks).all():
             action_units.au_maps(track.crop_landmarks, "fear", crop, crop)
         end = time.perf_counter()
         faces_only += mid - start
         with_au += end - start
-    return faces_only, with_au
+    return faces_only, with_au, no_face
 
 
 def part1(args, workdir: Path) -> None:
@@ -92,7 +100,7 @@ def part1(args, workdir: Path) -> None:
     print(f"{args.videos} videos × {args.frames} frames per input, crop {args.crop} px"
           + ("" if args.fan_weights else "; face_alignment with random weights (timing only)"))
     print(f"{'input':<20s}{'backend':<16s}{'videos/s':>10s}{'frames/s':>10s}"
-          f"{'+AU videos/s':>14s}{'vs dlib':>9s}")
+          f"{'+AU videos/s':>14s}{'vs dlib':>9s}{'no face':>9s}")
     for input_name, videos in inputs.items():
         baseline = None
         for name, kwargs in backends.items():
@@ -100,12 +108,13 @@ def part1(args, workdir: Path) -> None:
                 continue
             processor = faces.FaceProcessor(crop_size=args.crop, **kwargs)
             videos_run = videos[:2] if name == "face_alignment" else videos
-            seconds, seconds_au = time_backend(processor, videos_run, args.crop)
+            seconds, seconds_au, no_face = time_backend(processor, videos_run, args.crop)
             n = len(videos_run)
             rate = n / seconds_au
             baseline = baseline or rate
             print(f"{input_name:<20s}{name:<16s}{n / seconds:>10.2f}"
-                  f"{n * args.frames / seconds:>10.1f}{rate:>14.2f}{rate / baseline:>8.2f}×")
+                  f"{n * args.frames / seconds:>10.1f}{rate:>14.2f}{rate / baseline:>8.2f}×"
+                  f"{no_face:>6d}/{n}")
 
 
 def preprocess_config(raw: Path, data: Path, workers: int, crop: int):

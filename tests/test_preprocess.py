@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("dlib", reason="the face backends need the 'faces' extra")
 
 from fer_jax import configs  # noqa: E402
-from fer_jax.data import (fixtures, layouts, pipeline, preprocess, tfds_builders,  # noqa: E402
-                          tfds_source)
+from fer_jax.data import (action_units, fixtures, layouts, pipeline, preprocess,  # noqa: E402
+                          tfds_builders, tfds_source)
 from fer_jax.errors import UserError  # noqa: E402
 
 CROP = 48
@@ -120,6 +120,11 @@ def test_protocol_splits_read_clips_for_the_pipeline(tmp_path):
     assert 0 <= clip["au_masks"].min() and clip["au_masks"].max() <= 1
     expression = test.class_names[int(clip["label"])]
     assert (clip["au_masks"].max() == 1) == (expression != "neutral")
+    # Stored maps = seed-003 maps of the stored landmarks, radii scaled to the face (crop
+    # without its 25 % margins), quantised to 1/255.
+    expected = action_units.au_maps(clip["landmarks"], expression, CROP, CROP,
+                                    face_size=CROP / 1.5)
+    np.testing.assert_allclose(clip["au_masks"], expected, atol=0.5 / 255 + 1e-6)
     np.testing.assert_array_equal(clip["frame_indices"], [0, 3, 5])
 
     config.input.update(image_size=32, clip_frames=4)
