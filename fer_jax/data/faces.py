@@ -144,30 +144,30 @@ def _hub_checkpoint(url: str) -> str:
     return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
 
 
-def fan_weights_path(path: str | None = None) -> str:
-    """The 2DFAN-4 state_dict file: ``path``, or face_alignment's torch-hub cache; never downloads."""
+def _weights_path(path: str | None, url: str, option: str, needed_by: str) -> str:
+    """``path`` if given (must exist), else face_alignment's torch-hub cache of ``url``;
+    never downloads: a missing file is a UserError naming ``url`` and ``option``."""
     if path is not None:
         if not os.path.isfile(path):
-            raise UserError(f"fan_weights file not found: {path}")
+            raise UserError(f"{option} file not found: {path}")
         return path
-    cached = _hub_checkpoint(FAN_URL)
+    cached = _hub_checkpoint(url)
     if not os.path.isfile(cached):
-        raise UserError(f"backend 'face_alignment' needs the 2DFAN-4 weights: download {FAN_URL} "
-                        f"and pass fan_weights=PATH (or save it as {cached})")
+        raise UserError(f"{needed_by}: download {url} and pass {option}=PATH (or save it as "
+                        f"{cached})")
     return cached
+
+
+def fan_weights_path(path: str | None = None) -> str:
+    """The 2DFAN-4 state_dict file: ``path``, or face_alignment's torch-hub cache."""
+    return _weights_path(path, FAN_URL, "fan_weights",
+                         "backend 'face_alignment' needs the 2DFAN-4 weights")
 
 
 def sfd_weights_path(path: str | None = None) -> str:
     """The S3FD detector state_dict: ``path``, or face_alignment's torch-hub cache."""
-    if path is not None:
-        if not os.path.isfile(path):
-            raise UserError(f"detector_weights file not found: {path}")
-        return path
-    cached = _hub_checkpoint(SFD_URL)
-    if not os.path.isfile(cached):
-        raise UserError(f"detector 'sfd' needs the S3FD weights: download {SFD_URL} and pass "
-                        f"detector_weights=PATH (or save it as {cached})")
-    return cached
+    return _weights_path(path, SFD_URL, "detector_weights",
+                         "detector 'sfd' needs the S3FD weights")
 
 
 # --------------------------------------------------------------------------- backends

@@ -16,12 +16,14 @@ Steps
      resumes where it stopped; failed videos are retried on every run.
   3. ``manifest.json`` lists the cached videos in name order and the TFDS builder
      (``data/tfds_builders.py``) writes them as ArrayRecord records.
-  4. A summary — found, processed, reused, failed, skipped, and one entry per file with a
-     problem or a warning, saying why — is printed and saved as
+  4. A summary — videos found, processed now, reused from the cache, failed, problems found
+     by the scan, and one entry per file with a problem or a note, saying why and what was
+     done ('skipped', 'failed' or 'kept') — is printed and saved as
      ``preprocess_summary.json`` next to the records and in the cache.
 
 Nothing is dropped silently: every file the layout rejects, every video that fails, and
-every video with frames without a face or with several faces has an entry.
+every kept video with something unusual (truncated, one frame, grayscale, an unusual frame
+size, frames without a face or with several faces) has an entry.
 """
 from __future__ import annotations
 
