@@ -1,6 +1,7 @@
 """--mode=preprocess on fixture trees of every dataset layout: faces, AU maps, ArrayRecord,
 the per-file summary of bad inputs, resuming, and reading the records back by protocol."""
 import json
+import pickle
 import subprocess
 from pathlib import Path
 
@@ -126,6 +127,8 @@ def test_protocol_splits_read_clips_for_the_pipeline(tmp_path):
                                     face_size=CROP / 1.5)
     np.testing.assert_allclose(clip["au_masks"], expected, atol=0.5 / 255 + 1e-6)
     np.testing.assert_array_equal(clip["frame_indices"], [0, 3, 5])
+    copy = pickle.loads(pickle.dumps(test))  # as Grain worker processes receive it
+    np.testing.assert_array_equal(copy.load(0, np.array([0, 3, 5]))["frames"], clip["frames"])
 
     config.input.update(image_size=32, clip_frames=4)
     batch = next(pipeline.iterate_eval(test, config, truth=("landmarks", "au_masks"),

@@ -201,6 +201,7 @@ def _builder_class(name: str) -> type:
 
 BUILDERS: dict[str, type] = {name: _builder_class(name) for name in layouts.LAYOUTS}
 """Dataset name → its builder class (registered with TFDS under that name)."""
+globals().update({cls.__name__: cls for cls in BUILDERS.values()})  # picklable by name
 
 
 def builder(name: str, data_dir: str, settings: Settings,
