@@ -38,9 +38,9 @@ class TfdsVideos:
     'frame_labels' float32 [F].
     """
 
-    def __init__(self, builder: tfds_builders.VideoBuilder, subset: protocols.Subset,
-                 class_names: tuple[str, ...]):
-        meta, lengths = meta_of(builder)
+    def __init__(self, builder: tfds_builders.VideoBuilder, meta: protocols.Meta,
+                 lengths: np.ndarray, subset: protocols.Subset, class_names: tuple[str, ...]):
+        """``meta``, ``lengths``: ``meta_of(builder)``; ``subset``: records of this split."""
         self._builder = builder
         self.records = np.asarray(subset.indices, np.int64)
         self.labels = np.asarray(subset.labels, np.int32)
@@ -103,11 +103,11 @@ def open_split(config, split: str) -> TfdsVideos:
     """Split 'train' | 'validation' | 'test' of the configured dataset and protocol."""
     d = config.dataset
     builder = open_builder(config)
-    meta, _ = meta_of(builder)
+    meta, lengths = meta_of(builder)
     splits = protocols.split(d.name, meta, d.get("protocol", ""), int(d.get("fold", 0)),
                              int(d.get("split_seed", 0)))
     if len(splits.class_names) != d.num_classes:
         raise UserError(f"dataset.num_classes is {d.num_classes} but protocol "
                         f"{splits.protocol!r} of {d.name} has {len(splits.class_names)} "
                         f"classes ({', '.join(splits.class_names)})")
-    return TfdsVideos(builder, getattr(splits, split), splits.class_names)
+    return TfdsVideos(builder, meta, lengths, getattr(splits, split), splits.class_names)
