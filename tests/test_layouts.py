@@ -13,7 +13,8 @@ from fer_jax.data import fixtures, layouts
 from fer_jax.data.action_units import EXPRESSIONS
 from fer_jax.errors import UserError
 
-NAMES = ("cremad", "afew", "ckplus", "samm", "hmdb51", "hmdb8", "unbc", "biovid", "rafdb")
+NAMES = ("cremad", "afew", "ckplus", "samm", "hmdb51", "hmdb8", "unbc", "biovid", "rafdb",
+         "affectnet")
 FRAMES, SIZE, SUBJECTS = 12, 96, 2  # make_tree defaults
 
 # Published label codes, written out independently of the module under test.
@@ -25,6 +26,9 @@ CKPLUS = {0: "neutral", 1: "anger", 3: "disgust", 4: "fear", 5: "happiness", 6: 
           7: "surprise"}
 RAFDB = {1: "surprise", 2: "fear", 3: "disgust", 4: "happiness", 5: "sadness", 6: "anger",
          7: "neutral"}
+AFFECTNET = {0: "neutral", 1: "happiness", 2: "sadness", 3: "surprise", 4: "fear", 5: "disgust",
+             6: "anger"}  # 7 contempt, 8 none, 9 uncertain, 10 no face: excluded
+AFFECTNET_LISTS = "Manually_Annotated_file_lists"
 
 
 # --------------------------------------------------------------------------- ground truth
@@ -39,6 +43,17 @@ def _samm_rows(root: Path) -> dict[str, dict[str, str]]:
 def _rafdb_codes(root: Path) -> dict[str, int]:
     lines = (root / "EmoLabel/list_patition_label.txt").read_text().splitlines()
     return {image[:-len(".jpg")]: int(code) for image, code in (line.split() for line in lines)}
+
+
+def _affectnet_rows(root: Path) -> dict[str, tuple[list[str], str]]:
+    """'subDirectory/stem' → (CSV row, partition) of the fixture's label files."""
+    rows = {}
+    for csv_name, partition in (("training.csv", "train"), ("validation.csv", "test")):
+        with open(root / AFFECTNET_LISTS / csv_name, newline="") as f:
+            for row in csv.reader(f):
+                if row and row[0] != "subDirectory_filePath":
+                    rows[row[0].rsplit(".", 1)[0]] = (row, partition)
+    return rows
 
 
 def _number(path: Path) -> float:
@@ -61,6 +76,8 @@ _TRUTH = {
     "biovid": lambda root, p: (p[2].split("-")[1], p[1], ""),
     "rafdb": lambda root, p: (RAFDB[_rafdb_codes(root)[p[2][:-len("_aligned")]]],
                               p[2][:-len("_aligned")], p[2].split("_")[0]),
+    "affectnet": lambda root, p: (AFFECTNET[int(_affectnet_rows(root)[f"{p[1]}/{p[2]}"][0][6])],
+                                  p[2], _affectnet_rows(root)[f"{p[1]}/{p[2]}"][1]),
 }
 
 
@@ -92,7 +109,7 @@ def test_registry_names_and_metadata():
     assert layouts.get("hmdb8").class_names == ("fall_floor", "hug", "jump", "punch", "run",
                                                 "smoke", "throw", "wave")
     assert layouts.get("cremad").class_names == EXPRESSIONS[:6]
-    for name in ("afew", "ckplus", "rafdb"):
+    for name in ("afew", "ckplus", "rafdb", "affectnet"):
         assert layouts.get(name).class_names == EXPRESSIONS
     assert {n: l.faces for n, l in layouts.LAYOUTS.items() if l.faces != "detect"} == {
         "hmdb51": "none", "hmdb8": "none", "rafdb": "aligned"}
@@ -106,6 +123,8 @@ def test_scan_finds_the_fixture_videos_with_their_labels(name, clean):
     root, expected = clean(name)
     layout = layouts.get(name)
     videos, problems = layout.scan(str(root))
+    if name == "affectnet":  # its excluded codes, counted (test_affectnet_excluded_codes...)
+        problems = [p for p in problems if " excluded " not in p.reason]
     assert problems == []
     assert [v.name for v in videos] == expected == sorted(expected)
     counts = collections.Counter(layout.class_names[v.label] for v in videos)
@@ -120,7 +139,7 @@ def test_scan_finds_the_fixture_videos_with_their_labels(name, clean):
         assert all(isinstance(value, int) for _, value in video.info)
         assert (video.frame_labels is not None) == layout.frame_labels
         assert all(Path(p).is_absolute() and Path(p).is_file() for p in video.paths)
-    if name not in ("afew", "rafdb"):  # those have no subject ids: subject = file stem
+    if name not in ("afew", "rafdb", "affectnet"):  # no subject ids: subject = file stem
         assert len({v.subject for v in videos}) == SUBJECTS
 
 
@@ -130,7 +149,8 @@ def test_read_frames_decodes_fixture_videos(name, clean):
     videos, _ = layouts.get(name).scan(str(root))
     for video in videos[:3] + videos[-1:]:
         frames, warnings = layouts.read_frames(video)
-        length = 1 if name == "rafdb" else 20 if video.name.endswith("/neutral") else FRAMES
+        length = (1 if name in ("rafdb", "affectnet") else 20 if video.name.endswith("/neutral")
+                  else FRAMES)
         assert frames.dtype == np.uint8 and frames.shape == (length, SIZE, SIZE, 3)
         assert warnings == []
         assert frames.std() > 20  # a face on a background, not a blank frame
@@ -232,7 +252,7 @@ def test_bad_inputs_are_reported_where_expected(name, tmp_path):
     assert set(by_name) == set(good) | produced | neutral
     stages = {fixtures.BAD_INPUT_STAGES[k] for k in bad.values()}
     assert {"skipped", "read_frames", "accepted"} <= stages
-    if name != "rafdb":
+    if name not in ("rafdb", "affectnet"):  # still images: no face-level defects
         assert "faces" in stages
 
 
@@ -394,3 +414,85 @@ def test_samm_xlsx_sheet_reads_like_its_csv_export(clean, tmp_path):
     assert problems == [] and [v.name for v in videos] == expected
     assert [(v.label, v.info) for v in videos] == [
         (v.label, v.info) for v in layouts.get("samm").scan(str(root))[0]]
+
+
+# --------------------------------------------------------------------------- AffectNet
+def test_affectnet_excluded_codes_are_counted_per_label_file(clean):
+    root, expected = clean("affectnet")
+    videos, problems = layouts.get("affectnet").scan(str(root))
+    rows = _affectnet_rows(root)
+    codes = collections.Counter((partition, int(row[6])) for row, partition in rows.values())
+    assert {code for _, code in codes} == set(range(11))  # the fixture has every code
+    files = {"train": f"{AFFECTNET_LISTS}/training.csv",
+             "test": f"{AFFECTNET_LISTS}/validation.csv"}
+    counted = {(p.path, int(re.match(r"expression (\d+) ", p.reason)[1]),
+                int(re.search(r": (\d+) rows? excluded", p.reason)[1])) for p in problems}
+    assert len(counted) == len(problems)  # one Problem per label file and code, nothing else
+    assert counted == {(files[partition], code, count)
+                       for (partition, code), count in codes.items() if code >= 7}
+    kept = {key for key, (row, _) in rows.items() if int(row[6]) < 7}
+    assert {v.name.split("/", 1)[1] for v in videos} == kept
+    assert len(videos) == len(expected) == sum(n for (_, c), n in codes.items() if c < 7)
+    assert {v.partition for v in videos} == {"train", "test"}
+
+
+def test_affectnet_face_box_comes_from_the_csv(clean):
+    from fer_jax.data import faces
+
+    root, _ = clean("affectnet")
+    videos, _ = layouts.get("affectnet").scan(str(root))
+    rows = _affectnet_rows(root)
+    for video in videos:
+        row, _ = rows[video.name.split("/", 1)[1]]
+        x, y, width, height = map(float, row[1:5])
+        assert video.box == (x, y, x + width, y + height)
+        points = np.array(row[5].split(";"), float).reshape(68, 2)
+        assert (points >= np.array(video.box[:2]) - 1).all()
+        assert (points <= np.array(video.box[2:]) + 1).all()
+        assert 0 <= video.box[0] < video.box[2] <= SIZE and 0 <= video.box[1] < video.box[3] <= SIZE
+    frames, _ = layouts.read_frames(videos[0])
+    track = faces.FaceProcessor(backend="opencv", crop_size=32)(np.zeros_like(frames),
+                                                                boxes=videos[0].box)
+    np.testing.assert_allclose(track.boxes[0], videos[0].box)  # no detection on a blank image
+
+
+def test_affectnet_label_files_where_they_lie_missing_or_odd(clean, tmp_path):
+    source, expected = clean("affectnet")
+    (tmp_path / "Manually_Annotated_Images").symlink_to(source / "Manually_Annotated_Images")
+    layout = layouts.get("affectnet")
+    training = (source / AFFECTNET_LISTS / "training.csv").read_text()
+    validation = (source / AFFECTNET_LISTS / "validation.csv").read_text()
+    (tmp_path / "training.csv").write_text(training)  # directly under the root also works
+    (tmp_path / "validation.csv").write_text(validation)
+    videos, problems = layout.scan(str(tmp_path))
+    assert [v.name for v in videos] == expected
+    assert {p.path for p in problems} == {"training.csv", "validation.csv"}  # the exclusions
+
+    (tmp_path / "validation.csv").unlink()
+    videos, problems = layout.scan(str(tmp_path))
+    assert {v.partition for v in videos} == {"train"}
+    missing = [p for p in problems if p.path == f"{AFFECTNET_LISTS}/validation.csv"]
+    assert len(missing) == 1 and "missing label file" in missing[0].reason
+    unlabelled = [p for p in problems if "no label in" in p.reason]
+    assert len(unlabelled) == len(validation.splitlines())  # every image of validation.csv
+
+    lines = training.splitlines()
+    header, first = lines[0], lines[1]
+    (tmp_path / "validation.csv").write_text(first + "\n")  # the same image again
+    (tmp_path / "training.csv").write_text("\n".join([header, *lines[1:], first.replace(
+        ".jpg", ".png", 1)]) + "\n")
+    videos, problems = layout.scan(str(tmp_path))
+    again = f"Manually_Annotated_Images/{first.split(',')[0]}"
+    assert {v.name: v.partition for v in videos}[again.rsplit(".", 1)[0]] == "train"
+    assert any(p.path == again and "listed again in validation.csv row 1 (first in "
+               "training.csv row 2)" in p.reason for p in problems)
+    assert any(p.path.endswith(".png") and "missing image" in p.reason for p in problems)
+
+    (tmp_path / "training.csv").write_text(header.replace("expression", "emotion") + "\n"
+                                           + "\n".join(lines[1:]) + "\n")
+    (tmp_path / "validation.csv").write_text(f"{lines[1]}\n1/a.jpg,{'9' * 200_000}\n")
+    videos, problems = layout.scan(str(tmp_path))
+    assert [v.partition for v in videos] == ["test"]
+    reasons = {p.path: p.reason for p in problems if not p.path.startswith("Manually")}
+    assert "header lacks the columns expression" in reasons["training.csv"]
+    assert reasons["validation.csv"].startswith("unreadable after row 1 (field larger")

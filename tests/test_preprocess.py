@@ -127,6 +127,7 @@ def test_protocol_splits_read_clips_for_the_pipeline(tmp_path):
                                     face_size=CROP / 1.5)
     np.testing.assert_allclose(clip["au_masks"], expected, atol=0.5 / 255 + 1e-6)
     np.testing.assert_array_equal(clip["frame_indices"], [0, 3, 5])
+    assert test.face_fraction == pytest.approx(1 / 1.5)  # AU maps drawn in training scale so
     copy = pickle.loads(pickle.dumps(test))  # as Grain worker processes receive it
     np.testing.assert_array_equal(copy.load(0, np.array([0, 3, 5]))["frames"], clip["frames"])
 
@@ -135,6 +136,22 @@ def test_protocol_splits_read_clips_for_the_pipeline(tmp_path):
                                        batch_size=4))
     assert batch["video"].shape == (4, 4, 32, 32, 3)
     assert batch["au_masks"].shape == (4, 4, 32, 32)
+
+
+def test_affectnet_faces_come_from_the_box_of_its_label_file(tmp_path):
+    import cv2
+
+    raw = tmp_path / "raw"
+    fixtures.make_tree("affectnet", raw, subjects=1, per_class=1, image_size=96)
+    layout = layouts.get("affectnet")
+    video = layout.scan(str(raw))[0][0]
+    image = cv2.imread(str(video.paths[0]))
+    cv2.imwrite(str(video.paths[0]), np.full_like(image, 128))  # nothing to detect
+    settings = preprocess.settings_from_config(_config("affectnet", raw, tmp_path))
+    arrays, warnings = preprocess.process_video(video, layout, settings,
+                                                preprocess._make_processor(layout, settings))
+    assert arrays["valid"].all() and arrays["landmarks"].shape == (1, 68, 2)
+    assert not any("1 frame" in w for w in warnings)  # still images are one frame by nature
 
 
 def test_errors_are_one_line(tmp_path):

@@ -128,9 +128,22 @@ def _rafdb() -> Meta:
                  partitions=partitions)
 
 
+# AffectNet's 7 classes in EMOTIONS7 order: training.csv counts (paper), 500 each in validation.csv
+AFFECTNET_TRAIN = np.array([74874, 24882, 3803, 6378, 134415, 25459, 14090])
+
+
+def _affectnet() -> Meta:
+    """283,901 training.csv / 3,500 validation.csv images (one-frame videos), one subject each."""
+    labels = np.concatenate([np.repeat(np.arange(7), AFFECTNET_TRAIN),
+                             np.repeat(np.arange(7), 500)])
+    partitions = np.repeat(["train", "test"], [AFFECTNET_TRAIN.sum(), 3500])
+    subjects = np.arange(len(labels)).astype(str)
+    return _meta(labels, subjects, EMOTIONS7, partitions=partitions, names=subjects)
+
+
 META = {"cremad": _cremad(), "afew": _afew(), "ckplus": _ckplus(), "samm": _samm(),
         "hmdb51": _hmdb51(), "hmdb8": _hmdb8(), "unbc": _unbc(), "biovid": _biovid(),
-        "rafdb": _rafdb()}
+        "rafdb": _rafdb(), "affectnet": _affectnet()}
 CASES = [(d, p) for d, table in protocols.PROTOCOLS.items() for p in table]
 
 
@@ -228,9 +241,10 @@ def test_cremad_actor_folds_are_actor_independent_and_partition_the_actors():
         assert abs(len(s.validation.indices) / rest - 0.10) < 0.02  # ~7 of 72-73 actors
 
 
-# --------------------------------------------------------------------------- AFEW, RAF-DB
+# --------------------------------------------------------------------- AFEW, RAF-DB, AffectNet
 @pytest.mark.parametrize("dataset,train,test,share", [("afew", "Train", "Val", 0.20),
-                                                      ("rafdb", "train", "test", 0.10)])
+                                                      ("rafdb", "train", "test", 0.10),
+                                                      ("affectnet", "train", "test", 0.10)])
 def test_official_partitions_with_a_stratified_validation_draw(dataset, train, test, share):
     meta = META[dataset]
     s = protocols.split(dataset, meta, "official", seed=5)
@@ -244,6 +258,16 @@ def test_official_partitions_with_a_stratified_validation_draw(dataset, train, t
 
 def test_afew_unlabelled_test_partition_is_excluded():
     assert protocols.split("afew", META["afew"]).excluded == 100
+
+
+def test_affectnet_official_sizes_of_seed_003():
+    meta = META["affectnet"]
+    s = protocols.split("affectnet", meta, "official", seed=1)
+    assert s.class_names == EMOTIONS7 and s.num_folds == 1 and s.excluded == 0
+    assert len(s.train.indices) + len(s.validation.indices) == 283_901
+    assert np.bincount(s.test.labels).tolist() == [500] * 7
+    np.testing.assert_allclose(np.bincount(s.validation.labels, minlength=7),
+                               0.10 * AFFECTNET_TRAIN, atol=1)
 
 
 # --------------------------------------------------------------------------- CK+

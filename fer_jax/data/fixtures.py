@@ -2,7 +2,7 @@
 
 Nothing binary is stored: frames come from ``synthetic.SyntheticFaces`` (nuisance 0) and are
 written with OpenCV, videos at 25 fps as .flv (FLV1), .avi (MJPG) or .mp4 (mp4v), frames as PNG
-(CK+, UNBC) or JPEG (SAMM, RAF-DB).
+(CK+, UNBC) or JPEG (SAMM, RAF-DB, AffectNet).
 
 ``make_tree(name, root)`` writes a small valid tree and returns the names of the ``RawVideo``s
 that ``layouts.LAYOUTS[name].scan(root)`` should find (for CK+ including the neutral videos its
@@ -12,10 +12,18 @@ from first frames; HMDB-51: ``DEFAULT_CLASSES``). Fixture subject ``s`` is synth
 ``s``; a class that is one of ``EXPRESSIONS`` shows that expression, any other class (SAMM
 contempt/other, pain levels, actions) shows expression ``class index % 7``. Datasets with
 official partitions put subject ``s`` in partition ``s % 2`` (AFEW Train/Val, RAF-DB
-train/test). HMDB-51 split files give the clips of subject ``s`` code ``(s + k) % 3`` in split
-``k`` (1-3). Label files carry what the real ones would: CK+ landmarks are the renderer's ground
-truth, UNBC PSPI is ``round(16 * intensity * opi / 5)`` per frame, SAMM onset/apex/offset are
-the frame numbers of the first, first apex and last frame.
+train/test, AffectNet training.csv/validation.csv). HMDB-51 split files give the clips of subject
+``s`` code ``(s + k) % 3`` in split ``k`` (1-3). Label files carry what the real ones would: CK+
+landmarks are the renderer's ground truth, UNBC PSPI is ``round(16 * intensity * opi / 5)`` per
+frame, SAMM onset/apex/offset are the frame numbers of the first, first apex and last frame,
+AffectNet rows hold the ground-truth landmarks of the image and the face box around them
+(``affectnet_box``); training.csv starts with a header row, validation.csv has none (as
+distributed). RAF-DB and AffectNet images are the first apex frame of the rendered video.
+
+AffectNet trees also get, per subject, rows of the codes ``AFFECTNET_EXCLUDED_ROWS[s % 2]``
+(contempt, none, uncertain, no face; a no-face image is flat grey) with their images: ``scan``
+finds no video for them and reports one Problem per label file and code (see
+``layouts.AffectNet``), so a clean AffectNet tree has exactly those Problems.
 
 ``add_bad_files(name, root)`` adds, under subject ``BAD_SUBJECT``, the bad inputs that apply to
 the dataset and returns ``{key: keyword}``. ``BAD_INPUT_STAGES[keyword]`` says what is expected:
@@ -35,6 +43,7 @@ except an .avi, which opens and yields 'no frames'.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from pathlib import Path
 from typing import Callable
@@ -51,6 +60,9 @@ ODD_SIZE = (97, 131)  # (width, height) of the 'odd size' and 'differing sizes' 
 BAD_SUBJECT = 90      # fixture subject of the bad inputs; make_tree allows 1..BAD_SUBJECT subjects
 DEFAULT_CLASSES = {"ckplus": EXPRESSIONS[1:], "hmdb51": ("brush_hair", "climb_stairs", "wave")}
 _MAX_PER_CLASS = {"cremad": len(layouts.CREMAD_SENTENCES)}  # distinct sentences per emotion
+AFFECTNET_EXCLUDED_ROWS = ((7, 8, 9), (7, 7, 10))
+"""Excluded AffectNet codes make_tree adds for even subjects (training.csv) and odd ones
+(validation.csv)."""
 
 BAD_INPUT_STAGES: dict[str, str] = {
     "malformed": "skipped", "unknown": "skipped", "missing": "skipped", "no label": "skipped",
@@ -277,9 +289,61 @@ def _rafdb(tree, class_name, s, j, sample, label=None) -> Path:
     return path
 
 
+def affectnet_box(points: np.ndarray, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """AffectNet's (face_x, face_y, face_width, face_height) for landmarks [68, 2] in an image of
+    ``size`` (width, height): the landmarks' bounding box with its top raised by a tenth of its
+    height (as a face detector's box), in whole pixels, inside the image."""
+    low, high = points.min(0), points.max(0)
+    low = low - np.array([0.0, 0.1 * (high[1] - low[1])])
+    x0, y0 = (int(max(0, np.floor(v))) for v in low)
+    x1, y1 = (int(min(limit, np.ceil(v))) for v, limit in zip(high, size))
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def _affectnet_image(s: int, j: int) -> str:
+    """'subDirectory/file' of the image ``j`` of subject ``s`` (a hash name as distributed)."""
+    digest = hashlib.sha224(f"affectnet {s} {j}".encode()).hexdigest()
+    return f"{1 + (7 * s + j) % 5}/{digest}.jpg"
+
+
+def _affectnet_row(tree, partition: int, cells: list[str]) -> None:
+    """Append a row to training.csv (partition 0, created with its header) or validation.csv."""
+    rel = f"{layouts.AFFECTNET_LISTS}/{layouts.AFFECTNET_CSVS[partition][0]}"
+    if partition == 0 and not (tree.root / rel).exists():
+        tree.append(rel, ",".join(layouts.AFFECTNET_COLUMNS))
+    tree.append(rel, ",".join(cells))
+
+
+def _affectnet(tree, class_name, s, j, sample, label=None) -> Path:
+    frames = sample["frames"]
+    apex = np.flatnonzero(sample["phase"][:len(frames)] == 2)
+    t = apex[0] if len(apex) else 0
+    rel = _affectnet_image(s, j)
+    path = tree.path(f"{layouts.AFFECTNET_IMAGES}/{rel}")
+    write_image(path, frames[t])
+    if label != "":
+        code = {v: k for k, v in layouts.AFFECTNET_CODES.items()}[class_name]
+        points = sample["landmarks"][t]
+        box = affectnet_box(points, (frames.shape[2], frames.shape[1]))
+        _affectnet_row(tree, s % 2, [
+            rel, *map(str, box), ";".join(f"{v:.2f}" for v in points.ravel()),
+            str(code) if label is None else label, f"{(code - 3) / 4:.6f}", "0.250000"])
+    return path
+
+
+def _affectnet_excluded(tree, subjects: int) -> None:
+    """The rows of ``AFFECTNET_EXCLUDED_ROWS`` and their images, after the valid ones."""
+    for s in range(subjects):
+        for k, code in enumerate(AFFECTNET_EXCLUDED_ROWS[s % 2]):
+            sample = tree.render("neutral", s)
+            if code == 10:  # No-Face
+                sample["frames"] = np.full_like(sample["frames"], 128)
+            _affectnet(tree, "neutral", s, 1000 + k, sample, label=str(code))
+
+
 _WRITERS: dict[str, Callable[..., Path]] = {
     "cremad": _cremad, "afew": _afew, "ckplus": _ckplus, "samm": _samm, "hmdb51": _hmdb,
-    "hmdb8": _hmdb, "unbc": _unbc, "biovid": _biovid, "rafdb": _rafdb}
+    "hmdb8": _hmdb, "unbc": _unbc, "biovid": _biovid, "rafdb": _rafdb, "affectnet": _affectnet}
 
 
 # --------------------------------------------------------------------------- make_tree
@@ -311,6 +375,8 @@ def make_tree(name: str, root: str | Path, *, subjects: int = 2, per_class: int 
                 names.append(tree.name(path))
     if isinstance(layout, layouts.CkPlus):
         names += [f"{n}/neutral" for n in layout.choose_neutral(names)]
+    if isinstance(layout, layouts.AffectNet):
+        _affectnet_excluded(tree, subjects)
     return sorted(names)
 
 
@@ -319,7 +385,8 @@ VIDEO_DEFECTS = ("truncated", "unreadable", "zero frames", "one frame", "no face
                  "several faces", "grayscale", "odd size")
 FRAME_DEFECTS = VIDEO_DEFECTS + ("differing sizes",)
 _DEFECTS = {"ckplus": FRAME_DEFECTS, "samm": FRAME_DEFECTS, "unbc": FRAME_DEFECTS,
-            "rafdb": ("truncated", "unreadable", "grayscale", "odd size")}
+            "rafdb": ("truncated", "unreadable", "grayscale", "odd size"),
+            "affectnet": ("truncated", "unreadable", "grayscale")}  # sizes vary by nature
 _KEYWORDS = {  # (defect, medium) → keyword where it differs from the defect's name
     ("truncated", ".mp4"): "unreadable", ("zero frames", ".mp4"): "unreadable",
     ("zero frames", ".flv"): "unreadable", ("zero frames", ".avi"): "no frames",
@@ -459,10 +526,27 @@ def _rafdb_labels(tree, class_name, sample) -> dict[str, str]:
             layouts.RAFDB_LABELS: "malformed"}
 
 
+def _affectnet_labels(tree, class_name, sample) -> dict[str, str]:
+    unknown = _affectnet(tree, class_name, BAD_SUBJECT, 50, sample, label="12")
+    unlisted = _affectnet(tree, class_name, BAD_SUBJECT, 51, sample, label="")
+    bad_box = _affectnet(tree, class_name, BAD_SUBJECT, 52, sample, label="")
+    missing = _affectnet_image(BAD_SUBJECT, 53)  # listed, never written
+    _affectnet_row(tree, 0, [missing, "10", "10", "60", "60", "", "0", "0", "0"])
+    _affectnet_row(tree, 0, [_affectnet_image(BAD_SUBJECT, 54), "10", "10", "60"])
+    _affectnet_row(tree, 1, [_affectnet_image(BAD_SUBJECT, 52), "n/a", "10", "60", "60", "",
+                             "0", "0", "0"])
+    notes = tree.text(f"{layouts.AFFECTNET_IMAGES}/{bad_box.parent.name}/readme.txt",
+                      "not an image\n")
+    lists = layouts.AFFECTNET_LISTS
+    return {tree.rel(unknown): "unknown", tree.rel(unlisted): "no label",
+            f"{layouts.AFFECTNET_IMAGES}/{missing}": "missing", tree.rel(notes): "unexpected",
+            f"{lists}/training.csv": "malformed", f"{lists}/validation.csv": "malformed"}
+
+
 _LABEL_DEFECTS = {
     "cremad": _cremad_labels, "afew": _afew_labels, "ckplus": _ckplus_labels,
     "samm": _samm_labels, "hmdb51": _hmdb_labels, "hmdb8": _hmdb_labels, "unbc": _unbc_labels,
-    "biovid": _biovid_labels, "rafdb": _rafdb_labels}
+    "biovid": _biovid_labels, "rafdb": _rafdb_labels, "affectnet": _affectnet_labels}
 
 
 def add_bad_files(name: str, root: str | Path) -> dict[str, str]:

@@ -16,7 +16,8 @@ Conventions shared by all layouts
   * Frame images are ordered by natural sort of their names (digit runs compared as numbers).
   * ``scan`` never raises for an individual bad file or label. A missing or empty root, a missing
     top-level folder or label sheet, or a dataset folder holding nothing at all (no videos and no
-    problems) raises ``UserError`` naming the expected layout.
+    problems) raises ``UserError`` naming the expected layout. AffectNet's two label files are
+    each a Problem when missing (the images of the other one stay usable).
   * ``scan`` does not decode: unreadable or truncated media are found by ``read_frames``.
 
 Per-dataset decisions are documented on each layout class.
@@ -26,6 +27,7 @@ from __future__ import annotations
 import abc
 import csv
 import dataclasses
+import math
 import os
 import re
 import zipfile
@@ -53,6 +55,9 @@ class RawVideo:
     partition: official partition of the distribution, '' if none.
     frame_labels: one label per entry of ``paths`` (UNBC PSPI), None if the dataset has none.
     info: small integer facts, one ``(key, value)`` per key of the layout's ``info_keys``.
+    box: the face box ``(x0, y0, x1, y1)`` in source pixels that the dataset gives for every
+      frame (AffectNet's label files), in the form ``faces.FaceProcessor(frames, boxes=...)``
+      takes; None if the dataset gives none.
     """
 
     name: str
@@ -62,6 +67,7 @@ class RawVideo:
     partition: str = ""
     frame_labels: tuple[float, ...] | None = None
     info: tuple[tuple[str, int], ...] = ()
+    box: tuple[float, float, float, float] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +175,9 @@ class Layout(abc.ABC):
     name: registry key. title: human-readable dataset name. class_names: label order.
     faces: 'detect' (run face detection), 'aligned' (inputs are aligned face crops) or 'none'
     (no faces; keep whole frames). info_keys: the keys of every ``RawVideo.info``, in order.
-    frame_labels: whether ``RawVideo.frame_labels`` are given. required: entries (relative to the
+    frame_labels: whether ``RawVideo.frame_labels`` are given. still_images: every record is one
+    image (one-frame videos are expected). varied_sizes: frame sizes differ by nature (no
+    summary note for an unusual one). required: entries (relative to the
     root) that must exist. expected: one-line example of the layout for error messages.
     instructions: where to get the data and what to put under the manual directory.
     """
@@ -180,6 +188,8 @@ class Layout(abc.ABC):
     faces: str = "detect"
     info_keys: tuple[str, ...] = ()
     frame_labels: bool = False
+    still_images: bool = False
+    varied_sizes: bool = False
     required: tuple[str, ...] = ()
     expected: str
     instructions: str
@@ -835,6 +845,7 @@ class RafDb(Layout):
     """
 
     name = "rafdb"
+    still_images = True
     title = "RAF-DB"
     class_names = EXPRESSIONS
     faces = "aligned"
@@ -879,9 +890,194 @@ class RafDb(Layout):
             scan.problem(folder / name, f"no label in {RAFDB_LABELS}; skipped")
 
 
+AFFECTNET_IMAGES = "Manually_Annotated_Images"
+AFFECTNET_LISTS = "Manually_Annotated_file_lists"
+AFFECTNET_CSVS = (("training.csv", "train"), ("validation.csv", "test"))
+"""Label file → partition of its images."""
+AFFECTNET_COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
+                     "facial_landmarks", "expression", "valence", "arousal")
+_AFFECTNET_BOX = ("face_x", "face_y", "face_width", "face_height")
+AFFECTNET_CODES = {0: "neutral", 1: "happiness", 2: "sadness", 3: "surprise", 4: "fear",
+                   5: "disgust", 6: "anger"}
+AFFECTNET_EXCLUDED = {7: "Contempt", 8: "None", 9: "Uncertain", 10: "No-Face"}
+"""AffectNet codes outside the 7 classes: excluded, counted per label file."""
+AFFECTNET_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+class AffectNet(Layout):
+    """AffectNet, manually annotated part: ``Manually_Annotated_Images/<subDirectory>/<file>``
+    + ``Manually_Annotated_file_lists/training.csv`` and ``validation.csv``.
+
+    A CSV row names an image (``subDirectory_filePath``, relative to Manually_Annotated_Images),
+    its face box and its expression code. The CSV files may also lie directly under the root. A
+    header row is optional (validation.csv comes without one); without it the columns are
+    ``AFFECTNET_COLUMNS`` in that order. Each image is a one-frame video; partition 'train'
+    (training.csv) or 'test' (validation.csv); AffectNet has no subject ids: subject = the image
+    stem. ``RawVideo.box`` = the row's face box (face_x, face_y, face_x + face_width,
+    face_y + face_height); the landmarks, valence and arousal columns are not read.
+
+    Classes: codes 0-6 (the 7 classes of seed 003). Codes 7-10 (contempt, none, uncertain,
+    no face) are excluded: one Problem per CSV file and code gives the number of rows left out
+    (their images are not reported again). Problems: a missing CSV file (its images then have
+    no label), a header without the needed columns (file ignored), rows with the wrong number of
+    columns or a path that is not <subDirectory>/<file> (ignored), face boxes that are not
+    numbers of positive size, unknown codes, images listed twice (first row used), listed images
+    that are missing, images without a row, and unexpected entries in Manually_Annotated_Images.
+    """
+
+    name = "affectnet"
+    still_images = True
+    varied_sizes = True
+    title = "AffectNet"
+    class_names = EXPRESSIONS
+    required = (AFFECTNET_IMAGES,)
+    expected = (f"{AFFECTNET_IMAGES}/<subDirectory>/<file>.jpg and {AFFECTNET_LISTS}/"
+                "training.csv, validation.csv (rows 'subDirectory_filePath,face_x,face_y,"
+                "face_width,face_height,facial_landmarks,expression,valence,arousal')")
+    instructions = (
+        "AffectNet (Mollahosseini et al. 2017, University of Denver) is distributed on request "
+        "from its authors (licence agreement). Unpack its manually annotated part "
+        "(Manually_Annotated.part*.rar and Manually_Annotated_file_lists.zip) so that "
+        f"<manual_dir>/{AFFECTNET_IMAGES}/689/737db2483489148d783ef278f43f486c0a97e140fc4b6b61b8"
+        f"4363ca.jpg, <manual_dir>/{AFFECTNET_LISTS}/training.csv and "
+        f"<manual_dir>/{AFFECTNET_LISTS}/validation.csv exist (the two CSV files may also lie "
+        "directly in <manual_dir>).")
+
+    def _scan(self, scan: _Scan) -> None:
+        images = self._images(scan)
+        listed: dict[str, str] = {}  # 'subDirectory/file' → where it was first listed
+        names: set[str] = set()      # 'subDirectory/stem' of the videos added
+        for csv_name, partition in AFFECTNET_CSVS:
+            self._csv(scan, csv_name, partition, images, listed, names)
+        files = " or ".join(csv_name for csv_name, _ in AFFECTNET_CSVS)
+        for key in sorted(set(images) - set(listed)):
+            scan.problem(images[key], f"no label in {files}; skipped")
+
+    def _images(self, scan: _Scan) -> dict[str, Path]:
+        """'subDirectory/file' → path of every image under Manually_Annotated_Images."""
+        images = {}
+        for folder in _folders(scan, scan.root / AFFECTNET_IMAGES, "AffectNet subDirectory"):
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    path = folder / entry.name
+                    if entry.is_file() and path.suffix.lower() in AFFECTNET_SUFFIXES:
+                        images[f"{folder.name}/{entry.name}"] = path
+                    else:
+                        kind = "folder" if entry.is_dir() else "file"
+                        scan.problem(path, f"unexpected {kind} (expected AffectNet images "
+                                           f"{'/'.join(AFFECTNET_SUFFIXES)} here); ignored")
+        return images
+
+    def _csv(self, scan: _Scan, csv_name: str, partition: str, images: dict[str, Path],
+             listed: dict[str, str], names: set[str]) -> None:
+        """Add the videos of one label file, streamed row by row."""
+        path = next((p for p in (scan.root / AFFECTNET_LISTS / csv_name, scan.root / csv_name)
+                     if p.is_file()), None)
+        if path is None:
+            scan.problem(scan.root / AFFECTNET_LISTS / csv_name,
+                         f"missing label file; its {partition} images get no label")
+            return
+        excluded: dict[int, list[int]] = {}  # code → [rows, first row number]
+        columns = None
+        number = 0
+        try:
+            with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+                for number, row in enumerate(csv.reader(f), 1):
+                    if not any(cell.strip() for cell in row):
+                        continue
+                    if columns is None:
+                        columns = self._columns(scan, path, row)
+                        if columns is None:
+                            return
+                        if row[0].strip() == AFFECTNET_COLUMNS[0]:
+                            continue
+                    self._row(scan, path, number, row, columns, partition, images, listed,
+                              excluded, names)
+        except (OSError, csv.Error) as e:
+            scan.problem(path, f"unreadable after row {number} ({e}); the rest of the file "
+                               "ignored")
+        for code, (count, first) in sorted(excluded.items()):
+            scan.problem(path, f"expression {code} ({AFFECTNET_EXCLUDED[code]}) is not one of "
+                               f"the 7 classes: {count} row{'s' if count != 1 else ''} excluded "
+                               f"(first: row {first}); their images skipped")
+
+    def _columns(self, scan: _Scan, path: Path, first: list[str]) -> dict[str, int] | None:
+        """Column name → index (from the header row if ``first`` is one), '' → row width;
+        None after a Problem when the header lacks needed columns."""
+        if first[0].strip() != AFFECTNET_COLUMNS[0]:
+            return {**{c: i for i, c in enumerate(AFFECTNET_COLUMNS)},
+                    "": len(AFFECTNET_COLUMNS)}
+        header = [cell.strip() for cell in first]
+        needed = (AFFECTNET_COLUMNS[0], *_AFFECTNET_BOX, "expression")
+        lacking = [c for c in needed if c not in header]
+        if lacking:
+            scan.problem(path, f"header lacks the columns {', '.join(lacking)} (expected "
+                               f"{','.join(AFFECTNET_COLUMNS)}); file ignored")
+            return None
+        return {**{c: header.index(c) for c in needed}, "": len(header)}
+
+    def _row(self, scan: _Scan, path: Path, number: int, row: list[str],
+             columns: dict[str, int], partition: str, images: dict[str, Path],
+             listed: dict[str, str], excluded: dict[int, list[int]], names: set[str]) -> None:
+        where = f"{path.name} row {number}"
+        if len(row) != columns[""]:
+            scan.problem(path, f"malformed row {number} {','.join(row)[:60]!r} (expected "
+                               f"{columns['']} columns: {','.join(AFFECTNET_COLUMNS)}); ignored")
+            return
+        rel = row[columns[AFFECTNET_COLUMNS[0]]].strip().replace("\\", "/")
+        parts = rel.split("/")
+        if len(parts) != 2 or not all(parts) or {".", ".."} & set(parts):
+            scan.problem(path, f"malformed row {number}: image path {rel[:60]!r} (expected "
+                               "<subDirectory>/<file>, e.g. 689/737db248.jpg); ignored")
+            return
+        image = scan.root / AFFECTNET_IMAGES / rel
+        if rel in listed:
+            scan.problem(image, f"listed again in {where} (first in {listed[rel]}); the first "
+                                "row is used")
+            return
+        listed[rel] = where
+        text = row[columns["expression"]].strip()
+        try:
+            code = _integer(text)
+        except ValueError:
+            code = None
+        if code in AFFECTNET_EXCLUDED:
+            counts = excluded.setdefault(code, [0, number])
+            counts[0] += 1
+            return
+        if code not in AFFECTNET_CODES:
+            scan.problem(image, f"unknown expression code {text[:20]!r} in {where} (expected "
+                                "0-10); skipped")
+            return
+        cells = [row[columns[c]].strip() for c in _AFFECTNET_BOX]
+        try:
+            x, y, width, height = (float(cell) for cell in cells)
+            if not (math.isfinite(x + y + width + height) and width > 0 and height > 0):
+                raise ValueError
+        except ValueError:
+            scan.problem(path, f"malformed face box in row {number} ({', '.join(cells)[:60]}) "
+                               f"for {rel} (expected numbers face_x, face_y, face_width > 0, "
+                               "face_height > 0); skipped")
+            return
+        if rel not in images:
+            scan.problem(image, f"missing image (listed in {where}); skipped")
+            return
+        stem = f"{parts[0]}/{Path(parts[1]).stem}"
+        if stem in names:
+            scan.problem(image, f"another image named {stem!r} (other suffix) is listed before "
+                                f"{where}; skipped")
+            return
+        names.add(stem)
+        scan.add(image.with_suffix(""), [image], self.class_names.index(AFFECTNET_CODES[code]),
+                 image.stem, partition=partition, box=(x, y, x + width, y + height))
+
+
 LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (
     CremaD(), Afew(), CkPlus(), Samm(), Hmdb("hmdb51", HMDB51_CLASSES, splits=True),
-    Hmdb("hmdb8", HMDB8_CLASSES, splits=False), Unbc(), BioVid(), RafDb())}
+    Hmdb("hmdb8", HMDB8_CLASSES, splits=False), Unbc(), BioVid(), RafDb(),
+    AffectNet())}
 """Registry of the dataset layouts by name (CK+ with its default neutral options)."""
 
 

@@ -123,8 +123,9 @@ def _face_arrays(frames: np.ndarray, video: layouts.RawVideo, layout: layouts.La
         crops = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA)
                           for f in frames[track.frame_indices]])
         landmarks = track.landmarks * np.array([size / width, size / height], np.float32)
-    else:
-        track = processor(frames)
+    else:  # a box given by the dataset (AffectNet) replaces detection
+        track = processor(frames, boxes=None if video.box is None
+                          else np.asarray(video.box, np.float32))
         crops, landmarks = track.crops, track.crop_landmarks
     if track.missing:
         done = "carried the previous face" if settings.missing == "carry" else "dropped them"
@@ -145,11 +146,11 @@ def _face_arrays(frames: np.ndarray, video: layouts.RawVideo, layout: layouts.La
 
 
 def input_notes(frames: np.ndarray, layout: layouts.Layout) -> list[str]:
-    """Facts about the input worth a summary entry: a video of one frame (except in RAF-DB,
-    the 'aligned' layout of still images), grayscale frames (frames uint8 [T, H, W, 3] as
+    """Facts about the input worth a summary entry: a video of one frame (except in datasets
+    of still images: RAF-DB, AffectNet), grayscale frames (frames uint8 [T, H, W, 3] as
     decoded). Unusual frame sizes are found across the dataset (``_size_notes``)."""
     notes = []
-    if len(frames) == 1 and layout.faces != "aligned":
+    if len(frames) == 1 and not layout.still_images:
         notes.append("only 1 frame (clips repeat it)")
     first = frames[0]
     if np.array_equal(first[..., 0], first[..., 1]) and np.array_equal(first[..., 1],
@@ -330,7 +331,9 @@ def _summary(layout, settings, manual_dir, found, problems, outcomes, reused,
              records) -> dict:
     failed = [o for o in outcomes if o.error]
     kept = [o for o in outcomes + reused if not o.error]
-    notes = [(o.name, w) for o in kept for w in o.warnings] + _size_notes(kept)
+    notes = [(o.name, w) for o in kept for w in o.warnings]
+    if not layout.varied_sizes:  # e.g. AffectNet's photos come in every size
+        notes += _size_notes(kept)
     names = {o.name for o in kept}
     files = ([{"file": p.path, "stage": "scan", "reason": p.reason,
                "status": "kept" if str(Path(p.path).with_suffix("")) in names else "skipped"}

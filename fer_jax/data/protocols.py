@@ -53,6 +53,11 @@ Protocols (``PROTOCOLS`` lists them with one-line descriptions; the first is the
   remaining videos.
 ``rafdb/official``
   The distributed train / test partitions; validation = 10 % of train, stratified by emotion.
+``affectnet/official``
+  Seed 003, 7 classes: the images of training.csv (283,901) are the train pool, those of
+  validation.csv (3,500, 500 per class) the test set; contempt and the codes that are not
+  expressions (none, uncertain, no face) never reach the stored dataset (the layout counts
+  them). Chosen here: validation = 10 % of the train pool, stratified by emotion, as RAF-DB.
 
 Proportions are met per stratum (class) by cutting a random order of groups (videos, subjects
 or source videos) at the cumulative fractions: a group goes to the part holding the middle of
@@ -78,8 +83,8 @@ class Meta:
     names: str [N] unique video keys (paths relative to the dataset root, no extension).
     labels: int32 [N] indices into ``class_names``.
     subjects: str [N] actor / subject / source-video id.
-    partitions: str [N] official partition ('Train'/'Val' for AFEW, 'train'/'test' for RAF-DB)
-      or ''.
+    partitions: str [N] official partition ('Train'/'Val' for AFEW, 'train'/'test' for RAF-DB
+      and AffectNet) or ''.
     info: per-dataset integer facts, each int32 [N] (CREMA-D 'level', 'sentence'; HMDB-51
       'split1'..'split3'; UNBC 'opi').
     """
@@ -320,6 +325,11 @@ _TABLE: dict[str, dict[str, _Spec]] = {
         "official": _Spec("official train/test; validation = 10 % of train, stratified by "
                           "emotion", _Official("partitions", "train", "test", 0.10,
                                                grouped=False)),
+    },
+    "affectnet": {
+        "official": _Spec("training.csv = train, validation.csv = test (7 classes, seed 003); "
+                          "validation = 10 % of train, stratified by emotion",
+                          _Official("partitions", "train", "test", 0.10, grouped=False)),
     },
 }
 

@@ -1,7 +1,8 @@
 """TFDS builders of the real datasets: preprocessed videos → ArrayRecord, one record per video.
 
 One builder per layout of ``data/layouts.py`` (``cremad``, ``afew``, ``ckplus``, ``samm``,
-``hmdb51``, ``hmdb8``, ``unbc``, ``biovid``, ``rafdb``), all made from ``VideoBuilder``. The
+``hmdb51``, ``hmdb8``, ``unbc``, ``biovid``, ``rafdb``, ``affectnet``), all made from
+``VideoBuilder``. The
 face work happens before, in ``data/preprocess.py``, which caches one ``.npz`` per video and
 a ``manifest.json``; the builder turns that cache into records. The builder config is the
 preprocessing ``Settings`` (its name, e.g. ``dlib-224px-m25-s5-carry``, is part of the data
