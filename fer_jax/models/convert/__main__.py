@@ -4,11 +4,15 @@
     python -m fer_jax.models.convert official TimeSformer_divST_8x32_224_K400.pyth k400.msgpack
     python -m fer_jax.models.convert vgg16 vgg16_fer2013.pth vgg16_3d.msgpack
     python -m fer_jax.models.convert i3d model_rgb.pth i3d_rgb.msgpack
+    python -m fer_jax.models.convert resnet2d resnet50.pth resnet50.msgpack --num-classes 7
 
 Sources: ``hf`` — a HF ``TimesformerForVideoClassification`` directory (config.json plus
 model.safetensors or pytorch_model.bin); ``official`` — a facebookresearch TimeSformer
 ``.pyth``; ``vgg16`` — a torchvision-layout 2D VGG-16 state dict, inflated to ``vgg16_3d``;
-``i3d`` — a kinetics_i3d_pytorch RGB I3D state dict. Pickled files are read with
+``i3d`` — a kinetics_i3d_pytorch RGB I3D state dict; ``resnet2d`` — a torchvision
+``resnet50`` (or ``resnet101``/``resnet152``) state dict, applied per frame as ``resnet2d_50``
+(add ``"large_maps": true`` to the printed model.kwargs for the large-maps variant: strides do
+not change the weights). Pickled files are read with
 ``torch.load(weights_only=True)`` unless ``--allow-pickle`` is given (only for files you trust).
 """
 from __future__ import annotations
@@ -59,6 +63,8 @@ SOURCES = {
         _torch_load(path, args.allow_pickle), num_classes=args.num_classes or 7),
     "i3d": lambda path, args: convert.i3d_from_pytorch(
         _torch_load(path, args.allow_pickle), num_classes=args.num_classes),
+    "resnet2d": lambda path, args: convert.resnet2d_from_torchvision(
+        _torch_load(path, args.allow_pickle), num_classes=args.num_classes),
 }
 
 
@@ -86,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"no such file or directory: {args.input}")
         module, variables = SOURCES[args.source](args.input.expanduser(), args)
         name = type(module).__name__
-        model_name = {"TimeSformer": "timesformer", "VGG16_3D": "vgg16_3d", "I3D": "i3d"}[name]
+        model_name = {"TimeSformer": "timesformer", "VGG16_3D": "vgg16_3d", "I3D": "i3d",
+                      "ResNet2D": "resnet2d_50"}[name]
         kwargs = _module_kwargs(module)
         out = pretrained.save(args.output, variables, model_name, kwargs)
     except UserError as e:
