@@ -8,7 +8,9 @@ a checkpoint of the same experiment. It writes to ``workdir``:
   checkpoints/<step>/ resumable checkpoints (every ``train.checkpoint_every_steps`` + epoch ends)
   best/<step>/        parameters of the best validation epoch
   tensorboard/        scalars: train/{loss,accuracy,learning_rate,clips_per_second},
-                      validation/{loss,accuracy,macro_f1,per-class accuracy}
+                      validation/{loss,accuracy,macro_f1,per-class accuracy}; with AU
+                      guidance (au_guidance.py) also train/{cross_entropy,att_cos} and
+                      validation/{att_cos,cam_cos}
   metrics.json        best and final validation metrics, per-epoch history, throughput
 
 Data parallelism: a 1-D ``Mesh`` over all devices with axis ``data``; batches are sharded
@@ -31,11 +33,13 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from fer_jax import checkpointing, models
+from fer_jax import au_guidance, checkpointing, models
+from fer_jax.attribution import LayerTaps
 from fer_jax.clip_sampling import ClipSampling
 from fer_jax.models import pooling, pretrained
 from fer_jax.data import pipeline, sources
 from fer_jax.errors import UserError
+from fer_jax.evaluation import explainers, localisation
 from fer_jax.evaluation import metrics as metrics_lib
 
 # Config fields that fix array shapes or the data order: a workdir's checkpoints can only be
@@ -43,7 +47,8 @@ from fer_jax.evaluation import metrics as metrics_lib
 RESUME_KEYS = ("seed", "dataset", "model", "input.clip_frames", "input.image_size",
                "input.modality", "sampler",
                "input.train_clip", "train.batch_size", "optimizer.name",
-               "optimizer.accumulation_steps", "schedule.name")
+               "optimizer.accumulation_steps", "schedule.name", "au_guidance.weight",
+               "au_guidance.layers")
 # What a trained model's checkpoint must agree with to be evaluated (any split size).
 MODEL_KEYS = ("model", "dataset.num_classes", "input.clip_frames", "input.image_size",
               "input.modality")
@@ -75,13 +80,17 @@ def make_optimizer(config, steps_per_epoch: int) -> tuple[optax.GradientTransfor
     elif sched.name == "inverse_time":  # Keras' SGD(decay=d): lr / (1 + d · update)
         decay = sched.decay_rate
         schedule = lambda count: opt.learning_rate / (1.0 + decay * count)  # noqa: E731
+    elif sched.name == "step":  # PyTorch's StepLR, counted in updates
+        schedule = optax.exponential_decay(
+            opt.learning_rate, max(int(sched.step_epochs * updates_per_epoch), 1),
+            sched.step_factor, staircase=True)
     elif sched.name in ("constant", "plateau"):
         schedule = optax.join_schedules(
             [optax.linear_schedule(0.0, opt.learning_rate, max(warmup, 1)),
              optax.constant_schedule(opt.learning_rate)], [max(warmup, 1)])
     else:
-        raise UserError(f"unknown schedule {sched.name!r}; choose cosine, constant, plateau "
-                        f"or inverse_time")
+        raise UserError(f"unknown schedule {sched.name!r}; choose cosine, constant, plateau, "
+                        f"inverse_time or step")
 
     decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)  # noqa: E731
     if opt.name == "adamw":
@@ -133,12 +142,15 @@ def apply_model(model, params, model_state: dict, x: jnp.ndarray, train: bool, r
                        mutable=list(model_state))
 
 
-def train_step(state: TrainState, batch: dict, sums: dict, *, model, tx, config):
+def train_step(state: TrainState, batch: dict, sums: dict, *, model, tx, config,
+               guidance: au_guidance.Guidance | None = None):
     """One optimiser step on a sharded batch; adds the step's metrics to ``sums``.
 
-    Returns ``(state, sums, scores)``: with ``clean_video`` in the batch (a score-table
-    sampler), ``scores`` float32 ``[B]`` is the true-class logit of the un-augmented clip in
-    eval mode with the parameters before this update (clean scoring); else None.
+    The loss is cross-entropy, plus ``guidance.weight · (1 − cos(T_l, A))`` with AU guidance
+    (``au_guidance.py``; the batch then holds ``au_masks``). Returns ``(state, sums,
+    scores)``: with ``clean_video`` in the batch (a score-table sampler), ``scores`` float32
+    ``[B]`` is the true-class logit of the un-augmented clip in eval mode with the parameters
+    before this update (clean scoring); else None.
     """
     num_classes = config.dataset.num_classes
     scores = None
@@ -149,24 +161,41 @@ def train_step(state: TrainState, batch: dict, sums: dict, *, model, tx, config)
     targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], num_classes),
                                   config.train.label_smoothing)
 
-    def loss_fn(params):
-        logits, model_state = apply_model(model, params, state.model_state,
-                                          normalise(batch["video"], config), train=True,
-                                          rng=jax.random.fold_in(state.rng, state.step))
-        return optax.softmax_cross_entropy(logits, targets).mean(), (logits, model_state)
+    x = normalise(batch["video"], config)
+    aligned = guidance is not None and guidance.weight > 0
 
-    (loss, (logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params)
+    def loss_fn(params):
+        with LayerTaps(guidance.layers if aligned else ()) as taps:
+            logits, model_state = apply_model(model, params, state.model_state, x, train=True,
+                                              rng=jax.random.fold_in(state.rng, state.step))
+        cross_entropy = optax.softmax_cross_entropy(logits, targets).mean()
+        if not aligned:
+            return cross_entropy, (logits, model_state, cross_entropy, None)
+        attention = au_guidance.layer_attention(model, taps.outputs(model), x, guidance.layers)
+        term, cosine, valid = au_guidance.alignment(
+            attention, batch["au_masks"].astype(jnp.float32) / 255)
+        return (cross_entropy + guidance.weight * term,
+                (logits, model_state, cross_entropy, (cosine, valid)))
+
+    (loss, (logits, model_state, cross_entropy, alignment)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
     extra = {"value": loss} if config.schedule.name == "plateau" else {}
     updates, opt_state = tx.update(grads, state.opt_state, state.params, **extra)
     params = optax.apply_updates(state.params, updates)
     count = jnp.float32(batch["label"].shape[0])
     sums = {
         "loss": sums["loss"] + loss * count,
+        "cross_entropy": sums["cross_entropy"] + cross_entropy * count,
         "correct": sums["correct"] + jnp.sum(jnp.argmax(logits, -1) == batch["label"]),
         "count": sums["count"] + count,
         "finite": jnp.logical_and(sums["finite"], jnp.isfinite(loss)),
+        "att_cos": sums["att_cos"],
+        "att_count": sums["att_count"],
     }
+    if alignment is not None:
+        cosine, valid = alignment
+        sums["att_cos"] = sums["att_cos"] + jnp.where(valid, cosine, 0.0).sum()
+        sums["att_count"] = sums["att_count"] + valid.sum()
     return TrainState(state.step + 1, params, model_state, opt_state, state.rng), sums, scores
 
 
@@ -187,20 +216,37 @@ def full_video_logits(backbone, variables: dict, batch: dict, config) -> jnp.nda
                                 mask=valid[:, :, None])
 
 
-def eval_step(variables: dict, batch: dict, sums: dict, *, model, backbone, config):
+def eval_step(variables: dict, batch: dict, sums: dict, *, model, backbone, config,
+              guidance: au_guidance.Guidance | None = None):
     """Adds the masked loss of one padded batch to ``sums``; returns ``(sums, class
     probabilities [B, C])``.
 
     ``variables``: ``{'params': …, **model_state}``. Clip batches go through ``model``;
-    full-video batches (``eval.full_video``) through ``full_video_logits``."""
+    full-video batches (``eval.full_video``) through ``full_video_logits``. With
+    ``guidance`` (the batch holds ``au_masks``) the per-class sums of ATT-COS (layer
+    attention of the guided layers, mean over layers) and CAM-COS (``guidance.cam_method``
+    for the true class) are added to ``sums['att_cos']`` / ``sums['cam_cos']`` ``[2, C]``."""
     num_classes = config.dataset.num_classes
-    if "length" in batch:
-        logits = full_video_logits(backbone, variables, batch, config)
-    else:
-        logits = model.apply(variables, normalise(batch["video"], config), train=False)
+    x = None if "length" in batch else normalise(batch["video"], config)
+    with LayerTaps(guidance.layers if guidance else ()) as taps:
+        if x is None:
+            logits = full_video_logits(backbone, variables, batch, config)
+        else:
+            logits = model.apply(variables, x, train=False)
+    onehot = jax.nn.one_hot(batch["label"], num_classes)
     mask = batch["mask"].astype(jnp.float32)
-    loss = optax.softmax_cross_entropy(logits, jax.nn.one_hot(batch["label"], num_classes))
-    return {"loss": sums["loss"] + jnp.sum(loss * mask)}, jax.nn.softmax(logits)
+    loss = optax.softmax_cross_entropy(logits, onehot)
+    out = {"loss": sums["loss"] + jnp.sum(loss * mask)}
+    if guidance:
+        au = batch["au_masks"]
+        attention = au_guidance.layer_attention(model, taps.outputs(model), x, guidance.layers)
+        att_cos = jnp.mean(jnp.stack([localisation.au_cosine(a, au)[0] for a in attention]), 0)
+        cam = explainers.parse(guidance.cam_method, getattr(model, "attention_type", None))
+        cam_cos, valid = localisation.au_cosine(cam(model, variables, x, batch["label"]), au)
+        valid = valid & batch["mask"]
+        out["att_cos"] = sums["att_cos"] + localisation.per_class_sums(att_cos, valid, onehot)
+        out["cam_cos"] = sums["cam_cos"] + localisation.per_class_sums(cam_cos, valid, onehot)
+    return out, jax.nn.softmax(logits)
 
 
 def gather_predictions(probabilities: list, labels: list, masks: list
@@ -213,8 +259,9 @@ def gather_predictions(probabilities: list, labels: list, masks: list
 
 
 def zero_train_sums() -> dict:
-    return {"loss": jnp.float32(0), "correct": jnp.int32(0), "count": jnp.float32(0),
-            "finite": jnp.bool_(True)}
+    return {"loss": jnp.float32(0), "cross_entropy": jnp.float32(0), "correct": jnp.int32(0),
+            "count": jnp.float32(0), "finite": jnp.bool_(True), "att_cos": jnp.float32(0),
+            "att_count": jnp.int32(0)}
 
 
 # --------------------------------------------------------------------------- the run
@@ -248,6 +295,7 @@ class Run:
         self.data_sharding = NamedSharding(self.mesh, P("data"))
         self.model = build_model(config)
         self.backbone = build_model(config, dense=True)
+        self.guidance = au_guidance.from_config(config, self.model)
         self.class_names = None
 
     def source(self, split: str):
@@ -269,19 +317,37 @@ class Run:
 
     def evaluate(self, variables: dict, source) -> dict:
         """Loss and classification metrics (``metrics.from_scores``: accuracy, F1, confusion,
-        ROC-AUC, EER accuracy) of ``variables`` on every video of ``source``."""
+        ROC-AUC, EER accuracy) of ``variables`` on every video of ``source``; with AU guidance
+        also ``au_alignment`` (ATT-COS and CAM-COS per class and their macro mean over the
+        expressions, neutral left out, seed 003)."""
+        guidance = self.guidance
         step = jax.jit(functools.partial(eval_step, model=self.model, backbone=self.backbone,
-                                         config=self.config), donate_argnums=(2,))
-        sums = jax.device_put({"loss": jnp.float32(0)}, self.replicated)
+                                         config=self.config, guidance=guidance),
+                       donate_argnums=(2,))
+        sums = {"loss": jnp.float32(0)}
+        if guidance:
+            num_classes = self.config.dataset.num_classes
+            sums.update(att_cos=jnp.zeros((2, num_classes)),
+                        cam_cos=jnp.zeros((2, num_classes)))
+        sums = jax.device_put(sums, self.replicated)
+        truth = ("au_masks",) if guidance else ()
         probabilities, labels, masks = [], [], []
-        for batch in pipeline.iterate_eval(source, self.config):
+        for batch in pipeline.iterate_eval(source, self.config, truth):
             sums, p = step(variables, self.shard(batch), sums)
             probabilities.append(p)  # fetched once, after the loop
             labels.append(batch["label"])
             masks.append(batch["mask"])
         result = metrics_lib.from_scores(*gather_predictions(probabilities, labels, masks),
                                          self.class_names)
-        result["loss"] = float(jax.device_get(sums["loss"]) / max(result["count"], 1))
+        sums = jax.device_get(sums)
+        result["loss"] = float(sums["loss"] / max(result["count"], 1))
+        if guidance:
+            names = list(result["per_class_accuracy"])
+            expressions = [n for n in names if n != "neutral"]
+            result["au_alignment"] = {
+                "att_cos": localisation.class_means(sums["att_cos"], names, expressions),
+                "cam_cos": localisation.class_means(sums["cam_cos"], names, expressions),
+                "layers": list(guidance.layers), "cam_method": guidance.cam_method}
         return result
 
 
@@ -355,8 +421,23 @@ class _Progress:
 
 
 def _summarise_train(sums: dict) -> dict:
+    """Host sums → mean loss and accuracy; with AU guidance also the cross-entropy part of
+    the loss and the mean ATT-COS of the training clips (valid ones)."""
     count = max(float(sums["count"]), 1.0)
-    return {"loss": float(sums["loss"]) / count, "accuracy": float(sums["correct"]) / count}
+    summary = {"loss": float(sums["loss"]) / count, "accuracy": float(sums["correct"]) / count}
+    if int(sums["att_count"]):
+        summary["cross_entropy"] = float(sums["cross_entropy"]) / count
+        summary["att_cos"] = float(sums["att_cos"]) / int(sums["att_count"])
+    return summary
+
+
+def _validation_record(val: dict) -> dict:
+    """The per-epoch validation values kept in the history (and TensorBoard)."""
+    record = {k: val[k] for k in ("loss", "accuracy", "macro_accuracy", "macro_f1")}
+    for name, measured in (val.get("au_alignment") or {}).items():
+        if isinstance(measured, dict) and measured["macro"] is not None:
+            record[name] = measured["macro"]
+    return record
 
 
 def _check_finite(sums: dict, step: int, epoch: int, checkpoints) -> None:
@@ -428,19 +509,20 @@ def train_and_evaluate(config, workdir: str) -> dict:
     if sampling:  # the same dict: saved with every checkpoint's progress
         progress["sampling_maps"] = sampling.history
 
+    guidance = run.guidance if run.guidance and run.guidance.weight > 0 else None
     dataset = pipeline.train_dataset(train_source, config, epochs, config.seed,
                                      selector=sampling and sampling.selector,
-                                     clean=bool(sampling and sampling.needs_scores))
+                                     clean=bool(sampling and sampling.needs_scores),
+                                     au_maps=guidance is not None)
     iterator = iter(dataset)
     if data_state is not None:
         iterator.set_state(data_state)
 
-    step_fn = jax.jit(functools.partial(train_step, model=run.model, tx=tx, config=config),
-                      donate_argnums=(0, 2))
-    sums = jax.device_put(
-        {k: jnp.asarray(v, zero_train_sums()[k].dtype)
-         for k, v in progress["train_sums"].items()} if progress["train_sums"]
-        else zero_train_sums(), run.replicated)
+    step_fn = jax.jit(functools.partial(train_step, model=run.model, tx=tx, config=config,
+                                        guidance=guidance), donate_argnums=(0, 2))
+    zero = zero_train_sums()
+    sums = jax.device_put({k: jnp.asarray((progress["train_sums"] or {}).get(k, v), v.dtype)
+                           for k, v in zero.items()}, run.replicated)
 
     from tensorboardX import SummaryWriter
     writer = SummaryWriter(str(run.workdir / "tensorboard")) if is_chief else None
@@ -465,8 +547,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
                     summary = _summarise_train(host)
                     bar.update(step, epoch, summary["loss"], summary["accuracy"])
                     if writer:
-                        writer.add_scalar("train/loss", summary["loss"], step)
-                        writer.add_scalar("train/accuracy", summary["accuracy"], step)
+                        for key, value in summary.items():
+                            writer.add_scalar(f"train/{key}", value, step)
                         writer.add_scalar("train/learning_rate", float(schedule(
                             step // config.optimizer.accumulation_steps)), step)
                         writer.add_scalar("train/clips_per_second", bar.clips_per_second(step),
@@ -492,8 +574,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 raise TrainingDiverged(f"non-finite validation loss after epoch {epoch + 1}; "
                                        "lower --config.optimizer.learning_rate")
             record = {"epoch": epoch + 1, "step": step, "train": _summarise_train(host),
-                      "validation": {k: val[k] for k in
-                                     ("loss", "accuracy", "macro_accuracy", "macro_f1")}}
+                      "validation": _validation_record(val)}
             progress["history"].append(record)
             metric = val[config.train.best_metric]
             if progress["best"] is None or metric > progress["best"]:
@@ -512,10 +593,15 @@ def train_and_evaluate(config, workdir: str) -> dict:
             checkpoints.save(step, state, iterator.get_state(), progress,
                              sampling and sampling.state_dict())
             _log_epoch(writer, record, val, run.class_names)
+            alignment = ", ".join(f"{part} {name.replace('_', '-').upper()} "
+                                  f"{record[part][name]:.3f}"
+                                  for part in ("train", "validation")
+                                  for name in ("att_cos", "cam_cos") if name in record[part])
             print(f"epoch {epoch + 1}/{epochs}: train loss {record['train']['loss']:.4f} "
                   f"acc {record['train']['accuracy']:.3f} | validation loss {val['loss']:.4f} "
                   f"acc {val['accuracy']:.3f} (best {progress['best']:.3f} at epoch "
-                  f"{progress['best_epoch']})", flush=True)
+                  f"{progress['best_epoch']}){' | ' + alignment if alignment else ''}",
+                  flush=True)
         progress["stopped"] = progress["stopped"] or "completed"
     finally:
         bar.close()

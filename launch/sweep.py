@@ -15,9 +15,15 @@ seed-000 comparison of Grad-CAM, Rollout, Rollout-Grad and TIBAV for a TimeSform
       --seeds=0,1,2 --report
 
 ). At the end a table gives each run's best validation accuracy, test accuracy, epoch of the best validation
-accuracy and, for runs with a score-table sampler on the synthetic benchmark, the Spearman
-correlation between the learned tables and the ground-truth intensity — and the mean ± sd of
-each over seeds per setting.
+accuracy, for runs with a score-table sampler on the synthetic benchmark the Spearman
+correlation between the learned tables and the ground-truth intensity, for runs that measure
+the AU alignment (``au_guidance``, seed 003) the test ATT-COS and CAM-COS — and the mean ± sd
+of each over seeds per setting. ``--plot=KEY`` draws those columns against the values of the
+swept field KEY (mean ± sd over seeds) in ``WORKDIR/sweep_<KEY>.png``, e.g. seed 003's λ
+sweep:
+
+  python launch/sweep.py --config=configs/au_guided_synthetic.py --workdir=runs/au_lambda \
+      --seeds=0,1,2 --set=au_guidance.weight=0,1,4,16 --eval --plot=au_guidance.weight
 """
 from __future__ import annotations
 
@@ -41,6 +47,8 @@ def parse_args(argv=None):
                         help="also evaluate every run on the test split")
     parser.add_argument("--report", action="store_true",
                         help="also write every run's explanation report and rank the methods")
+    parser.add_argument("--plot", default="", metavar="KEY",
+                        help="plot the results against the values of this --set field")
     parser.add_argument("--extra", action="append", default=[], metavar="FLAG",
                         help="flag passed unchanged to every run, e.g. --extra=--config.train.epochs=3")
     return parser.parse_args(argv)
@@ -92,6 +100,8 @@ def main(argv=None) -> int:
                 print(f"sweep: report of {workdir} failed; continuing", file=sys.stderr)
         results.append((overrides, run_metrics(workdir)))
     print(summary_table(results))
+    if args.plot:
+        print(f"\nPlot: {plot_sweep(results, args.plot, root)}")
     if args.report:
         for setting, reports in explanation_reports(root, results).items():
             print(f"\nExplanation methods, {setting} (mean ± sd over {len(reports)} runs):\n")
@@ -156,18 +166,59 @@ def explanation_table(reports: list[dict]) -> str:
     return "\n".join(lines)
 
 
-COLUMNS = ("best val acc", "test acc", "best epoch", "table rho")
+COLUMNS = ("best val acc", "test acc", "best epoch", "table rho", "test ATT-COS",
+           "test CAM-COS")
 
 
 def run_metrics(workdir: Path) -> dict[str, float | None]:
     """The summary columns of one finished run (None where not measured)."""
     metrics = json.loads((workdir / "metrics.json").read_text())
-    test = workdir / "eval_test.json"
+    path = workdir / "eval_test.json"
+    test = json.loads(path.read_text()) if path.exists() else {}
     table = ((metrics.get("sampler") or {}).get("table_vs_intensity") or {})
+    alignment = test.get("au_alignment") or {}
     return {"best val acc": (metrics["best_validation"] or {}).get("accuracy"),
-            "test acc": json.loads(test.read_text())["accuracy"] if test.exists() else None,
+            "test acc": test.get("accuracy"),
             "best epoch": metrics["best_epoch"],
-            "table rho": table.get("spearman_mean")}
+            "table rho": table.get("spearman_mean"),
+            "test ATT-COS": (alignment.get("att_cos") or {}).get("macro"),
+            "test CAM-COS": (alignment.get("cam_cos") or {}).get("macro")}
+
+
+def _mean_sd(values: list) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def plot_sweep(results, key: str, root: Path) -> Path:
+    """Test accuracy and (where measured) test ATT-COS / CAM-COS against the values of ``key``
+    (numbers), mean ± sd over the runs of each value → ``root/sweep_<key>.png``."""
+    from fer_jax.viz import plots
+
+    if not results or any(key not in overrides for overrides, _ in results):
+        raise SystemExit(f"sweep: --plot={key} names no --set field of this sweep")
+    try:
+        values = sorted({float(overrides[key]) for overrides, _ in results})
+    except ValueError:
+        raise SystemExit(f"sweep: --plot needs numeric values of {key}") from None
+    rows = {v: [m for o, m in results if float(o[key]) == v] for v in values}
+
+    def series(column):
+        stats = [_mean_sd([r[column] for r in rows[v]]) for v in values]
+        return [m for m, _ in stats], [s for _, s in stats]
+
+    panels = {"accuracy": {"test accuracy": series("test acc")}}
+    alignment = {name: series(f"test {name}") for name in ("ATT-COS", "CAM-COS")}
+    alignment = {k: v for k, v in alignment.items() if any(m is not None for m in v[0])}
+    if alignment:
+        panels = {"AU alignment (macro cosine)": alignment, **panels}
+    path = root / f"sweep_{key}.png"
+    seeds = max(len(r) for r in rows.values())
+    plots.sweep_curves(values, panels, key, f"{len(results)} runs, up to {seeds} per value "
+                       "(mean ± sd; dashed: the first value)", path)
+    return path
 
 
 def _cell(value, width: int) -> str:
@@ -189,9 +240,8 @@ def summary_table(results) -> str:
     for setting, rows in groups.items():
         cells = []
         for column in COLUMNS:
-            values = [r[column] for r in rows if r[column] is not None]
-            sd = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):>11.4f} ± {sd:<6.4f}" if values
+            mean, sd = _mean_sd([r[column] for r in rows])
+            cells.append(f"{mean:>11.4f} ± {sd:<6.4f}" if mean is not None
                          else f"{'-':>20s}")
         lines.append(f"{setting:<48s}" + "".join(cells) + f"  ({len(rows)} runs)")
     return "\n".join(lines)

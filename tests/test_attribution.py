@@ -150,13 +150,13 @@ def test_layer_cam_equals_grad_cam_for_positive_constant_gradients():
 
 
 BATCHED = ["saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "cam",
-           "grad_cam", "grad_cam_pp", "layer_cam", "eigen_cam"]
+           "grad_cam", "grad_cam_pp", "layer_cam", "eigen_cam", "layer_attention"]
 
 
 @pytest.mark.parametrize("name", BATCHED)
 def test_jit_and_vmap_give_per_example_maps(gapnet, name):
     model, variables, x = gapnet
-    options = {"layer": "features"} if "cam" in name else {}
+    options = {"layer": "features"} if "cam" in name or name == "layer_attention" else {}
     if name == "cam":
         options["classifier"] = "classifier"
     if name in ("integrated_gradients", "smoothgrad"):

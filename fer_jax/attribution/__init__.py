@@ -13,10 +13,12 @@ gradients and SmoothGrad: one per path point / noise sample, batched together), 
 ``fn(model, variables, x, target=None, **options) → maps``.
 """
 from fer_jax.attribution.attention import chefer_relevance, rollout, rollout_grad
-from fer_jax.attribution.cam import (activations_and_gradients, cam, eigen_cam, grad_cam,
-                                     grad_cam_pp, landmark_cam, layer_cam)
-from fer_jax.attribution.core import (default_layer, input_gradients, layer_activations,
-                                      layer_gradients, module_paths, target_index)
+from fer_jax.attribution.cam import (activations_and_gradients, cam, channel_mean, eigen_cam,
+                                     grad_cam, grad_cam_pp, landmark_cam, layer_attention,
+                                     layer_cam)
+from fer_jax.attribution.core import (LayerTaps, default_layer, input_gradients,
+                                      layer_activations, layer_gradients, module_paths,
+                                      target_index)
 from fer_jax.attribution.gradients import (input_x_gradient, integrated_gradients, saliency,
                                            smoothgrad)
 from fer_jax.attribution.lrp import lrp, lrp_relevance
@@ -33,6 +35,7 @@ METHODS = {
     "grad_cam_pp": grad_cam_pp,
     "layer_cam": layer_cam,
     "eigen_cam": eigen_cam,
+    "layer_attention": layer_attention,
     "lrp": lrp,
     # rollout is class-agnostic: its SPEC signature has no target, the registry's does.
     "rollout": lambda model, variables, x, target=None, **options: rollout(

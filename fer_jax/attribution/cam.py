@@ -20,6 +20,9 @@ Each method reads the activation ``A [B, *positions, D]`` of ``layer`` (3D CNN f
   right singular vector, per example; class-agnostic (``target`` is ignored). The sign of a
   singular vector is arbitrary; it is chosen so that the map correlates positively with the
   channel sum of the activations.
+* Layer attention (seed 003): the channel mean ``(1/D) Σ_k A_k`` of the layer, with no
+  weights and no ReLU; class-agnostic. It is what AU-guided training aligns with the
+  action-unit heatmaps (ATT-COS measures it).
 
 ``layer`` defaults to the model's ``attribution_layer`` (every model of the zoo names its last
 convolutional stage or transformer block), ``reshape`` to its ``attribution_grid``.
@@ -100,6 +103,20 @@ def eigen_cam(model, variables: Variables, x: jnp.ndarray, target: Target = None
     agreement = jnp.einsum("bp,bp->b", projection, flat.sum(axis=-1))
     projection = projection * jnp.where(agreement < 0, -1.0, 1.0)[:, None]
     return projection.reshape(a.shape[:-1])
+
+
+def layer_attention(model, variables: Variables, x: jnp.ndarray, target: Target = None,
+                    layer: str | None = None, reshape: Reshape | None = None) -> jnp.ndarray:
+    """Layer attention ``T_l`` ``[B, *positions]``: channel mean of the layer's activation grid
+    (forward pass only; ``target`` is ignored)."""
+    layer = default_layer(model) if layer is None else layer
+    act, _ = layer_activations(model, variables, x, layer)
+    return channel_mean(model, act, x, reshape)
+
+
+def channel_mean(model, act, x: jnp.ndarray, reshape: Reshape | None = None) -> jnp.ndarray:
+    """A layer output → its activation grid's channel mean ``[B, *positions]`` (float32)."""
+    return _grid(model, act, x, reshape).astype(jnp.float32).mean(axis=-1)
 
 
 def _classifier_kernel(variables: Variables, classifier: str, num_classes: int) -> jnp.ndarray:

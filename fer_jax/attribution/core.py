@@ -14,7 +14,7 @@ example's target logit, and the examples of a batch do not interact in inference
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -81,33 +81,61 @@ def _path(module: nn.Module) -> str:
     return "/".join(module.path)
 
 
-def _tap(layer: str, record: list, delta: Any = None) -> Callable:
-    """Interceptor recording the output of ``layer`` (adding ``delta`` to it when given)."""
+class LayerTaps:
+    """Context manager recording the outputs of the submodules ``layers`` during any
+    ``model.apply`` inside it (training applies included), adding ``deltas[layer]`` to an
+    output when given (for its gradient). Outputs stay in the traced computation, so a loss
+    can use them and differentiate through them.
 
-    def interceptor(next_fun, args, kwargs, context):
+    >>> with LayerTaps(('layer4_2',)) as taps:
+    ...     logits = model.apply(variables, x, train=False)
+    >>> features = taps.outputs(model)['layer4_2']
+    """
+
+    def __init__(self, layers: Sequence[str], deltas: dict | None = None):
+        self.layers, self.deltas = tuple(layers), deltas or {}
+        self.record: dict[str, list] = {layer: [] for layer in self.layers}
+        self._context = None
+
+    def _intercept(self, next_fun, args, kwargs, context):
         out = next_fun(*args, **kwargs)
-        if context.method_name != "__call__" or _path(context.module) != layer:
+        path = _path(context.module)
+        if context.method_name != "__call__" or path not in self.record:
             return out
-        if delta is not None:
-            out = jax.tree.map(jnp.add, out, delta)
-        record.append(out)
+        if path in self.deltas:
+            out = jax.tree.map(jnp.add, out, self.deltas[path])
+        self.record[path].append(out)
         return out
 
-    return interceptor
+    def __enter__(self) -> "LayerTaps":
+        self._context = nn.intercept_methods(self._intercept)
+        self._context.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._context.__exit__(*exc)
+
+    def outputs(self, model: nn.Module, variables: Variables | None = None,
+                x: jnp.ndarray | None = None) -> dict[str, Any]:
+        """``{layer: output}``; raises when a layer was not called exactly once (naming the
+        model's module paths when ``variables`` and ``x`` are given)."""
+        for layer, outputs in self.record.items():
+            if not outputs:
+                paths = (f"; module paths: {', '.join(module_paths(model, variables, x))}"
+                         if x is not None else " (attribution.module_paths lists them)")
+                raise UserError(f"layer {layer!r} is not called by "
+                                f"{type(model).__name__}{paths}")
+            if len(outputs) > 1:
+                raise UserError(f"layer {layer!r} is called {len(outputs)} times in one "
+                                "forward pass; name a submodule that is called exactly once")
+        return {layer: outputs[0] for layer, outputs in self.record.items()}
 
 
 def _tapped_apply(model, variables, x, layer, delta=None):
     """``(logits, layer output)``; raises when ``layer`` is not called exactly once."""
-    record: list = []
-    with nn.intercept_methods(_tap(layer, record, delta)):
+    with LayerTaps((layer,), None if delta is None else {layer: delta}) as taps:
         logits = model.apply(variables, x, train=False)
-    if not record:
-        raise UserError(f"layer {layer!r} is not called by {type(model).__name__}; module "
-                        f"paths: {', '.join(module_paths(model, variables, x))}")
-    if len(record) > 1:
-        raise UserError(f"layer {layer!r} is called {len(record)} times in one forward pass; "
-                        "name a submodule that is called exactly once")
-    return logits, record[0]
+    return logits, taps.outputs(model, variables, x)[layer]
 
 
 def module_paths(model: nn.Module, variables: Variables, x: jnp.ndarray) -> list[str]:

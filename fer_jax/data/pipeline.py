@@ -18,8 +18,10 @@ Elements are dicts of NumPy arrays: ``video`` (the model input, by ``input.modal
 ``landmarks`` float32 ``[B, F, 68, 2]`` (x, y divided by S, so the face crop spans [0, 1]);
 normalisation happens on the accelerator), ``label`` int32 ``[B]``, ``index`` int32 ``[B]``
 (video index), ``mask`` bool ``[B]`` (True for real examples). Training batches also hold
-``start`` int32 ``[B]`` (first frame of the clip) and, with a score-table sampler,
-``clean_video`` (the same clip without augmentation, for clean scoring). With
+``start`` int32 ``[B]`` (first frame of the clip), with a score-table sampler
+``clean_video`` (the same clip without augmentation, for clean scoring) and, for AU-guided
+training, ``au_masks`` uint8 ``[B, F, S, S]`` (the seed-003 AU heatmaps × 255, drawn from the
+augmented landmarks, so they follow flips, crops and rotations). With
 ``eval.full_video`` evaluation batches hold every frame, padded to ``eval.max_frames``, and
 ``length`` int32 ``[B]``.
 
@@ -151,6 +153,23 @@ def model_input(example: dict, modality: str, image_size: int) -> np.ndarray:
     return (example["landmarks"] / np.float32(image_size)).astype(np.float32)
 
 
+def au_masks(example: dict, source: VideoSource, size: int, codebook: str) -> np.ndarray:
+    """Seed-003 AU heatmaps float32 ``[F, size, size]`` of a clip dict at ``size`` pixels:
+    the AUs of the clip's expression (``source.class_names[label]``, or the project's class
+    order without names) drawn from its landmarks, radii scaled to the face (``size ×
+    source.face_fraction``, default the whole frame); zeros for neutral."""
+    if "landmarks" not in example:
+        raise UserError("AU heatmaps need per-frame landmarks, which this dataset does not "
+                        "give (run the face preprocessing with a landmark backend: dlib or "
+                        "face_alignment)")
+    label = int(example["label"])
+    class_names = getattr(source, "class_names", None)
+    expression = class_names[label] if class_names else label
+    return action_units.au_maps(np.asarray(example["landmarks"], np.float32), expression,
+                                size, size, codebook=codebook,
+                                face_size=size * getattr(source, "face_fraction", 1.0))
+
+
 # --------------------------------------------------------------------------- transforms
 @dataclasses.dataclass
 class _TrainElement:
@@ -164,6 +183,7 @@ class _TrainElement:
     epoch_size: int
     modality: str = "rgb"
     clean: bool = False  # also return the un-augmented clip (clean scoring of the sampler)
+    au_codebook: str | None = None  # also return AU heatmaps drawn with this codebook
 
     def __post_init__(self):
         self._cached = (-1, None)  # (epoch, permutation), replaced atomically (threads)
@@ -183,12 +203,16 @@ class _TrainElement:
         rng = np.random.default_rng([self.seed, epoch, video])
         frames = self.selector(video, epoch, self.source.num_frames(video), rng)
         example = self.source.load(video, frames)
+        example.pop("au_masks", None)  # stored maps are not needed: redrawn after augmenting
         height, width = example["frames"].shape[1:3]
         params = augment.draw_params(rng, self.augment_config, height, width, self.image_size)
-        out = {"video": model_input(augment.apply(example, params, self.image_size),
-                                    self.modality, self.image_size),
+        augmented = augment.apply(example, params, self.image_size)
+        out = {"video": model_input(augmented, self.modality, self.image_size),
                "label": np.int32(example["label"]), "index": np.int32(video),
                "start": np.int32(frames[0]), "mask": np.bool_(True)}
+        if self.au_codebook is not None:
+            maps = au_masks(augmented, self.source, self.image_size, self.au_codebook)
+            out["au_masks"] = np.rint(maps * 255).astype(np.uint8)
         if self.clean:
             out["clean_video"] = model_input(_resized(example, self.image_size), self.modality,
                                              self.image_size)
@@ -219,12 +243,7 @@ class _EvalElement:
 
     def _truth(self, example: dict, name: str) -> np.ndarray:
         if name == "au_masks":
-            names = getattr(self.source, "class_names", None)
-            label = int(example["label"])
-            expression = names[label] if names else label
-            size = self.image_size
-            return action_units.au_maps(self._truth(example, "landmarks"), expression, size,
-                                        size, codebook=self.codebook)
+            return au_masks(example, self.source, self.image_size, self.codebook)
         if name not in example:
             raise UserError(f"the dataset gives no {name!r} for its videos, which this "
                             f"evaluation needs (datasets with faces: run the face "
@@ -283,22 +302,24 @@ def steps_per_epoch(num_videos: int, batch_size: int) -> int:
 
 
 def train_dataset(source: VideoSource, config, num_epochs: int, seed: int,
-                  selector: ClipSelector | None = None, clean: bool = False
-                  ) -> grain.IterDataset:
+                  selector: ClipSelector | None = None, clean: bool = False,
+                  au_maps: bool = False) -> grain.IterDataset:
     """Batched training clips for ``num_epochs`` epochs (see module docstring).
 
     ``config`` is the experiment config (``input.*``, ``train.batch_size``). ``selector``
     overrides ``input.train_clip`` (e.g. with a score-table sampler); ``clean`` adds the
-    un-augmented clip as ``clean_video``.
+    un-augmented clip as ``clean_video``; ``au_maps`` the AU heatmaps as ``au_masks``
+    (codebook ``dataset.codebook``).
     """
     batch_size = config.train.batch_size
     epoch_size = steps_per_epoch(len(source), batch_size) * batch_size
     if selector is None:
         selector = clip_selector(config.input.train_clip, config.input.clip_frames)
     input_shape(config)  # validates input.modality
+    codebook = (config.get("dataset") or {}).get("codebook", "figure") if au_maps else None
     element = _TrainElement(source, selector, config.input.augment, config.input.image_size,
                             seed, epoch_size, config.input.get("modality", "rgb"),
-                            clean=clean)
+                            clean=clean, au_codebook=codebook)
     dataset = grain.MapDataset.range(num_epochs * epoch_size).map(element)
     return _to_iter(dataset.batch(batch_size, drop_remainder=True), config.input.num_workers)
 

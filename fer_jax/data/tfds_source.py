@@ -35,13 +35,16 @@ class TfdsVideos:
     ``load(i, frame_indices)`` returns 'frames' uint8 [F, H, W, 3] RGB, 'frame_indices'
     int32 [F] (source frame numbers), 'label', and when stored 'valid' bool [F],
     'landmarks' float32 [F, 68, 2] (crop pixels), 'au_masks' float32 [F, S, S] in [0, 1],
-    'frame_labels' float32 [F].
+    'frame_labels' float32 [F]. ``face_fraction``: share of the crop side the face spans
+    (AU heatmaps scale their radii to the face, ``pipeline.au_masks``).
     """
 
     def __init__(self, builder: tfds_builders.VideoBuilder, meta: protocols.Meta,
-                 lengths: np.ndarray, subset: protocols.Subset, class_names: tuple[str, ...]):
+                 lengths: np.ndarray, subset: protocols.Subset, class_names: tuple[str, ...],
+                 face_fraction: float = 1.0):
         """``meta``, ``lengths``: ``meta_of(builder)``; ``subset``: records of this split."""
         self._builder = builder
+        self.face_fraction = face_fraction
         self.records = np.asarray(subset.indices, np.int64)
         self.labels = np.asarray(subset.labels, np.int32)
         self.class_names = tuple(class_names)
@@ -110,4 +113,9 @@ def open_split(config, split: str) -> TfdsVideos:
         raise UserError(f"dataset.num_classes is {d.num_classes} but protocol "
                         f"{splits.protocol!r} of {d.name} has {len(splits.class_names)} "
                         f"classes ({', '.join(splits.class_names)})")
-    return TfdsVideos(builder, meta, lengths, getattr(splits, split), splits.class_names)
+    # As when the records were written (preprocess.py): detected faces have margins around
+    # them, aligned faces span the image.
+    margin = preprocess.settings_from_config(config).margin
+    face_fraction = 1.0 if layouts.get(d.name).faces == "aligned" else 1 / (1 + 2 * margin)
+    return TfdsVideos(builder, meta, lengths, getattr(splits, split), splits.class_names,
+                      face_fraction)

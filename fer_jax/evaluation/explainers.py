@@ -23,7 +23,8 @@ DISPLAY_NAMES = {
     "saliency": "Saliency", "input_x_gradient": "Input×Gradient",
     "integrated_gradients": "Integrated Gradients", "smoothgrad": "SmoothGrad", "cam": "CAM",
     "grad_cam": "Grad-CAM", "grad_cam_pp": "Grad-CAM++", "layer_cam": "LayerCAM",
-    "eigen_cam": "Eigen-CAM", "lrp": "LRP", "rollout": "Rollout",
+    "eigen_cam": "Eigen-CAM",
+    "layer_attention": "Layer attention", "lrp": "LRP", "rollout": "Rollout",
     "rollout_grad": "Rollout-Grad", "chefer_relevance": "TIBAV",
 }
 ATTENTION_METHODS = ("rollout", "rollout_grad", "chefer_relevance")

@@ -3,7 +3,9 @@
 Per video (all functions map a batch to per-video values ``[B]``, jit/vmap-compatible):
 
 * ``au_cosine`` — CAM-COS / ATT-COS of seed 003: cosine between the map upsampled to the AU
-  heatmap's size and the heatmap ``A``, over the whole clip.
+  heatmap's size and the heatmap ``A``, over the whole clip (``T × H × W``). With
+  ``resolution='map'`` ``A`` is resized to the map instead: the alignment term of AU-guided
+  training (``fer_jax/au_guidance.py``) is this same cosine.
 * ``energy_inside`` — share of the positive attribution that falls inside the AU regions
   (``A ≥ threshold``) on the expressive frames; ``region_share`` is what a uniform map scores.
 * ``pointing_game`` — fraction of expressive frames whose map maximum lies inside the AU
@@ -18,6 +20,7 @@ invalid: ``valid`` says which values count.
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
 from fer_jax.attribution.postprocess import upsample
 
@@ -33,12 +36,45 @@ def to_pixels(maps: jnp.ndarray, like: jnp.ndarray) -> jnp.ndarray:
     return upsample(maps, like.shape[1:])
 
 
-def au_cosine(maps: jnp.ndarray, au_maps: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """``(cosine [B], valid [B])`` between ``maps [B, T, h, w]`` and ``au_maps [B, T, H, W]``;
-    valid where ``A`` is not empty (not neutral)."""
-    m, a = _flat(to_pixels(maps, au_maps)), _flat(au_maps)
+def au_cosine(maps: jnp.ndarray, au_maps: jnp.ndarray, resolution: str = "au"
+              ) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """``(cosine [B], valid [B])`` between ``maps [B, t, h, w]`` and ``au_maps [B, T, H, W]``
+    over the whole clip; valid where ``A`` is not empty (not neutral, landmarks found).
+
+    ``resolution``: 'au' upsamples the maps to ``A`` (the metrics, seed 003 footnote 2),
+    'map' resizes ``A`` to the maps (linear with antialiasing: the training loss, whose maps
+    are the layer's size)."""
+    if resolution == "au":
+        m, a = to_pixels(maps, au_maps), au_maps
+    elif resolution == "map":
+        m, a = maps, upsample(au_maps, maps.shape[1:])
+    else:
+        raise ValueError(f"resolution must be 'au' or 'map', got {resolution!r}")
+    m, a = _flat(m), _flat(a)
     cosine = (m * a).sum(1) / (jnp.linalg.norm(m, axis=1) * jnp.linalg.norm(a, axis=1) + EPS)
-    return cosine, a.max(axis=1) > 0
+    return cosine, _flat(au_maps).max(axis=1) > 0
+
+
+def per_class_sums(values: jnp.ndarray, valid: jnp.ndarray, onehot: jnp.ndarray
+                   ) -> jnp.ndarray:
+    """Per-class totals and counts of ``values [B]`` where ``valid [B]``: ``[2, C]``
+    (``onehot [B, C]``: the classes of the examples)."""
+    weights = onehot * valid[:, None]
+    return jnp.stack([jnp.where(valid, values, 0.0) @ weights, weights.sum(0)])
+
+
+def class_means(sums, class_names, valid_classes) -> dict:
+    """``sums [2, C]`` (totals, counts; host arrays) → per-class means, the macro mean over the
+    classes of ``valid_classes`` that have videos (seed 003: the six expressions, neutral
+    left out), the mean over all videos and their number."""
+    sums = np.asarray(sums, np.float64)
+    mean = lambda total, count: float(total / count) if count else None  # noqa: E731
+    per_class = {n: mean(sums[0, c], sums[1, c]) for c, n in enumerate(class_names)}
+    macro = [per_class[n] for n in valid_classes if per_class[n] is not None]
+    return {"per_class": per_class,
+            "macro": float(np.mean(macro)) if macro else None,
+            "mean": mean(sums[0].sum(), sums[1].sum()),
+            "videos": int(sums[1].sum())}
 
 
 def _expressive(intensity: jnp.ndarray, au_maps: jnp.ndarray, min_intensity: float,

@@ -56,12 +56,6 @@ def _masked_sum(values, mask):
     return jnp.sum(jnp.where(mask, values, 0.0))
 
 
-def _per_class(values, valid, onehot):
-    """Sums and counts of ``values [B]`` per class: ``([C], [C])``."""
-    weights = onehot * valid[:, None]
-    return (jnp.where(valid, values, 0.0) @ weights, weights.sum(0))
-
-
 # --------------------------------------------------------------------------- jitted steps
 def method_step(sums: dict, variables, batch: dict, key, *, model, config, explainer,
                 settings: Settings, grid_conditions, deletion_conditions, truth: bool):
@@ -120,8 +114,7 @@ def method_step(sums: dict, variables, batch: dict, key, *, model, config, expla
         measured["energy_inside"] = (share, valid)
         measured["energy_chance"] = (chance, valid)
         for name, (values, valid) in measured.items():
-            total, count = _per_class(values, valid & mask, onehot)
-            out[name] = sums[name] + jnp.stack([total, count])
+            out[name] = sums[name] + localisation.per_class_sums(values, valid & mask, onehot)
     return out
 
 
@@ -165,21 +158,6 @@ def zero(num_classes: int, num_frames: int, settings: Settings, truth: bool) -> 
 
 
 # --------------------------------------------------------------------------- summaries
-def _mean(total, count):
-    return float(total / count) if count else None
-
-
-def _class_means(sums: np.ndarray, class_names, valid_classes) -> dict:
-    """``sums [2, C]`` (totals, counts) → per-class means, the macro mean over the classes
-    with videos among ``valid_classes``, and the mean over all videos."""
-    per_class = {n: _mean(sums[0, c], sums[1, c]) for c, n in enumerate(class_names)}
-    macro = [per_class[n] for n in valid_classes if per_class[n] is not None]
-    return {"per_class": per_class,
-            "macro": float(np.mean(macro)) if macro else None,
-            "mean": _mean(sums[0].sum(), sums[1].sum()),
-            "videos": int(sums[1].sum())}
-
-
 def summarise_method(sums: dict, settings: Settings, class_names, truth: bool) -> dict:
     """Host sums of one method → the JSON-ready measurements (and trend arrays)."""
     videos = float(sums["videos"])
@@ -210,7 +188,7 @@ def summarise_method(sums: dict, settings: Settings, class_names, truth: bool) -
         expressive = [n for n in class_names if n != "neutral"]
         for name in ("au_cosine", "pointing_game", "temporal_correlation", "energy_inside",
                      "energy_chance"):
-            result[name] = _class_means(sums[name], class_names, expressive)
+            result[name] = localisation.class_means(sums[name], class_names, expressive)
     return result
 
 

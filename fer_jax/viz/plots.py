@@ -295,3 +295,34 @@ def bar_table(values: Mapping, errors: Mapping | None = None, ylabel: str = "",
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small")
     return _finish(fig, title, path)
+
+
+def sweep_curves(values: Sequence[float], panels: Mapping[str, Mapping[str, tuple]],
+                 xlabel: str, title: str = "", path=None) -> bytes:
+    """Measurements against a swept setting (e.g. seed 003's λ, Fig. 5): one panel per entry
+    of ``panels`` (panel title → series name → ``(means [V], sds [V])``, None where not
+    measured), the ``V`` setting ``values`` on the x axis (symmetric-log when 0 is among
+    them), error bars = the standard deviations, and each series' value at the first
+    setting (the baseline) drawn dashed."""
+    _nonempty(panels, "panels")
+    values = np.asarray(values, np.float64)
+    fig = _figure(4.2 * len(panels), 3.4)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (panel, series) in zip(axes, panels.items()):
+        _nonempty(series, f"series of panel {panel!r}")
+        for i, (name, (means, sds)) in enumerate(series.items()):
+            means = np.array([np.nan if m is None else m for m in means], np.float64)
+            sds = np.array([0.0 if s is None else s for s in sds], np.float64)
+            colour = f"C{i}"
+            ax.errorbar(values, means, yerr=sds, marker="o", capsize=3, color=colour,
+                        label=name)
+            if np.isfinite(means[0]):
+                ax.axhline(means[0], color=colour, linestyle="--", linewidth=0.8)
+        if (values <= 0).any():
+            positive = values[values > 0]
+            ax.set_xscale("symlog", linthresh=positive.min() if positive.size else 1.0)
+        ax.set_xlabel(xlabel)
+        ax.set_title(panel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    return _finish(fig, title, path)
