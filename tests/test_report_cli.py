@@ -40,8 +40,8 @@ TIMINGS = {}  # step → seconds, printed as each step ends (shown with -s)
 
 
 def _env():
-    return dict(os.environ, JAX_PLATFORMS="cpu",
-                XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+                + " --xla_force_host_platform_device_count=1")
 
 
 def _run(workdir, *args, config=SMOKE, name=None, timeout=300):

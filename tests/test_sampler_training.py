@@ -24,8 +24,8 @@ def _command(workdir, *overrides):
 
 
 def _env():
-    return dict(os.environ, JAX_PLATFORMS="cpu",
-                XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+                + " --xla_force_host_platform_device_count=1")
 
 
 def _final_state(workdir: Path):

@@ -21,7 +21,8 @@ SMOKE = ["--config=configs/synthetic.py:smoke", "--config.train.epochs=3"]
 
 def _env(devices=1):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                        + f" --xla_force_host_platform_device_count={devices}")
     return env
 
 
