@@ -17,13 +17,7 @@ from fer_jax import configs
 
 
 def get_config(arg: str = ""):
-    args = configs.check_arg(arg, ("unguided", "smoke"))
     config = configs.defaults()
     config.dataset = configs.real_dataset("rafdb", 7)
-    configs.au_guided_resnet50(config, batch_size=32, epochs=100)
-    if "unguided" in args:
-        config.au_guidance.weight = 0.0
-    if "smoke" in args:
-        configs.smoke(config, model_kwargs=dict(stage_sizes=(1, 1, 1, 1), width=0.125),
-                      clip_frames=1)
-    return config
+    return configs.au_guided_resnet50(config, configs.check_arg(arg, ("unguided", "smoke")),
+                                      batch_size=32, epochs=100)

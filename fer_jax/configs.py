@@ -204,7 +204,7 @@ def stochastic_softmax(config: ml_collections.ConfigDict,
     return config
 
 
-def au_guided_resnet50(config: ml_collections.ConfigDict, *, batch_size: int,
+def au_guided_resnet50(config: ml_collections.ConfigDict, args: set[str], *, batch_size: int,
                        epochs: int) -> ml_collections.ConfigDict:
     """Seed 003's image classifier: ResNet-50 with large maps (layer3 / layer4 stride 1, 28×28
     maps at 224 px) trained with cross-entropy + 4 · (1 − cos(T, A)) on the last block.
@@ -217,6 +217,9 @@ def au_guided_resnet50(config: ml_collections.ConfigDict, *, batch_size: int,
     ``model.init_from`` to torchvision's ImageNet ResNet-50 converted with
     ``python -m fer_jax.models.convert resnet2d``); evaluation resizes the whole 256-pixel
     face to 224 (no centre crop).
+
+    ``args`` (the config file's words): ``unguided`` sets λ = 0 (ATT-COS and CAM-COS still
+    measured: the baseline), ``smoke`` shrinks the run to the synthetic benchmark.
     """
     config.preprocess.crop_size = 256
     config.input = dict(config.input.to_dict(), clip_frames=1, train_clip="centre",
@@ -230,7 +233,10 @@ def au_guided_resnet50(config: ml_collections.ConfigDict, *, batch_size: int,
                             weight_decay=5e-4, grad_clip_norm=0.0)
     config.schedule.update(name="step", warmup_epochs=0.0, step_epochs=4, step_factor=0.9)
     config.train.update(batch_size=batch_size, epochs=epochs, checkpoint_every_steps=1000)
-    config.au_guidance.update(weight=4.0, layers="", measure=True, cam_method="cam")
+    config.au_guidance.update(weight=0.0 if "unguided" in args else 4.0, layers="",
+                              measure=True, cam_method="cam")
+    if "smoke" in args:
+        smoke(config, model_kwargs=dict(stage_sizes=(1, 1, 1, 1), width=0.125), clip_frames=1)
     return config
 
 

@@ -4,8 +4,11 @@ measurements in a self-contained HTML report.
 explain
   For the videos ``explain.videos`` of ``explain.split``: every method's maps of the predicted
   (or true, ``explain.target=label``) class. Writes to ``WORKDIR/explanations/<split>_<i>/``:
-  ``<method>.png`` (frame grid: input, then overlay), ``<method>.gif`` and ``.mp4`` (overlay
+  ``<method>.png`` (frame grid: input, the seed-003 AU heatmap of the true class where the
+  dataset has landmarks, then the overlay), ``<method>.gif`` and ``.mp4`` (overlay
   animations), ``maps.npz`` (raw maps, one array per method) and ``explanations.json``.
+  Without ``explain.methods``, AU-guided configs explain with their CAM and layer attention
+  (seed 003, Fig. 4), other models with their defaults (``evaluation/explainers.py``).
 
 report
   ``evaluation.suite.measure`` on ``explain.split`` (occlusion test, deletion / insertion,
@@ -53,7 +56,11 @@ def load(config, workdir: str) -> Trained:
         variables, which, step = checkpoints.restore_variables(run.replicated)
     finally:
         checkpoints.close()
-    explainers = explainers_lib.parse_all(config.explain.methods, run.model)
+    methods = config.explain.methods
+    if not methods.strip() and run.guidance:
+        methods = (f"{run.guidance.cam_method},"
+                   f"layer_attention(layer={run.guidance.layers[0]!r})")
+    explainers = explainers_lib.parse_all(methods, run.model)
     return Trained(run, variables, which, step, run.source(config.explain.split), explainers)
 
 
@@ -89,11 +96,15 @@ def explain_videos(trained: Trained, config, videos: list[int], target: str = "p
     """Maps of every method for ``videos`` (indices of the split).
 
     Returns host arrays: 'frames' uint8 [N, T, H, W, 3], 'labels', 'predicted' int [N],
-    'maps' dict method label → float32 [N, T', h, w] (the method's own resolution)."""
+    'maps' dict method label → float32 [N, T', h, w] (the method's own resolution), and where
+    the dataset has landmarks 'au_maps' float32 [N, T, H, W] (the true class's AU heatmaps)."""
     if target not in ("predicted", "label"):
         raise UserError(f"explain.target must be 'predicted' or 'label', got {target!r}")
     model, variables = trained.run.model, trained.variables
-    batch = next(iter(pipeline.iterate_eval(trained.source, config, (), len(videos), videos)))
+    truth = tuple(f for f in suite.available_truth(trained.source) if f == "au_masks") \
+        if config.input.get("modality", "rgb") != "landmarks" else ()
+    batch = next(iter(pipeline.iterate_eval(trained.source, config, truth, len(videos),
+                                            videos)))
     video = jnp.asarray(batch["video"])
     logits = suite.predict(model, variables, video, config)
     predicted = jnp.argmax(logits, -1)
@@ -106,9 +117,12 @@ def explain_videos(trained: Trained, config, videos: list[int], target: str = "p
     frames = np.asarray(batch["video"])
     if frames.shape[-1] == 1:
         frames = np.repeat(frames, 3, axis=-1)
-    return {"frames": frames, "labels": np.asarray(batch["label"]),
-            "predicted": np.asarray(predicted), "probabilities":
-            np.asarray(jax.nn.softmax(logits)), "maps": maps, "videos": list(videos)}
+    out = {"frames": frames, "labels": np.asarray(batch["label"]),
+           "predicted": np.asarray(predicted), "probabilities":
+           np.asarray(jax.nn.softmax(logits)), "maps": maps, "videos": list(videos)}
+    if truth:
+        out["au_maps"] = np.asarray(batch["au_masks"], np.float32)
+    return out
 
 
 def explain(config, workdir: str) -> dict:
@@ -129,10 +143,14 @@ def explain(config, workdir: str) -> dict:
         entry = {"video": video, "label": names[label] if names else label,
                  "predicted": names[predicted] if names else predicted,
                  "confidence": float(out["probabilities"][n, predicted]), "files": []}
+        rows, labels = [frames], ["input"]
+        if "au_maps" in out:  # seed 003, Fig. 4: where the AUs of the true class are
+            rows.append(viz.overlay(frames, out["au_maps"][n]))
+            labels.append("AU map")
         for explainer in trained.explainers:
             maps = out["maps"][explainer.label][n]
             overlay = viz.overlay(frames, maps)
-            grid = viz.frame_grid([frames, overlay], row_labels=["input", explainer.label],
+            grid = viz.frame_grid(rows + [overlay], row_labels=labels + [explainer.label],
                                   scale=config.explain.upscale,
                                   title=f"video {video}: {entry['label']} → "
                                         f"{entry['predicted']}")

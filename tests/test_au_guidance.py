@@ -13,7 +13,7 @@ import pytest
 from jax.test_util import check_grads
 
 from fast import fast_jit
-from fer_jax import attribution, au_guidance, configs, models, train
+from fer_jax import attribution, au_guidance, configs, explain, models, train
 from fer_jax.data import action_units, augment, pipeline, sources
 from fer_jax.errors import UserError
 from fer_jax.evaluation import localisation
@@ -229,3 +229,14 @@ def test_command_line_run_reports_att_cos_and_cam_cos(tmp_path):
         assert 0 < measured["videos"] < evaluated["count"]  # the expressive videos
     events = list((tmp_path / "tensorboard").glob("events.*"))
     assert events and b"train/att_cos" in events[0].read_bytes()
+
+    # --mode=explain: seed 003's Fig. 4 by default (AU map, CAM, layer attention).
+    config = _smoke()
+    config.explain.videos = "0,1"
+    trained = explain.load(config, str(tmp_path))
+    assert [e.label for e in trained.explainers] == ["CAM", "Layer attention (layer=layer4_0)"]
+    out = explain.explain_videos(trained, config, [0, 1])
+    size = config.input.image_size
+    assert out["au_maps"].shape == (2, config.input.clip_frames, size, size)
+    index = explain.explain(config, str(tmp_path))
+    assert all(Path(f).exists() for f in index["videos"][0]["files"])

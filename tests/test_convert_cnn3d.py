@@ -4,42 +4,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast import fast_jit
 
 from fer_jax.errors import UserError
 from fer_jax.models.convert.cnn3d import i3d_from_pytorch, vgg16_3d_from_torchvision
 
 torch = pytest.importorskip("torch", reason="parity tests need torch (pip install '.[interop]')")
 nn = torch.nn
-
-def _jit(fn):
-    """jit with XLA's cheapest CPU pipeline: compilation, not running, dominates these tests."""
-    return jax.jit(fn, compiler_options={"xla_backend_optimization_level": 0,
-                                         "xla_llvm_disable_expensive_passes": True,
-                                         "xla_cpu_use_fusion_emitters": False})
-
-
-def _randomise(module, seed=0):
-    """He-scaled weights, small biases and random BatchNorm statistics, so every parameter and
-    buffer matters and activations stay O(1) through the depth of the network."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, (nn.Conv2d, nn.Conv3d, nn.Linear)):
-                fan_in = m.weight[0].numel()
-                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * (2 / fan_in) ** 0.5)
-                if m.bias is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-            elif isinstance(m, nn.BatchNorm3d):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-    return module.eval()
-
-
-def _state(module):
-    return {k: v.numpy() for k, v in module.state_dict().items()}
-
+from torch_reference import randomise, state as numpy_state  # noqa: E402
 
 # --- torchvision VGG-16 layout (torchvision itself does not install next to this CPU torch) ---
 
@@ -71,14 +43,14 @@ class TorchVGG16(nn.Module):
 
 @pytest.fixture(scope="module")
 def vgg():
-    with torch.device("meta"):  # skip the default initialisation: _randomise sets every weight
+    with torch.device("meta"):  # skip the default initialisation: randomise sets every weight
         model = TorchVGG16()
-    return _randomise(model.to_empty(device="cpu"))
+    return randomise(model.to_empty(device="cpu"))
 
 
 @pytest.fixture(scope="module")
 def converted_vgg(vgg):
-    state = _state(vgg)
+    state = numpy_state(vgg)
     return (state,) + vgg16_3d_from_torchvision(state, num_classes=5, dense=True, seed=3)
 
 
@@ -90,7 +62,7 @@ def test_vgg16_inflated_matches_2d_per_frame(vgg, converted_vgg):
     _, module, variables = converted_vgg
     image = np.random.default_rng(0).standard_normal((1, 3, 48, 40)).astype(np.float32)
     video = np.broadcast_to(image.transpose(0, 2, 3, 1)[:, None], (1, 27, 48, 40, 3))
-    ours = np.asarray(_jit(module.apply)(variables, jnp.asarray(video)))  # [1, 27, 5]
+    ours = np.asarray(fast_jit(module.apply)(variables, jnp.asarray(video)))  # [1, 27, 5]
     assert ours.shape == (1, 27, 5)
 
     head = jax.tree.map(lambda a: torch.tensor(np.asarray(a)), variables["params"]["head"])
@@ -234,15 +206,15 @@ class TorchI3D(nn.Module):
 
 @pytest.fixture(scope="module")
 def i3d():
-    return _randomise(TorchI3D(num_classes=400, avg_pool_size=(2, 2, 2)))
+    return randomise(TorchI3D(num_classes=400, avg_pool_size=(2, 2, 2)))
 
 
 @pytest.mark.parametrize("frames", [16, 15])  # 15: the odd length takes the other conv1 padding
 def test_i3d_parity(i3d, frames):
-    module, variables = i3d_from_pytorch(_state(i3d))
+    module, variables = i3d_from_pytorch(numpy_state(i3d))
     video = np.random.default_rng(frames).standard_normal((1, frames, 64, 64, 3)).astype(
         np.float32)
-    ours = np.asarray(_jit(module.apply)(variables, jnp.asarray(video)))
+    ours = np.asarray(fast_jit(module.apply)(variables, jnp.asarray(video)))
     with torch.no_grad():
         reference = i3d(torch.from_numpy(video).permute(0, 4, 1, 2, 3)).numpy()
     assert ours.shape == reference.shape == (1, 400)
@@ -252,7 +224,7 @@ def test_i3d_parity(i3d, frames):
 
 
 def test_i3d_parameter_count_and_new_head(i3d):
-    state = _state(i3d)
+    state = numpy_state(i3d)
     module, variables = i3d_from_pytorch(state, num_classes=7, dense=True)
     params = variables["params"]
     assert module.num_classes == 7 and module.dense

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fast import fast_jit
 
 from fer_jax import attribution, models
 from fer_jax.errors import UserError
@@ -13,36 +14,7 @@ from fer_jax.models.convert.__main__ import main as convert_main
 
 torch = pytest.importorskip("torch", reason="parity tests need torch (pip install '.[interop]')")
 nn = torch.nn
-
-
-def _jit(fn):
-    """jit with XLA's cheapest CPU pipeline: compilation, not running, dominates these tests."""
-    return jax.jit(fn, compiler_options={"xla_backend_optimization_level": 0,
-                                         "xla_llvm_disable_expensive_passes": True,
-                                         "xla_cpu_use_fusion_emitters": False})
-
-
-def _randomise(module, seed=0):
-    """He-scaled weights, small biases and random BatchNorm statistics, so every parameter and
-    buffer matters and activations stay O(1) through the depth of the network."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                fan_in = m.weight[0].numel()
-                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * (2 / fan_in) ** 0.5)
-                if m.bias is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-            elif isinstance(m, nn.BatchNorm2d):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) * 0.5 + 0.25)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-    return module.eval()
-
-
-def _state(module):
-    return {k: v.numpy() for k, v in module.state_dict().items()}
+from torch_reference import randomise, state as numpy_state  # noqa: E402
 
 
 # --- torchvision's resnet50 layout (torchvision itself does not install next to this CPU torch) ---
@@ -103,9 +75,9 @@ class TorchResNet(nn.Module):
 
 
 def _reference(layers, base, seed=0):
-    with torch.device("meta"):  # skip the default initialisation: _randomise sets every weight
+    with torch.device("meta"):  # skip the default initialisation: randomise sets every weight
         model = TorchResNet(layers, base=base)
-    return _randomise(model.to_empty(device="cpu"), seed)
+    return randomise(model.to_empty(device="cpu"), seed, (0.25, 0.75))
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +99,7 @@ def test_resnet50_parity_per_frame(resnet50_narrow):
     assert module.stage_sizes == (3, 4, 6, 3) and module.width == 0.125
     assert module.num_classes == 1000 and not module.large_maps
     video = np.random.default_rng(0).standard_normal((2, 3, 48, 40, 3)).astype(np.float32)
-    ours = np.asarray(_jit(module.apply)(variables, jnp.asarray(video)))
+    ours = np.asarray(fast_jit(module.apply)(variables, jnp.asarray(video)))
     with torch.no_grad():
         frames = torch.from_numpy(video.reshape(6, 48, 40, 3)).permute(0, 3, 1, 2)
         reference = resnet50_narrow(frames).numpy().reshape(2, 3, 1000).mean(axis=1)
@@ -139,11 +111,11 @@ def test_resnet50_parity_per_frame(resnet50_narrow):
 
 
 def test_images_parity_new_head_and_layout(tiny):
-    state = _state(tiny)
+    state = numpy_state(tiny)
     module, variables = resnet2d_from_torchvision(state)
     assert module.stage_sizes == (1, 1, 1, 1)
     images = np.random.default_rng(1).standard_normal((2, 32, 32, 3)).astype(np.float32)
-    ours = np.asarray(_jit(module.apply)(variables, jnp.asarray(images)[:, None]))
+    ours = np.asarray(fast_jit(module.apply)(variables, jnp.asarray(images)[:, None]))
     with torch.no_grad():
         reference = tiny(torch.from_numpy(images).permute(0, 3, 1, 2)).numpy()
     assert np.abs(ours - reference).max() <= 1e-4 * np.abs(reference).max()
@@ -171,7 +143,7 @@ def test_images_parity_new_head_and_layout(tiny):
 @pytest.mark.parametrize("large_maps,size", [(False, 2), (True, 8)])
 def test_large_maps_reads_the_same_weights(tiny, large_maps, size):
     """``large_maps`` keeps layer3 and layer4 at stride 1: 1/8 of a 64 px input."""
-    module, variables = resnet2d_from_torchvision(_state(tiny), large_maps=large_maps)
+    module, variables = resnet2d_from_torchvision(numpy_state(tiny), large_maps=large_maps)
     assert module.large_maps == large_maps and module.attribution_layer == "layer4_0"
     x = jnp.zeros((1, 1, 64, 64, 3))
     act, logits = jax.eval_shape(lambda x: attribution.layer_activations(
@@ -182,18 +154,18 @@ def test_large_maps_reads_the_same_weights(tiny, large_maps, size):
 def test_stage_sizes_and_width_follow_the_checkpoint():
     """ResNet-101 (3, 4, 23, 3) converts too, and full width is ResNet-50's 25.6M parameters."""
     resnet101 = _reference((3, 4, 23, 3), base=4)
-    module, variables = resnet2d_from_torchvision(_state(resnet101))
+    module, variables = resnet2d_from_torchvision(numpy_state(resnet101))
     assert module.stage_sizes == (3, 4, 23, 3) and module.width == 4 / 64
     count = sum(a.size for a in jax.tree.leaves(variables["params"]))
     assert count == sum(p.numel() for p in resnet101.parameters())
 
-    module, variables = resnet2d_from_torchvision(_state(_reference((3, 4, 6, 3), base=64)))
+    module, variables = resnet2d_from_torchvision(numpy_state(_reference((3, 4, 6, 3), base=64)))
     assert module.stage_sizes == (3, 4, 6, 3) and module.width == 1.0
     assert sum(a.size for a in jax.tree.leaves(variables["params"])) == 25_557_032
 
 
 def test_errors_are_one_line(tiny):
-    state = _state(tiny)
+    state = numpy_state(tiny)
     with pytest.raises(UserError, match="no 'layer2.0.bn3.running_var'"):
         resnet2d_from_torchvision({k: v for k, v in state.items()
                                    if k != "layer2.0.bn3.running_var"})
@@ -220,7 +192,7 @@ def test_command_line_round_trip(tiny, tmp_path, capsys):
     assert name == "resnet2d_50"
     assert kwargs == {"stage_sizes": [1, 1, 1, 1], "width": 0.125, "large_maps": False,
                       "dense": False, "dropout": 0.0}
-    _, expected = resnet2d_from_torchvision(_state(tiny), num_classes=7)
+    _, expected = resnet2d_from_torchvision(numpy_state(tiny), num_classes=7)
     jax.tree.map(np.testing.assert_array_equal, variables, jax.tree.map(np.asarray, expected))
     # The written settings rebuild a model these variables fit.
     module = models.build(name, num_classes=7, **kwargs)

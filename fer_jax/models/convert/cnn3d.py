@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from fer_jax import models
 from fer_jax.models.cnn3d import VGG16_STAGES, FrameHead
 from fer_jax.models.convert.common import (KeyTracker, check_shapes, conv_kernel, dense_kernel,
-                                           nest, to_numpy)
+                                           read_variables, to_numpy)
 from fer_jax.models.inflate import inflate_2d_to_3d
 
 # Indices of the 13 convolutions in torchvision's ``vgg16().features`` (ReLUs and pools between).
@@ -115,18 +115,11 @@ def i3d_from_pytorch(state_dict: Mapping, num_classes: int | None = None, seed: 
     in_channels = keys["conv3d_1a_7x7.conv3d.weight"].shape[1]
     abstract = _abstract_variables(module, in_channels)
 
-    flat = {}
-    for collection in ("params", "batch_stats"):
-        for path, _ in jax.tree_util.tree_flatten_with_path(abstract[collection])[0]:
-            names = tuple(k.key for k in path)
-            if new_head and names[0] == "conv3d_0c_1x1":
-                continue
-            value = keys[_i3d_torch_name(names)]
-            flat[collection + "/" + "/".join(names)] = (
-                conv_kernel(value) if names[-1] == "kernel" else value)
+    variables = read_variables(abstract, keys, _i3d_torch_name,
+                               lambda names, w: conv_kernel(w),
+                               skip="conv3d_0c_1x1" if new_head else None)
     keys.check_all_used(ignore=("num_batches_tracked",) + (("conv3d_0c_1x1.",) if new_head
                                                            else ()))
-    variables = nest(flat)
     if new_head:
         logits = nn.Conv(num_classes, (1, 1, 1))
         variables["params"]["conv3d_0c_1x1"] = logits.init(

@@ -62,6 +62,25 @@ def nest(flat: Mapping[str, np.ndarray]) -> dict:
     return tree
 
 
+def read_variables(abstract: Mapping, keys: "KeyTracker", torch_name, convert_kernel,
+                   skip: str | None = None) -> dict:
+    """The ``params`` and ``batch_stats`` of ``abstract`` (a model's variables as shapes) read
+    from ``keys``: each Flax path (a tuple of names) is looked up as ``torch_name(path)``,
+    kernels go through ``convert_kernel(path, value)``, and the top-level module ``skip``
+    (a classifier being replaced) is left out. Returns the nested variables (NumPy)."""
+    flat = {}
+    for collection in ("params", "batch_stats"):
+        for path, _ in jax.tree_util.tree_flatten_with_path(abstract.get(collection, {}))[0]:
+            names = tuple(k.key for k in path)
+            if names[0] == skip:
+                continue
+            value = keys[torch_name(names)]
+            if names[-1] == "kernel":
+                value = convert_kernel(names, value)
+            flat[collection + "/" + "/".join(names)] = value
+    return nest(flat)
+
+
 class KeyTracker:
     """Reads a PyTorch state dict and reports the keys that were missing or never used.
 

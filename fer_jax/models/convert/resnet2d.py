@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from fer_jax import models
 from fer_jax.models.convert.cnn3d import _BATCH_NORM, _abstract_variables
 from fer_jax.models.convert.common import (KeyTracker, check_shapes, conv_kernel, dense_kernel,
-                                           nest, to_numpy)
+                                           read_variables, to_numpy)
 
 
 def _stage_sizes(names: Iterable[str]) -> tuple[int, ...]:
@@ -82,18 +82,11 @@ def resnet2d_from_torchvision(state_dict: Mapping, num_classes: int | None = Non
                                             "num_classes": num_classes or checkpoint_classes})
     abstract = _abstract_variables(module, in_channels)
 
-    flat = {}
-    for collection in ("params", "batch_stats"):
-        for path, _ in jax.tree_util.tree_flatten_with_path(abstract[collection])[0]:
-            names = tuple(k.key for k in path)
-            if new_head and names[0] == "fc":
-                continue
-            value = keys[_resnet_torch_name(names)]
-            if names[-1] == "kernel":
-                value = dense_kernel(value) if names[0] == "fc" else conv_kernel(value)
-            flat[collection + "/" + "/".join(names)] = value
+    variables = read_variables(
+        abstract, keys, _resnet_torch_name,
+        lambda names, w: dense_kernel(w) if names[0] == "fc" else conv_kernel(w),
+        skip="fc" if new_head else None)
     keys.check_all_used(ignore=("num_batches_tracked",) + (("fc.",) if new_head else ()))
-    variables = nest(flat)
     if new_head:
         fc = nn.Dense(num_classes)
         variables["params"]["fc"] = fc.init(jax.random.PRNGKey(seed),
