@@ -33,7 +33,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from fer_jax import au_guidance, checkpointing, models
+from fer_jax import au_guidance, checkpointing, configs, models
 from fer_jax.attribution import LayerTaps
 from fer_jax.clip_sampling import ClipSampling
 from fer_jax.models import pooling, pretrained
@@ -365,20 +365,34 @@ def prepare_workdir(workdir: str) -> Path:
     return path
 
 
+_MISSING = object()
+
+
+def _lookup(tree: dict, key: str):
+    """The value at dotted ``key`` of a nested dict, or ``_MISSING``."""
+    for part in key.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return _MISSING
+        tree = tree[part]
+    return tree
+
+
 def check_same_experiment(config, workdir: Path, keys: tuple[str, ...] = RESUME_KEYS) -> None:
     """Refuses to resume checkpoints written by a config that differs in ``keys`` (default:
-    shapes and data order)."""
+    shapes and data order). A config group the saved run predates (e.g. ``au_guidance``)
+    counts with its default values."""
     saved_path = workdir / "config.json"
     if not saved_path.exists():
         return
     saved = json.loads(saved_path.read_text())
     current = json.loads(config.to_json())
+    defaults = json.loads(configs.defaults().to_json())
     differing = []
     for key in keys:
-        a, b = saved, current
-        for part in key.split("."):
-            a, b = (a or {}).get(part), (b or {}).get(part)
-        if a != b:
+        a = _lookup(saved, key)
+        if a is _MISSING:
+            a = _lookup(defaults, key)
+        if a != _lookup(current, key):
             differing.append(key)
     if differing:
         raise UserError(f"workdir {workdir} holds a run of a different experiment (differs in "

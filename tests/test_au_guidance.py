@@ -240,3 +240,14 @@ def test_command_line_run_reports_att_cos_and_cam_cos(tmp_path):
     assert out["au_maps"].shape == (2, config.input.clip_frames, size, size)
     index = explain.explain(config, str(tmp_path))
     assert all(Path(f).exists() for f in index["videos"][0]["files"])
+
+
+def test_runs_saved_before_au_guidance_existed_resume_only_unguided(tmp_path):
+    config = configs.defaults()
+    saved = json.loads(config.to_json())
+    del saved["au_guidance"]  # a workdir written before the option existed
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    train.check_same_experiment(config, tmp_path)  # defaults: the same experiment
+    config.au_guidance.weight = 4.0
+    with pytest.raises(UserError, match="differs in au_guidance.weight"):
+        train.check_same_experiment(config, tmp_path)
