@@ -4,8 +4,14 @@ Modes: ``train`` (default; resumes automatically from DIR), ``eval`` (best check
 on ``config.eval.split``), ``explain`` (maps of ``explain.videos`` as overlays, GIF/MP4 and
 arrays in DIR/explanations), ``report`` (explanation measurements on ``explain.split`` in
 DIR/report.html and report.json) and ``preprocess`` (raw files of a real dataset in
-``preprocess.manual_dir`` → faces, landmarks, AU maps → TFDS records; no workdir needed). Config fields are overridden with ``--config.a.b=value``.
-Problems the user can fix are reported on one line (``fer_jax: error: ...``, exit status 2).
+``preprocess.manual_dir`` → faces, landmarks, AU maps → TFDS records; no workdir needed).
+Config fields are overridden with ``--config.a.b=value``. Several processes form one run with
+``--coordinator_address/--num_processes/--process_id`` or ``--distributed``
+(``fer_jax/distributed.py``).
+
+Problems the user can fix are reported on one line (``fer_jax: error: ...``, exit status 2);
+a run stopped by SIGTERM saves a checkpoint and exits with status 143 (run it again to
+resume).
 """
 from __future__ import annotations
 
@@ -23,6 +29,14 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs
                                 "(required except with --mode=preprocess).")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "explain", "report", "preprocess"],
                           "What to do.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 of a multi-process run "
+    "(fer_jax/distributed.py); with --num_processes and --process_id.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes of the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0..N-1.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Join a multi-process run whose cluster JAX detects (SLURM, TPU VM "
+    "pod slices): jax.distributed.initialize() without arguments.")
 flags.mark_flags_as_required(["config"])
 flags.register_validator("workdir", lambda value: value is not None or _MODE.value == "preprocess",
                          "--workdir is required (except with --mode=preprocess)")
@@ -59,7 +73,7 @@ def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     # Imported here so that --help and flag errors stay fast.
-    from fer_jax import train
+    from fer_jax import distributed, train
     from fer_jax.errors import UserError
 
     if not flags.FLAGS["verbosity"].present:  # keep library INFO chatter (orbax) out of sight
@@ -67,6 +81,8 @@ def main(argv) -> None:
     config = _CONFIG.value
     logging.info("Config:\n%s", config)
     try:
+        distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                               auto=_DISTRIBUTED.value)
         if _MODE.value == "preprocess":
             from fer_jax.data import preprocess
             preprocess.print_summary(preprocess.run(config))
@@ -90,6 +106,9 @@ def main(argv) -> None:
     except UserError as e:
         print(f"fer_jax: error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except train.Preempted as e:
+        print(f"fer_jax: {e}", file=sys.stderr, flush=True)
+        sys.exit(143)  # 128 + SIGTERM: stopped, not finished
     except KeyboardInterrupt:
         print("fer_jax: interrupted; the last checkpoint in the workdir is kept, run the same "
               "command again to resume", file=sys.stderr)

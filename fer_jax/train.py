@@ -15,13 +15,23 @@ a checkpoint of the same experiment. It writes to ``workdir``:
 
 Data parallelism: a 1-D ``Mesh`` over all devices with axis ``data``; batches are sharded
 along it, parameters and optimiser state replicated. The same code runs on one CPU, on
-``XLA_FLAGS=--xla_force_host_platform_device_count=N`` and on a GPU/TPU host.
+``XLA_FLAGS=--xla_force_host_platform_device_count=N``, on a GPU/TPU host and over several
+processes (``fer_jax/distributed.py``): each process loads its rows of every global batch,
+metrics are computed from replicated sums and gathered predictions, so every process sees
+the same numbers, and process 0 writes the files.
+
+Preemption: SIGTERM makes the run save a checkpoint at the end of the step in progress and
+raise ``Preempted`` (``python -m fer_jax.main`` exits with status 143); the same command
+resumes from it. A SIGKILL loses at most the steps since the last checkpoint; checkpoints are
+written to temporary directories and renamed when complete.
 """
 from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -56,6 +66,31 @@ MODEL_KEYS = ("model", "dataset.num_classes", "input.clip_frames", "input.image_
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
+
+
+class Preempted(Exception):
+    """SIGTERM stopped the run after saving a checkpoint (run the command again to resume)."""
+
+
+class _StopRequest:
+    """SIGTERM handler for the duration of a training run: the signal only sets a flag, and
+    the training loop saves a checkpoint and stops at the end of the step in progress."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "_StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 @flax.struct.dataclass
@@ -311,9 +346,18 @@ class Run:
         return variables.pop("params"), variables
 
     def shard(self, batch: dict) -> dict:
-        """Host NumPy batch → global arrays sharded over the data axis."""
+        """This process's rows of a batch (host NumPy) → global arrays sharded over the data
+        axis (the global batch is the rows of every process, in process order)."""
         return {k: jax.make_array_from_process_local_data(self.data_sharding, np.asarray(v))
                 for k, v in batch.items()}
+
+    def local_rows(self, batch: dict) -> dict:
+        """This process's rows of a global host batch (every row on a single process)."""
+        count, index = jax.process_count(), jax.process_index()
+        if count == 1:
+            return batch
+        rows = len(batch["mask"]) // count
+        return {k: v[index * rows:(index + 1) * rows] for k, v in batch.items()}
 
     def evaluate(self, variables: dict, source) -> dict:
         """Loss and classification metrics (``metrics.from_scores``: accuracy, F1, confusion,
@@ -323,7 +367,7 @@ class Run:
         guidance = self.guidance
         step = jax.jit(functools.partial(eval_step, model=self.model, backbone=self.backbone,
                                          config=self.config, guidance=guidance),
-                       donate_argnums=(2,))
+                       out_shardings=(self.replicated, self.replicated), donate_argnums=(2,))
         sums = {"loss": jnp.float32(0)}
         if guidance:
             num_classes = self.config.dataset.num_classes
@@ -333,7 +377,7 @@ class Run:
         truth = ("au_masks",) if guidance else ()
         probabilities, labels, masks = [], [], []
         for batch in pipeline.iterate_eval(source, self.config, truth):
-            sums, p = step(variables, self.shard(batch), sums)
+            sums, p = step(variables, self.shard(self.local_rows(batch)), sums)
             probabilities.append(p)  # fetched once, after the loop
             labels.append(batch["label"])
             masks.append(batch["mask"])
@@ -356,7 +400,7 @@ def prepare_workdir(workdir: str) -> Path:
     path = Path(workdir).expanduser().absolute()
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_test"
+        probe = path / f".write_test{jax.process_index()}"  # one per process
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:
@@ -477,6 +521,11 @@ def init_from_pretrained(state: TrainState, path: str, tx, sharding) -> TrainSta
     return state.replace(params=params, model_state=merged, opt_state=opt_state)
 
 
+def _preempted_message(step: int) -> str:
+    return (f"stopped by SIGTERM after step {step}; checkpoint saved, run the same command "
+            "to resume")
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains (or resumes) the experiment; returns the metrics written to metrics.json."""
     run = Run(config, workdir)
@@ -507,6 +556,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
     progress = {"epoch": 0, "history": [], "best": None, "best_epoch": None,
                 "epochs_without_improvement": 0, "stopped": None, "train_sums": None}
     data_state = None
+    if config.sampler.get("name") and jax.process_count() > 1:
+        raise UserError("score-table samplers (config.sampler) run in one process; start the "
+                        "run without --coordinator_address / --distributed, or set "
+                        "--config.sampler.name=''")
     sampling = (ClipSampling(config, train_source, run.workdir)
                 if config.sampler.get("name") else None)
     restored = checkpoints.restore_latest(state, sampling and sampling.state_dict())
@@ -527,7 +580,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
     dataset = pipeline.train_dataset(train_source, config, epochs, config.seed,
                                      selector=sampling and sampling.selector,
                                      clean=bool(sampling and sampling.needs_scores),
-                                     au_maps=guidance is not None)
+                                     au_maps=guidance is not None,
+                                     process_index=jax.process_index(),
+                                     process_count=jax.process_count())
     iterator = iter(dataset)
     if data_state is not None:
         iterator.set_state(data_state)
@@ -543,10 +598,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
     bar = _Progress(epochs * steps_per_epoch, int(state.step), batch_size)
     start_time = time.perf_counter()
     start_step = int(state.step)
+    stop = _StopRequest().__enter__()
     try:
         step = int(state.step)
         while progress["epoch"] < epochs and progress["stopped"] is None:
             epoch = progress["epoch"]
+            if stop.requested:  # the epoch-end checkpoint of the previous epoch is saved
+                raise Preempted(_preempted_message(step))
             while step < (epoch + 1) * steps_per_epoch:
                 batch = next(iterator)
                 state, sums, scores = step_fn(state, run.shard(batch), sums)
@@ -570,7 +628,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 else:
                     bar.update(step, epoch)
                 every = config.train.checkpoint_every_steps
-                if every and step % every == 0 and step % steps_per_epoch:
+                due = stop.requested or (every and step % every == 0)
+                if due and step % steps_per_epoch:  # epoch ends save after validation
                     host = jax.device_get(sums)
                     _check_finite(host, step, epoch, checkpoints)
                     progress["train_sums"] = {k: np.asarray(v).item() for k, v in host.items()}
@@ -578,6 +637,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
                         sampling.flush(epoch)
                     checkpoints.save(step, state, iterator.get_state(), progress,
                                      sampling and sampling.state_dict())
+                    if stop.requested:
+                        raise Preempted(_preempted_message(step))
 
             host = jax.device_get(sums)
             _check_finite(host, step, epoch, checkpoints)
@@ -618,6 +679,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                   flush=True)
         progress["stopped"] = progress["stopped"] or "completed"
     finally:
+        stop.__exit__()
         bar.close()
         checkpoints.wait()
         checkpoints.close()

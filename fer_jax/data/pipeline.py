@@ -301,17 +301,39 @@ def steps_per_epoch(num_videos: int, batch_size: int) -> int:
     return num_videos // batch_size
 
 
+@dataclasses.dataclass(frozen=True)
+class _ProcessRows:
+    """Local index ``i`` of one process → the training element at its global position:
+    row ``process·local + i mod local`` of global batch ``i // local``."""
+
+    element: _TrainElement
+    batch_size: int
+    local: int
+    process: int
+
+    def __call__(self, i: int) -> dict:
+        batch, row = divmod(int(i), self.local)
+        return self.element(batch * self.batch_size + self.process * self.local + row)
+
+
 def train_dataset(source: VideoSource, config, num_epochs: int, seed: int,
                   selector: ClipSelector | None = None, clean: bool = False,
-                  au_maps: bool = False) -> grain.IterDataset:
+                  au_maps: bool = False, process_index: int = 0,
+                  process_count: int = 1) -> grain.IterDataset:
     """Batched training clips for ``num_epochs`` epochs (see module docstring).
 
     ``config`` is the experiment config (``input.*``, ``train.batch_size``). ``selector``
     overrides ``input.train_clip`` (e.g. with a score-table sampler); ``clean`` adds the
     un-augmented clip as ``clean_video``; ``au_maps`` the AU heatmaps as ``au_masks``
-    (codebook ``dataset.codebook``).
+    (codebook ``dataset.codebook``). In a multi-process run, process ``process_index`` of
+    ``process_count`` loads rows ``[p·b, (p+1)·b)`` of every global batch (``b`` = batch
+    size / process count): together the processes load exactly the batches of a
+    one-process run.
     """
     batch_size = config.train.batch_size
+    if batch_size % process_count:
+        raise UserError(f"train.batch_size={batch_size} is not divisible by the "
+                        f"{process_count} processes")
     epoch_size = steps_per_epoch(len(source), batch_size) * batch_size
     if selector is None:
         selector = clip_selector(config.input.train_clip, config.input.clip_frames)
@@ -320,8 +342,9 @@ def train_dataset(source: VideoSource, config, num_epochs: int, seed: int,
     element = _TrainElement(source, selector, config.input.augment, config.input.image_size,
                             seed, epoch_size, config.input.get("modality", "rgb"),
                             clean=clean, au_codebook=codebook)
-    dataset = grain.MapDataset.range(num_epochs * epoch_size).map(element)
-    return _to_iter(dataset.batch(batch_size, drop_remainder=True), config.input.num_workers)
+    rows = _ProcessRows(element, batch_size, batch_size // process_count, process_index)
+    dataset = grain.MapDataset.range(num_epochs * epoch_size // process_count).map(rows)
+    return _to_iter(dataset.batch(rows.local, drop_remainder=True), config.input.num_workers)
 
 
 def eval_dataset(source: VideoSource, config, truth: tuple[str, ...] = (),

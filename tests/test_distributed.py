@@ -1,0 +1,93 @@
+"""Several processes, one run: a 2-process CPU run on localhost (JAX's distributed runtime,
+Gloo collectives) ends with the parameters of a 1-process run with the same global batch."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from fer_jax import checkpointing, distributed
+from fer_jax.data import pipeline, sources
+from fer_jax.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = ["--config=configs/synthetic.py:smoke", "--config.train.epochs=1",
+         "--config.train.checkpoint_every_steps=0"]
+
+
+def _env():
+    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+                + " --xla_force_host_platform_device_count=1")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _params(workdir):
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    variables, _, step = checkpointing.Checkpoints(workdir, 2).restore_variables(
+        device, prefer_best=False)
+    return step, variables
+
+
+def test_two_processes_match_one_process(tmp_path):
+    command = [sys.executable, "-m", "fer_jax.main", *SMOKE]
+    one = subprocess.run(command + [f"--workdir={tmp_path / 'one'}"], cwd=REPO, env=_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    address = f"localhost:{_free_port()}"
+    processes = [subprocess.Popen(
+        command + [f"--workdir={tmp_path / 'two'}", f"--coordinator_address={address}",
+                   "--num_processes=2", f"--process_id={i}"],
+        cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    for p, (out, err) in zip(processes, outputs):
+        assert p.returncode == 0, err[-3000:]
+    assert "on 2 cpu device(s)" in outputs[0][0]
+    (step_one, a), (step_two, b) = _params(tmp_path / "one"), _params(tmp_path / "two")
+    assert step_one == step_two == 6
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(x, y, rtol=0, atol=1e-5)
+    metrics = [json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two")]
+    assert metrics[0]["final_validation"]["count"] == metrics[1]["final_validation"]["count"]
+    assert metrics[1]["final_validation"]["accuracy"] == pytest.approx(
+        metrics[0]["final_validation"]["accuracy"])
+
+
+def test_processes_load_the_rows_of_the_one_process_batches():
+    from fer_jax import configs
+    config = configs.defaults()
+    configs.smoke(config, model_kwargs={})
+    source = sources.build(config, "train")
+
+    def batches(**kw):
+        dataset = pipeline.train_dataset(source, config, 1, seed=3, **kw)
+        return [b for b, _ in zip(dataset, range(2))]
+
+    whole = batches()
+    parts = [batches(process_index=i, process_count=2) for i in range(2)]
+    for g, batch in enumerate(whole):
+        for key in ("video", "label", "index"):
+            np.testing.assert_array_equal(
+                batch[key], np.concatenate([parts[0][g][key], parts[1][g][key]]))
+    with pytest.raises(UserError, match="not divisible by the 3 processes"):
+        pipeline.train_dataset(source, config, 1, seed=3, process_index=0, process_count=3)
+
+
+def test_flag_combinations_are_checked():
+    with pytest.raises(UserError, match="need --coordinator_address"):
+        distributed.initialize(None, 2, 0)
+    with pytest.raises(UserError, match="needs --num_processes and --process_id"):
+        distributed.initialize("localhost:1234", None, None)
+    with pytest.raises(UserError, match="must lie in 0..1"):
+        distributed.initialize("localhost:1234", 2, 2)
+    distributed.initialize(None, None, None)  # one process: nothing to do
