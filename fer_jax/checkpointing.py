@@ -12,7 +12,10 @@ The newest ``keep`` are kept. ``WORKDIR/best/<step>/`` keeps the state of the be
 Orbax writes each checkpoint to a temporary directory and renames it when complete, so a run
 killed mid-save leaves the previous checkpoints intact. A checkpoint that exists but cannot
 be read (corrupted files) is moved to ``WORKDIR/corrupt_checkpoints/`` — never deleted — and
-the next older one is used instead; both events are logged.
+the next older one is used instead; both events are logged. When no checkpoint is readable,
+nothing is moved and the run stops with a ``UserError`` naming them (a fresh start would
+replace ``best/``), and a checkpoint written by a config of other shapes is refused as such
+(it is intact, so it is neither moved nor treated as corrupt).
 """
 from __future__ import annotations
 
@@ -64,6 +67,13 @@ class Checkpoints:
 
     def __init__(self, workdir: str | Path, keep: int):
         self.workdir = Path(workdir)
+        if keep < 1:  # Orbax's max_to_keep=0 deletes every checkpoint, the old ones included
+            raise UserError(f"train.keep_checkpoints must be at least 1, got {keep}")
+        for folder in ("checkpoints", "best"):
+            path = self.workdir / folder
+            if path.exists() and not path.is_dir():
+                raise UserError(f"{path} is not a directory; move it out of the way or choose "
+                                "another --workdir")
         self.latest = _manager(self.workdir / "checkpoints", keep, tuple(_HANDLERS))
         self.best = _manager(self.workdir / "best", 1, ("state", "progress"))
 
@@ -92,7 +102,10 @@ class Checkpoints:
         or None if there is none. ``template`` is a freshly initialised state (gives
         shapes/shardings); ``sampler_template`` a fresh sampler ``state_dict()`` when the run
         has a clip sampler (``sampler_state`` is None otherwise)."""
+        for manager in (self.latest, self.best):
+            _await_tmp_cleanup(manager)  # the run may stop right below (UserError)
         target = _abstract(template)
+        unreadable = []  # (step, error), newest first; moved away once an older one loads
         for step in sorted(self.latest.all_steps(), reverse=True):
             items = dict(state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore(),
                          progress=ocp.args.JsonRestore())
@@ -101,17 +114,27 @@ class Checkpoints:
             try:
                 restored = self.latest.restore(step, args=ocp.args.Composite(**items))
             except Exception as e:  # noqa: BLE001 — any read failure means "unusable"
-                if "structure" in str(e):  # readable, but written by another experiment
+                difference = "structure" if "structure" in str(e) else \
+                    _shape_difference(self.latest, step, target)
+                if difference:  # readable, but written by another experiment
                     raise UserError(
                         f"checkpoint step {step} in {self.latest.directory} holds a train state "
-                        "of another structure than this config builds (model or optimizer "
-                        "settings changed); use the original config or a new --workdir"
-                    ) from None
-                self._quarantine(step, e)
+                        f"of another structure than this config builds ({difference}; model or "
+                        "optimizer settings changed); use the original config or a new "
+                        "--workdir") from None
+                unreadable.append((step, e))
                 continue
+            for bad_step, error in unreadable:
+                self._quarantine(bad_step, error)
             logging.info("Resuming from checkpoint step %d in %s", step, self.latest.directory)
             sampler = restored.sampler if sampler_template is not None else None
             return restored.state, restored.data, restored.progress, sampler
+        if unreadable:
+            steps = ", ".join(str(step) for step, _ in unreadable)
+            raise UserError(
+                f"no readable checkpoint in {self.latest.directory} (step {steps}: "
+                f"{_first_line(unreadable[0][1])}); nothing was changed: move that folder "
+                "away to train from scratch, or use a new --workdir")
         return None
 
     def restore_variables(self, sharding: jax.sharding.Sharding,
@@ -124,6 +147,7 @@ class Checkpoints:
             _await_tmp_cleanup(manager)
         if not prefer_best:
             sources.reverse()
+        unreadable = []
         for which, manager in sources:
             for step in sorted(manager.all_steps(), reverse=True):
                 try:
@@ -136,9 +160,15 @@ class Checkpoints:
                 except Exception as e:  # noqa: BLE001
                     logging.warning("Cannot read %s checkpoint %d (%s); trying an older one.",
                                     which, step, _first_line(e))
+                    unreadable.append((f"{Path(manager.directory).name}/{step}", e))
                     continue
                 state = restored.state
                 return {"params": state["params"], **(state.get("model_state") or {})}, which, step
+        if unreadable:
+            names = ", ".join(name for name, _ in unreadable)
+            raise UserError(f"no readable checkpoint in {self.workdir}: {names} cannot be read "
+                            f"({_first_line(unreadable[0][1])}); they are left in place: "
+                            "restore them from a copy, or train again with a new --workdir")
         raise UserError(f"no readable checkpoint in {self.workdir}; train first with "
                         f"--mode=train --workdir={self.workdir}")
 
@@ -163,6 +193,42 @@ class Checkpoints:
     def close(self) -> None:
         self.latest.close()
         self.best.close()
+
+
+def _key_name(key) -> str:
+    for attribute in ("name", "key", "idx"):  # GetAttrKey, DictKey, SequenceKey
+        if hasattr(key, attribute):
+            return str(getattr(key, attribute))
+    return str(key)
+
+
+def _shapes(tree: Any) -> dict[str, tuple]:
+    """``'params/blocks_0/…' → shape`` of every array of ``tree`` (a train state or the
+    saved metadata of one: attribute, dict and sequence keys name paths alike)."""
+    return {"/".join(_key_name(k) for k in path): tuple(leaf.shape)
+            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+            if hasattr(leaf, "shape")}
+
+
+def _shape_difference(manager: ocp.CheckpointManager, step: int, target: Any) -> str | None:
+    """How the train state saved at ``step`` differs in array paths or shapes from
+    ``target`` ('params/x saved (8, 32), this config builds (8, 64)'), or None when they agree
+    or the saved metadata cannot be read (a corrupt checkpoint)."""
+    try:
+        saved = _shapes(manager.item_metadata(step)["state"])
+    except Exception:  # noqa: BLE001 — unreadable metadata: corrupt, not another experiment
+        return None
+    wanted = _shapes(target)
+    if not saved:
+        return None
+    for path in sorted(set(saved) | set(wanted)):
+        if path not in wanted:
+            return f"{path} is saved but this config builds no such array"
+        if path not in saved:
+            return f"this config builds {path}, which is not saved"
+        if saved[path] != wanted[path]:
+            return f"{path} saved {saved[path]}, this config builds {wanted[path]}"
+    return None
 
 
 def _first_line(error: Exception) -> str:

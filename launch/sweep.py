@@ -1,29 +1,52 @@
-"""Runs one config over several seeds and override values, locally, and tabulates results.
+"""Runs configs over seeds and override values, locally, and tabulates results.
 
   python launch/sweep.py --config=configs/synthetic.py --workdir=runs/sweep \
       --seeds=0,1,2 --set=optimizer.learning_rate=1e-3,2e-3
 
 Every combination (seeds × values of each --set, a Cartesian product) runs as
-``python -m fer_jax.main`` in its own workdir ``WORKDIR/<name>``, one after the other; a run
-whose workdir already has metrics.json is skipped, so an interrupted sweep resumes. ``--eval``
-also evaluates each run's best checkpoint on the test split (``--mode=eval``); ``--report``
-writes each run's explanation report (``--mode=report``) and adds a table ranking the
-explanation methods by their measurements, mean ± sd over the runs of each setting (the
-seed-000 comparison of Grad-CAM, Rollout, Rollout-Grad and TIBAV for a TimeSformer:
+``python -m fer_jax.main`` in its own workdir ``WORKDIR/<name>``, e.g.
+``runs/sweep/seed=1_learning_rate=2e-3``; a run whose workdir already has metrics.json is
+skipped, so an interrupted sweep resumes. Options:
 
-  python launch/sweep.py --config=configs/synthetic.py --workdir=runs/explanations \
-      --seeds=0,1,2 --report
+* ``--config`` repeated: the config files (each ``path[:arg]``) are one more axis of the
+  product, and run names start with ``config=<stem>[_<arg>]``;
+* ``--zip``: the ``--set`` axes are paired element by element (all with the same number of
+  values: ``--set=a=1,2 --set=b=x,y --zip`` runs a=1,b=x and a=2,b=y) instead of crossed;
+  seeds and configs still multiply them;
+* ``--parallel=N``: up to N runs at a time, each run's output in ``WORKDIR/<name>/log.txt``
+  and one console line per started, finished or failed run (with N = 1, the default, runs
+  go one after the other and print to the console). A failed run is reported and the others
+  go on; Ctrl-C stops the runs in progress with SIGTERM, which saves a checkpoint to resume
+  from;
+* ``--eval`` also evaluates each run's best checkpoint on the test split (``--mode=eval``);
+* ``--report`` writes each run's explanation report (``--mode=report``) and adds a table
+  ranking the explanation methods by their measurements, mean ± sd over the runs of each
+  setting (the seed-000 comparison of Grad-CAM, Rollout, Rollout-Grad and TIBAV for a
+  TimeSformer:
 
-). At the end a table gives each run's best validation accuracy, test accuracy, epoch of the best validation
-accuracy, for runs with a score-table sampler on the synthetic benchmark the Spearman
-correlation between the learned tables and the ground-truth intensity, for runs that measure
-the AU alignment (``au_guidance``, seed 003) the test ATT-COS and CAM-COS — and the mean ± sd
-of each over seeds per setting. ``--plot=KEY`` draws those columns against the values of the
-swept field KEY (mean ± sd over seeds) in ``WORKDIR/sweep_<KEY>.png``, e.g. seed 003's λ
-sweep:
+    python launch/sweep.py --config=configs/synthetic.py --workdir=runs/explanations \
+        --seeds=0,1,2 --report
+
+  ); a run's evaluation and report follow its training, in the same slot of ``--parallel``;
+* ``--extra=FLAG`` passes FLAG unchanged to every run.
+
+At the end a table gives, in the order of the runs, each run's best validation accuracy,
+test accuracy, epoch of the best validation accuracy, for runs with a score-table sampler on
+the synthetic benchmark the Spearman correlation between the learned tables and the
+ground-truth intensity, for runs that measure the AU alignment (``au_guidance``, seed 003) the
+test ATT-COS and CAM-COS — and the mean ± sd of each over seeds per setting. ``--plot=KEY``
+draws those columns against the values of the swept field KEY (mean ± sd over seeds) in
+``WORKDIR/sweep_<KEY>.png``, e.g. seed 003's λ sweep:
 
   python launch/sweep.py --config=configs/au_guided_synthetic.py --workdir=runs/au_lambda \
       --seeds=0,1,2 --set=au_guidance.weight=0,1,4,16 --eval --plot=au_guidance.weight
+
+Two configs × two learning rates paired with two batch sizes × two seeds, two runs at a time:
+
+  python launch/sweep.py --config=configs/synthetic.py \
+      --config=configs/au_guided_synthetic.py:timesformer --workdir=runs/compare \
+      --seeds=0,1 --set=optimizer.learning_rate=1e-3,2e-3 --set=train.batch_size=16,32 \
+      --zip --parallel=2 --eval
 """
 from __future__ import annotations
 
@@ -33,16 +56,27 @@ import json
 import statistics
 import subprocess
 import sys
+import threading
+import time
+from concurrent import futures
 from pathlib import Path
+from typing import NamedTuple
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="config file[:arg]")
+    parser.add_argument("--config", action="append", required=True, metavar="FILE[:ARG]",
+                        help="config file[:arg] (repeatable: one more axis of the sweep)")
     parser.add_argument("--workdir", required=True, help="parent directory of the runs")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (config.seed)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2",
                         help="config field and comma-separated values (repeatable)")
+    parser.add_argument("--zip", action="store_true",
+                        help="pair the values of the --set fields element-wise instead of "
+                             "taking their Cartesian product")
+    parser.add_argument("--parallel", type=int, default=1, metavar="N",
+                        help="runs at a time (default 1); with N > 1 each run's output goes "
+                             "to its log.txt")
     parser.add_argument("--eval", action="store_true",
                         help="also evaluate every run on the test split")
     parser.add_argument("--report", action="store_true",
@@ -51,54 +85,188 @@ def parse_args(argv=None):
                         help="plot the results against the values of this --set field")
     parser.add_argument("--extra", action="append", default=[], metavar="FLAG",
                         help="flag passed unchanged to every run, e.g. --extra=--config.train.epochs=3")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.parallel < 1:
+        parser.error("--parallel must be at least 1")
+    if args.plot and len(args.config) > 1:
+        parser.error("--plot needs a sweep of one --config")
+    return args
 
 
-def combinations(seeds: list[str], sets: list[str]) -> list[dict[str, str]]:
-    """All runs: dicts config key → value, ``seed`` included."""
-    axes = [[("seed", s) for s in seeds]]
+def _set_axes(sets: list[str]) -> list[list[tuple[str, str]]]:
+    axes = []
     for item in sets:
         key, _, values = item.partition("=")
-        if not values:
+        if not key or not values:
             raise SystemExit(f"sweep: --set needs KEY=V1,V2, got {item!r}")
         axes.append([(key, v) for v in values.split(",")])
-    return [dict(c) for c in itertools.product(*axes)]
+    return axes
 
 
-def run_name(overrides: dict[str, str]) -> str:
-    return "_".join(f"{k.split('.')[-1]}={v}" for k, v in overrides.items())
+def combinations(seeds: list[str], sets: list[str], zipped: bool = False
+                 ) -> list[dict[str, str]]:
+    """The overrides of every run: dicts config key → value, ``seed`` first. The --set
+    axes are crossed (Cartesian product) or, ``zipped``, paired element-wise; seeds multiply
+    either."""
+    axes = _set_axes(sets)
+    if zipped and len({len(axis) for axis in axes}) > 1:
+        counts = ", ".join(f"{axis[0][0]}: {len(axis)}" for axis in axes)
+        raise SystemExit(f"sweep: --zip needs the same number of values for every --set "
+                         f"field ({counts})")
+    settings = list(zip(*axes)) if zipped and axes else list(itertools.product(*axes))
+    return [dict([("seed", seed), *setting]) for seed in seeds for setting in settings]
+
+
+def config_label(config: str) -> str:
+    """``configs/x.py:a`` → ``x_a``: the config's part of run names."""
+    path, _, arg = config.partition(":")
+    return f"{Path(path).stem}_{arg}" if arg else Path(path).stem
+
+
+def run_name(overrides: dict[str, str], config: str = "") -> str:
+    parts = [f"config={config}"] if config else []
+    return "_".join(parts + [f"{k.split('.')[-1]}={v}" for k, v in overrides.items()])
+
+
+class Run(NamedTuple):
+    """One run of the sweep: a config file, its overrides (``seed`` included) and, when the
+    sweep has several configs, the config's label in the run name."""
+    config: str
+    overrides: dict[str, str]
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        return run_name(self.overrides, self.label)
+
+    @property
+    def setting(self) -> str:
+        """The name without the seed: the runs that the summary averages."""
+        return run_name({k: v for k, v in self.overrides.items() if k != "seed"},
+                        self.label) or "(all)"
+
+
+def plan(configs: list[str], seeds: list[str], sets: list[str], zipped: bool = False
+         ) -> list[Run]:
+    """All runs of the sweep: configs × seeds × settings, in this order."""
+    labels = [config_label(c) if len(configs) > 1 else "" for c in configs]
+    if len(set(labels)) < len(labels):
+        raise SystemExit(f"sweep: two --config give the same run names: {labels}")
+    overrides = combinations(seeds, sets, zipped)
+    return [Run(config, dict(o), label) for config, label in zip(configs, labels)
+            for o in overrides]
+
+
+# What a run does, in order: (step, --mode flag, the file that marks it done).
+TRAIN = ("training", [], "metrics.json")
+EVAL = ("evaluation", ["--mode=eval"], "eval_test.json")
+REPORT = ("report", ["--mode=report"], "report.json")
+
+
+def command(run: Run, workdir: Path, mode: list[str], extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "fer_jax.main", f"--config={run.config}",
+            f"--workdir={workdir}", *mode, *extra,
+            *(f"--config.{k}={v}" for k, v in run.overrides.items())]
+
+
+class Runner:
+    """Runs the missing steps of runs (training, then evaluation / report), several runs at
+    a time from threads; children started are tracked so that Ctrl-C can stop them."""
+
+    def __init__(self, root: Path, steps: list[tuple], extra: list[str], total: int,
+                 to_log: bool):
+        self.root, self.steps, self.extra = root, steps, extra
+        self.total, self.to_log = total, to_log
+        self.lock = threading.Lock()
+        self.children: set[subprocess.Popen] = set()
+        self.stopping = threading.Event()
+
+    def say(self, message: str, error: bool = False) -> None:
+        with self.lock:
+            print(message, file=sys.stderr if error else sys.stdout, flush=True)
+
+    def _call(self, argv: list[str], log: Path | None) -> int:
+        with self.lock:
+            if self.stopping.is_set():
+                return -1
+            out = open(log, "a") if log else None
+            try:
+                child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT if out
+                                         else None)
+            finally:
+                if out:
+                    out.close()
+            self.children.add(child)
+        try:
+            return child.wait()
+        finally:
+            with self.lock:
+                self.children.discard(child)
+
+    def execute(self, index: int, run: Run) -> bool:
+        """The run's missing steps, one after the other; whether its training is done (a
+        failed evaluation or report is reported but keeps the run in the table)."""
+        workdir = self.root / run.name
+        todo = [s for s in self.steps if not (workdir / s[2]).exists()]
+        if not todo:
+            return True
+        log = workdir / "log.txt" if self.to_log else None
+        if log:
+            workdir.mkdir(parents=True, exist_ok=True)
+        tag = f"[{index}/{self.total}]"
+        self.say(f"{tag} started {workdir}" + (f" (log: {log})" if log else ""))
+        start, failures, trained = time.monotonic(), [], True
+        for step, mode, _ in todo:
+            code = self._call(command(run, workdir, mode, self.extra), log)
+            if self.stopping.is_set():
+                return False
+            if code != 0:
+                failures.append(f"{step} exited with code {code}")
+                if step == TRAIN[0]:
+                    trained = False
+                    break
+        if failures:
+            self.say(f"{tag} failed {workdir}: {', '.join(failures)}"
+                     + (f"; see {log}" if log else "; continuing"), error=True)
+        else:
+            self.say(f"{tag} finished {workdir} in {time.monotonic() - start:.0f} s")
+        return trained
+
+    def stop(self) -> None:
+        """No more children; SIGTERM to those running (fer_jax saves a checkpoint)."""
+        with self.lock:
+            self.stopping.set()
+            children = list(self.children)
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait()
+
+
+def execute_all(runs: list[Run], args) -> list[bool]:
+    """Runs the sweep, ``args.parallel`` runs at a time; whether each run (in order) has a
+    finished training."""
+    steps = [TRAIN] + [EVAL] * args.eval + [REPORT] * args.report
+    runner = Runner(Path(args.workdir), steps, args.extra, len(runs), args.parallel > 1)
+    with futures.ThreadPoolExecutor(args.parallel) as pool:
+        jobs = [pool.submit(runner.execute, i, run) for i, run in enumerate(runs, 1)]
+        try:
+            return [job.result() for job in jobs]
+        except KeyboardInterrupt:
+            runner.say("sweep: interrupted; stopping the runs in progress (they save a "
+                       "checkpoint; run the same command again to resume)", error=True)
+            for job in jobs:
+                job.cancel()
+            runner.stop()
+            raise SystemExit(130) from None
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     root = Path(args.workdir)
-    runs = combinations(args.seeds.split(","), args.set)
-    results = []
-    for i, overrides in enumerate(runs, 1):
-        workdir = root / run_name(overrides)
-        metrics_path = workdir / "metrics.json"
-        if not metrics_path.exists():
-            print(f"[{i}/{len(runs)}] {workdir}", flush=True)
-            command = [sys.executable, "-m", "fer_jax.main", f"--config={args.config}",
-                       f"--workdir={workdir}", *args.extra,
-                       *(f"--config.{k}={v}" for k, v in overrides.items())]
-            if subprocess.run(command).returncode != 0:
-                print(f"sweep: run {workdir} failed; continuing", file=sys.stderr)
-                continue
-        eval_path = workdir / "eval_test.json"
-        if args.eval and not eval_path.exists():
-            command = [sys.executable, "-m", "fer_jax.main", f"--config={args.config}",
-                       f"--workdir={workdir}", "--mode=eval", *args.extra,
-                       *(f"--config.{k}={v}" for k, v in overrides.items())]
-            if subprocess.run(command).returncode != 0:
-                print(f"sweep: evaluation of {workdir} failed; continuing", file=sys.stderr)
-        if args.report and not (workdir / "report.json").exists():
-            command = [sys.executable, "-m", "fer_jax.main", f"--config={args.config}",
-                       f"--workdir={workdir}", "--mode=report", *args.extra,
-                       *(f"--config.{k}={v}" for k, v in overrides.items())]
-            if subprocess.run(command).returncode != 0:
-                print(f"sweep: report of {workdir} failed; continuing", file=sys.stderr)
-        results.append((overrides, run_metrics(workdir)))
+    runs = plan(args.config, args.seeds.split(","), args.set, args.zip)
+    done = execute_all(runs, args)
+    results = [(run, run_metrics(root / run.name)) for run, ok in zip(runs, done) if ok]
     print(summary_table(results))
     if args.plot:
         print(f"\nPlot: {plot_sweep(results, args.plot, root)}")
@@ -106,7 +274,7 @@ def main(argv=None) -> int:
         for setting, reports in explanation_reports(root, results).items():
             print(f"\nExplanation methods, {setting} (mean ± sd over {len(reports)} runs):\n")
             print(explanation_table(reports))
-    return 0 if len(results) == len(runs) else 1
+    return 0 if all(done) else 1
 
 
 # Method measurements in report.json → table columns (higher is better unless marked ↓).
@@ -124,11 +292,10 @@ EXPLANATION_COLUMNS = {
 def explanation_reports(root: Path, results) -> dict[str, list[dict]]:
     """report.json of every run that has one, grouped by setting (runs without seeds)."""
     groups: dict[str, list[dict]] = {}
-    for overrides, _ in results:
-        path = root / run_name(overrides) / "report.json"
+    for run, _ in results:
+        path = root / run.name / "report.json"
         if path.exists():
-            setting = run_name({k: v for k, v in overrides.items() if k != "seed"}) or "(all)"
-            groups.setdefault(setting, []).append(json.loads(path.read_text()))
+            groups.setdefault(run.setting, []).append(json.loads(path.read_text()))
     return groups
 
 
@@ -197,13 +364,13 @@ def plot_sweep(results, key: str, root: Path) -> Path:
     (numbers), mean ± sd over the runs of each value → ``root/sweep_<key>.png``."""
     from fer_jax.viz import plots
 
-    if not results or any(key not in overrides for overrides, _ in results):
+    if not results or any(key not in run.overrides for run, _ in results):
         raise SystemExit(f"sweep: --plot={key} names no --set field of this sweep")
     try:
-        values = sorted({float(overrides[key]) for overrides, _ in results})
+        values = sorted({float(run.overrides[key]) for run, _ in results})
     except ValueError:
         raise SystemExit(f"sweep: --plot needs numeric values of {key}") from None
-    rows = {v: [m for o, m in results if float(o[key]) == v] for v in values}
+    rows = {v: [m for r, m in results if float(r.overrides[key]) == v] for v in values}
 
     def series(column):
         stats = [_mean_sd([r[column] for r in rows[v]]) for v in values]
@@ -227,23 +394,22 @@ def _cell(value, width: int) -> str:
 
 def summary_table(results) -> str:
     """Per-run rows, then mean ± sd of every column per setting (over seeds)."""
-    lines = [f"{'run':<48s}" + "".join(f"{c:>14s}" for c in COLUMNS)]
+    width = max([48] + [len(run.name) + 2 for run, _ in results])
+    lines = [f"{'run':<{width}s}" + "".join(f"{c:>14s}" for c in COLUMNS)]
     groups: dict[str, list[dict]] = {}
-    for overrides, values in results:
-        lines.append(f"{run_name(overrides):<48s}" + "".join(_cell(values[c], 14)
-                                                             for c in COLUMNS))
-        setting = run_name({k: v for k, v in overrides.items() if k != "seed"}) or "(all)"
-        groups.setdefault(setting, []).append(values)
+    for run, values in results:
+        lines.append(f"{run.name:<{width}s}" + "".join(_cell(values[c], 14) for c in COLUMNS))
+        groups.setdefault(run.setting, []).append(values)
     lines.append("")
-    lines.append(f"{'setting (mean ± sd over seeds)':<48s}" + "".join(f"{c:>20s}"
-                                                                       for c in COLUMNS))
+    lines.append(f"{'setting (mean ± sd over seeds)':<{width}s}" + "".join(f"{c:>20s}"
+                                                                           for c in COLUMNS))
     for setting, rows in groups.items():
         cells = []
         for column in COLUMNS:
             mean, sd = _mean_sd([r[column] for r in rows])
             cells.append(f"{mean:>11.4f} ± {sd:<6.4f}" if mean is not None
                          else f"{'-':>20s}")
-        lines.append(f"{setting:<48s}" + "".join(cells) + f"  ({len(rows)} runs)")
+        lines.append(f"{setting:<{width}s}" + "".join(cells) + f"  ({len(rows)} runs)")
     return "\n".join(lines)
 
 

@@ -294,6 +294,8 @@ def _to_iter(dataset: grain.MapDataset, num_workers: int) -> grain.IterDataset:
 
 def steps_per_epoch(num_videos: int, batch_size: int) -> int:
     """Optimiser-independent training steps per epoch; raises if the split is too small."""
+    if batch_size < 1:
+        raise UserError(f"train.batch_size must be at least 1, got {batch_size}")
     if num_videos < batch_size:
         raise UserError(
             f"the training split has {num_videos} videos but train.batch_size is {batch_size}; "
@@ -366,7 +368,11 @@ def eval_dataset(source: VideoSource, config, truth: tuple[str, ...] = (),
                                tuple(truth), codebook)
     indices = np.arange(len(source)) if videos is None else np.asarray(videos, np.int64)
     dataset = grain.MapDataset.source(indices).map(lambda i: element(int(i)))
-    return _to_iter(dataset.batch(batch_size or config.train.batch_size), num_workers=0)
+    size = batch_size or config.train.batch_size
+    if size < 1:
+        raise UserError(f"evaluation batch size must be at least 1, got {size} "
+                        "(train.batch_size, or explain.batch_size for --mode=report)")
+    return _to_iter(dataset.batch(size), num_workers=0)
 
 
 def pad_batch(batch: dict, batch_size: int) -> dict:

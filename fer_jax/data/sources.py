@@ -15,16 +15,18 @@ def _synthetic(config, split: str) -> VideoSource:
     from fer_jax.data import synthetic
 
     dataset_config = config.dataset
-    config = synthetic.SyntheticConfig(
-        num_classes=dataset_config.num_classes,
-        num_frames=dataset_config.num_frames,
-        image_size=dataset_config.image_size,
-        num_subjects=dataset_config.num_subjects,
-        nuisance=dataset_config.nuisance,
-        seed=dataset_config.seed,
-    )
     num_videos = dataset_config[f"{split}_videos"]
+    if num_videos < 1:  # every split is used: training, validation after each epoch, eval
+        raise UserError(f"config.dataset.{split}_videos must be at least 1, got {num_videos}")
     try:
+        config = synthetic.SyntheticConfig(
+            num_classes=dataset_config.num_classes,
+            num_frames=dataset_config.num_frames,
+            image_size=dataset_config.image_size,
+            num_subjects=dataset_config.num_subjects,
+            nuisance=dataset_config.nuisance,
+            seed=dataset_config.seed,
+        )
         return synthetic.SyntheticFaces(split, num_videos, config)
     except ValueError as e:
         raise UserError(f"config.dataset: {e}") from None
