@@ -111,19 +111,22 @@ class Checkpoints:
                          progress=ocp.args.JsonRestore())
             if sampler_template is not None:
                 items["sampler"] = ocp.args.StandardRestore(sampler_template)
-            try:
-                restored = self.latest.restore(step, args=ocp.args.Composite(**items))
-            except Exception as e:  # noqa: BLE001 — any read failure means "unusable"
-                difference = "structure" if "structure" in str(e) else \
-                    _shape_difference(self.latest, step, target)
-                if difference:  # readable, but written by another experiment
-                    raise UserError(
-                        f"checkpoint step {step} in {self.latest.directory} holds a train state "
-                        f"of another structure than this config builds ({difference}; model or "
-                        "optimizer settings changed); use the original config or a new "
-                        "--workdir") from None
-                unreadable.append((step, e))
-                continue
+            # Checked before reading: Orbax would fail on the first mismatched array only
+            # after logging the others' failures.
+            difference = _shape_difference(self.latest, step, target)
+            if difference is None:
+                try:
+                    restored = self.latest.restore(step, args=ocp.args.Composite(**items))
+                except Exception as e:  # noqa: BLE001 — any read failure means "unusable"
+                    if "structure" not in str(e):
+                        unreadable.append((step, e))
+                        continue
+                    difference = "another tree of arrays"
+            if difference is not None:  # readable, but written by another experiment
+                raise UserError(
+                    f"checkpoint step {step} in {self.latest.directory} holds a train state "
+                    f"of another structure than this config builds ({difference}; model or "
+                    "optimizer settings changed); use the original config or a new --workdir")
             for bad_step, error in unreadable:
                 self._quarantine(bad_step, error)
             logging.info("Resuming from checkpoint step %d in %s", step, self.latest.directory)
@@ -221,7 +224,7 @@ def _shape_difference(manager: ocp.CheckpointManager, step: int, target: Any) ->
     wanted = _shapes(target)
     if not saved:
         return None
-    for path in sorted(set(saved) | set(wanted)):
+    for path in sorted(set(saved) | set(wanted), key=lambda p: (not p.startswith("params"), p)):
         if path not in wanted:
             return f"{path} is saved but this config builds no such array"
         if path not in saved:

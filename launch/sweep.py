@@ -16,8 +16,8 @@ skipped, so an interrupted sweep resumes. Options:
 * ``--parallel=N``: up to N runs at a time, each run's output in ``WORKDIR/<name>/log.txt``
   and one console line per started, finished or failed run (with N = 1, the default, runs
   go one after the other and print to the console). A failed run is reported and the others
-  go on; Ctrl-C stops the runs in progress with SIGTERM, which saves a checkpoint to resume
-  from;
+  go on. Ctrl-C (or SIGTERM to the sweep) stops the runs in progress with SIGTERM, on which
+  they save a checkpoint to resume from;
 * ``--eval`` also evaluates each run's best checkpoint on the test split (``--mode=eval``);
 * ``--report`` writes each run's explanation report (``--mode=report``) and adds a table
   ranking the explanation methods by their measurements, mean ± sd over the runs of each
@@ -53,6 +53,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import signal
 import statistics
 import subprocess
 import sys
@@ -243,22 +244,32 @@ class Runner:
             child.wait()
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def execute_all(runs: list[Run], args) -> list[bool]:
     """Runs the sweep, ``args.parallel`` runs at a time; whether each run (in order) has a
-    finished training."""
+    finished training. Ctrl-C or SIGTERM stops the runs in progress with SIGTERM."""
     steps = [TRAIN] + [EVAL] * args.eval + [REPORT] * args.report
     runner = Runner(Path(args.workdir), steps, args.extra, len(runs), args.parallel > 1)
-    with futures.ThreadPoolExecutor(args.parallel) as pool:
-        jobs = [pool.submit(runner.execute, i, run) for i, run in enumerate(runs, 1)]
-        try:
-            return [job.result() for job in jobs]
-        except KeyboardInterrupt:
-            runner.say("sweep: interrupted; stopping the runs in progress (they save a "
-                       "checkpoint; run the same command again to resume)", error=True)
-            for job in jobs:
-                job.cancel()
-            runner.stop()
-            raise SystemExit(130) from None
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    try:
+        with futures.ThreadPoolExecutor(args.parallel) as pool:
+            jobs = [pool.submit(runner.execute, i, run) for i, run in enumerate(runs, 1)]
+            try:
+                return [job.result() for job in jobs]
+            except KeyboardInterrupt:
+                runner.say("sweep: interrupted; stopping the runs in progress (they save a "
+                           "checkpoint: run the same command again to resume)", error=True)
+                for job in jobs:
+                    job.cancel()
+                runner.stop()
+                raise SystemExit(130) from None
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv=None) -> int:
