@@ -100,10 +100,11 @@ def resize_short_side(frames: np.ndarray, size: int) -> np.ndarray:
 
 
 def _au_maps(landmarks: np.ndarray, expression: str, settings: Settings,
-             face_size: float | None) -> np.ndarray:
+             faces: str) -> np.ndarray:
     """uint8 [T, S, S]: seed-003 AU heatmaps × 255 (zeros without AUs or landmarks); the
-    extract's radii are scaled by ``face_size`` / 224 (None: the crop size)."""
+    extract's radii are scaled to the face inside the crop (``Settings.face_fraction``)."""
     size = settings.crop_size
+    face_size = size * settings.face_fraction(faces)
     out = np.zeros((len(landmarks), size, size), np.uint8)
     if expression not in action_units.EXPRESSIONS or not np.isfinite(landmarks).all():
         return out
@@ -135,13 +136,11 @@ def _face_arrays(frames: np.ndarray, video: layouts.RawVideo, layout: layouts.La
         warnings.append(f"several faces in {track.multiple} of {track.num_input_frames} "
                         f"frames (kept the most consistent one)")
     expression = layout.class_names[video.label]
-    # The face spans the crop without its margins; RAF-DB's aligned faces span the image.
-    face_size = None if layout.faces == "aligned" else size / (1 + 2 * settings.margin)
     arrays = {"frame_indices": np.asarray(track.frame_indices, np.int32),
               "valid": np.asarray(track.valid, bool),
               "landmarks": np.asarray(landmarks, np.float32),
               "au_maps": _au_maps(np.asarray(landmarks, np.float32), expression, settings,
-                                  face_size)}
+                                  layout.faces)}
     return {"crops": crops, **arrays}, warnings
 
 

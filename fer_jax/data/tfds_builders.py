@@ -83,6 +83,11 @@ class Settings:
         return (f"{self.backend}-{self.crop_size}px-m{round(self.margin * 100)}"
                 f"-s{self.smoothing}-{self.missing}-q{self.jpeg_quality}")
 
+    def face_fraction(self, faces: str) -> float:
+        """Share of the crop side the face spans: detected faces have ``margin`` of context
+        on each side; aligned inputs (RAF-DB) are the face."""
+        return 1.0 if faces == "aligned" else 1 / (1 + 2 * self.margin)
+
 
 @dataclasses.dataclass(eq=False)
 class VideoConfig(tfds.core.BuilderConfig):

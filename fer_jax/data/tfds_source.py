@@ -113,9 +113,6 @@ def open_split(config, split: str) -> TfdsVideos:
         raise UserError(f"dataset.num_classes is {d.num_classes} but protocol "
                         f"{splits.protocol!r} of {d.name} has {len(splits.class_names)} "
                         f"classes ({', '.join(splits.class_names)})")
-    # As when the records were written (preprocess.py): detected faces have margins around
-    # them, aligned faces span the image.
-    margin = preprocess.settings_from_config(config).margin
-    face_fraction = 1.0 if layouts.get(d.name).faces == "aligned" else 1 / (1 + 2 * margin)
+    face_fraction = builder.builder_config.settings.face_fraction(layouts.get(d.name).faces)
     return TfdsVideos(builder, meta, lengths, getattr(splits, split), splits.class_names,
                       face_fraction)
