@@ -140,11 +140,13 @@ class Checkpoints:
                 "away to train from scratch, or use a new --workdir")
         return None
 
-    def restore_variables(self, sharding: jax.sharding.Sharding,
-                          prefer_best: bool = True) -> tuple[dict, str, int]:
+    def restore_variables(self, sharding: jax.sharding.Sharding, prefer_best: bool = True,
+                          template: Any = None) -> tuple[dict, str, int]:
         """Model variables (``{'params', **model_state}``) of the best (else newest) readable
         checkpoint, placed with ``sharding`` (whatever the device topology they were saved
-        from) → ``(variables, which, step)``."""
+        from) → ``(variables, which, step)``. ``template`` (arrays or ShapeDtypeStructs of
+        the variables this config builds) makes a checkpoint of other shapes a one-line
+        error instead of a failure when the model is applied."""
         sources = [("best", self.best), ("latest", self.latest)]
         for _, manager in sources:
             _await_tmp_cleanup(manager)
@@ -166,7 +168,14 @@ class Checkpoints:
                     unreadable.append((f"{Path(manager.directory).name}/{step}", e))
                     continue
                 state = restored.state
-                return {"params": state["params"], **(state.get("model_state") or {})}, which, step
+                variables = {"params": state["params"], **(state.get("model_state") or {})}
+                difference = template and _difference(_shapes(variables), _shapes(template))
+                if difference:
+                    raise UserError(
+                        f"checkpoint {Path(manager.directory).name}/{step} in {self.workdir} "
+                        f"holds another model than this config builds ({difference}); use "
+                        "the config it was trained with")
+                return variables, which, step
         if unreadable:
             names = ", ".join(name for name, _ in unreadable)
             raise UserError(f"no readable checkpoint in {self.workdir}: {names} cannot be read "
@@ -198,6 +207,14 @@ class Checkpoints:
         self.best.close()
 
 
+def has_checkpoints(workdir: str | Path) -> bool:
+    """Whether ``workdir`` holds a finished checkpoint step in ``checkpoints/`` or ``best/``
+    (a folder named by its step; Orbax's temporary folders do not count)."""
+    return any(path.is_dir() and path.name.isdigit()
+               for folder in ("checkpoints", "best") if (Path(workdir) / folder).is_dir()
+               for path in (Path(workdir) / folder).iterdir())
+
+
 def _key_name(key) -> str:
     for attribute in ("name", "key", "idx"):  # GetAttrKey, DictKey, SequenceKey
         if hasattr(key, attribute):
@@ -221,9 +238,12 @@ def _shape_difference(manager: ocp.CheckpointManager, step: int, target: Any) ->
         saved = _shapes(manager.item_metadata(step)["state"])
     except Exception:  # noqa: BLE001 — unreadable metadata: corrupt, not another experiment
         return None
-    wanted = _shapes(target)
-    if not saved:
-        return None
+    return _difference(saved, _shapes(target)) if saved else None
+
+
+def _difference(saved: dict[str, tuple], wanted: dict[str, tuple]) -> str | None:
+    """The first array path whose presence or shape differs between two ``_shapes`` maps,
+    described for a message; None when they agree."""
     for path in sorted(set(saved) | set(wanted), key=lambda p: (not p.startswith("params"), p)):
         if path not in wanted:
             return f"{path} is saved but this config builds no such array"

@@ -16,8 +16,12 @@
   ground truth (the synthetic benchmark), the Spearman correlation between each learned table
   row and the ground-truth expression intensity of the clips.
 
-Multi-host: every process applies the updates of the examples it loaded, i.e. owns the table
-rows of the videos it reads.
+Several processes: each loads its own rows of every global batch, and which process loads a
+video changes from epoch to epoch, so every process keeps the whole table (its own file)
+and applies every update: ``flush`` all-gathers the steps' video indices, clip starts and
+scores across processes. The tables stay identical, a draw depends only on (seed, epoch,
+video, table) whichever process makes it, and a run equals the single-process run with the
+same global batch.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from scipy import stats
 
 from fer_jax import sampling
@@ -32,12 +37,12 @@ from fer_jax.data import pipeline
 from fer_jax.viz import sampling_maps
 
 
-def _local(values: jax.Array) -> np.ndarray:
-    """This process's rows of a batch-sharded array, in batch order (no cross-host gather)."""
+def _global(values: jax.Array) -> np.ndarray:
+    """Every row of a batch-sharded array, in global batch order (an all-gather across
+    processes when it spans several; every process must call it at the same point)."""
     if values.is_fully_addressable:
         return np.asarray(values)
-    shards = sorted(values.addressable_shards, key=lambda s: s.index[0].start or 0)
-    return np.concatenate([np.asarray(s.data) for s in shards])
+    return np.asarray(multihost_utils.process_allgather(values, tiled=True))
 
 
 class ClipSampling:
@@ -63,12 +68,13 @@ class ClipSampling:
             kwargs.update(learning_rate=c.learning_rate, baseline_momentum=c.baseline_momentum)
         self.sampler = sampling.make_sampler(c.name, self.table, **kwargs)
         self.needs_scores = c.name != "uniform"
-        self.selector = pipeline.SamplerClip(self.sampler, clip)
+        self.selector = pipeline.SamplerClip(self.sampler, clip,
+                                             config.input.get("pad", "repeat"))
         self.clip_frames = clip
         self.tracked = list(range(min(c.map_videos, len(source))))
         self.history = {str(v): {"epochs": [], "starts": [], "rows": []}
                         for v in self.tracked}  # rows: one per finished epoch
-        self.pending: list[tuple[np.ndarray, np.ndarray, jax.Array]] = []
+        self.pending: list[tuple[jax.Array, jax.Array, jax.Array | None, int]] = []
 
     # ------------------------------------------------------------------ the step loop
     def start(self, epoch: int) -> None:
@@ -77,25 +83,27 @@ class ClipSampling:
         self.table.publish(epoch)
 
     def add(self, batch: dict, scores: jax.Array | None, epoch: int) -> None:
-        """Queues one step's table updates; ``batch`` is the host batch, ``scores`` the step's
-        true-class clean logits (a device array, not waited for)."""
-        for v, start in zip(batch["index"], batch["start"]):
-            if str(v) in self.history:
-                record = self.history[str(v)]
-                record["epochs"].append(epoch)
-                record["starts"].append(int(start))
-        if scores is not None:
-            self.pending.append((batch["index"], batch["start"], scores))
+        """Queues one step's table updates and sampling-map entries; ``batch`` is the step's
+        global (device) batch, ``scores`` its true-class clean logits ``[B]`` (None for the
+        uniform sampler). Nothing is waited for."""
+        self.pending.append((batch["index"], batch["start"], scores, epoch))
 
-    def flush(self, epoch: int) -> None:
-        """Applies the queued updates on the host (waits for their steps to finish)."""
-        for index, start, scores in self.pending:
-            self.sampler.update_batch(index, start, _local(scores), epoch)
+    def flush(self) -> None:
+        """Applies the queued steps on the host (waits for them to finish)."""
+        for index, start, scores, step_epoch in self.pending:
+            index, start = _global(index), _global(start)
+            for v, clip_start in zip(index, start):
+                if str(v) in self.history:
+                    record = self.history[str(v)]
+                    record["epochs"].append(step_epoch)
+                    record["starts"].append(int(clip_start))
+            if scores is not None:
+                self.sampler.update_batch(index, start, _global(scores), step_epoch)
         self.pending.clear()
 
     def end_epoch(self, epoch: int) -> None:
         """Applies the epoch's updates, snapshots tracked rows, publishes epoch + 1."""
-        self.flush(epoch)
+        self.flush()
         for v in self.tracked:
             self.history[str(v)]["rows"].append(self.table.row(v).tolist())
         self.start(epoch + 1)

@@ -53,7 +53,8 @@ def load(config, workdir: str) -> Trained:
     train.check_same_experiment(config, run.workdir, train.MODEL_KEYS)
     checkpoints = checkpointing.Checkpoints(run.workdir, config.train.keep_checkpoints)
     try:
-        variables, which, step = checkpoints.restore_variables(run.replicated)
+        variables, which, step = checkpoints.restore_variables(
+            run.replicated, template=run.variable_shapes())
     finally:
         checkpoints.close()
     methods = config.explain.methods

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
+import sysconfig
 from pathlib import Path
 
 from absl import app, flags, logging
@@ -38,8 +39,9 @@ _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Join a multi-process run whose cluster JAX detects (SLURM, TPU VM "
     "pod slices): jax.distributed.initialize() without arguments.")
 flags.mark_flags_as_required(["config"])
-flags.register_validator("workdir", lambda value: value is not None or _MODE.value == "preprocess",
-                         "--workdir is required (except with --mode=preprocess)")
+flags.register_validator("workdir", lambda value: bool(value) or _MODE.value == "preprocess",
+                         "--workdir is required and must not be empty (except with "
+                         "--mode=preprocess)")
 
 
 def _print_eval(result: dict) -> None:
@@ -125,7 +127,25 @@ def _one_line(error: BaseException) -> str:
     text = " ".join(lines)
     if len(text) > 1 and text[0] == text[-1] == "'":
         text = text[1:-1]
-    return text or type(error).__name__
+    if isinstance(error, (flags.Error, SyntaxError)):  # their messages say what and where
+        return text or type(error).__name__
+    # Anything else was raised while a config file ran: name the exception and the file.
+    where = _config_file_line(error)
+    return f"{type(error).__name__}: {text}" + (f" ({where})" if where else "")
+
+
+def _config_file_line(error: BaseException) -> str:
+    """'FILE, line N' of the innermost traceback frame outside installed packages and the
+    standard library (the config file's own code), or '' when there is none."""
+    skip = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"], "<")
+    where = ""
+    traceback = error.__traceback__
+    while traceback is not None:
+        filename = traceback.tb_frame.f_code.co_filename
+        if not filename.startswith(skip) and filename != __file__:
+            where = f"{filename}, line {traceback.tb_lineno}"
+        traceback = traceback.tb_next
+    return where
 
 
 def parse_flags(argv: list[str]) -> list[str]:

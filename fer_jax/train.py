@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from fer_jax import au_guidance, checkpointing, configs, models
@@ -74,7 +75,12 @@ class Preempted(Exception):
 
 class _StopRequest:
     """SIGTERM handler for the duration of a training run: the signal only sets a flag, and
-    the training loop saves a checkpoint and stops at the end of the step in progress."""
+    the training loop saves a checkpoint and stops at the end of the step in progress.
+
+    With several processes each receives its own signal, at its own step; they must stop
+    together (checkpoints are collective), so the flag is only read at steps every process
+    reaches (``agreed``: log and checkpoint steps), where one small all-gather tells whether
+    any process was asked to stop."""
 
     def __init__(self):
         self.requested = False
@@ -87,6 +93,15 @@ class _StopRequest:
 
     def _handle(self, signum, frame) -> None:
         self.requested = True
+
+    def agreed(self, sync_point: bool) -> bool:
+        """Whether to stop after this step: the flag itself in a single process; with several,
+        at ``sync_point`` steps whether any process has it, else False."""
+        if jax.process_count() == 1:
+            return self.requested
+        if not sync_point:
+            return False
+        return bool(multihost_utils.process_allgather(np.int32(self.requested)).any())
 
     def __exit__(self, *exc) -> None:
         if self._previous is not None:
@@ -341,9 +356,19 @@ class Run:
     def init_variables(self, rng: jax.Array) -> tuple[Any, dict]:
         """``(params, model_state)`` of a fresh model (``model_state``: e.g. batch_stats)."""
         shape = (1,) + pipeline.input_shape(self.config)
-        variables = dict(self.model.init(rng, jnp.zeros(shape, jnp.float32), train=False))
+        try:
+            variables = dict(self.model.init(rng, jnp.zeros(shape, jnp.float32), train=False))
+        except ValueError as e:  # the models' own checks of their settings and input size
+            raise UserError(f"model {self.config.model.name} cannot be built for inputs "
+                            f"{shape[1:]} (input.clip_frames, input.image_size) with "
+                            f"config.model.kwargs: {e}") from None
         variables.pop("intermediates", None)
         return variables.pop("params"), variables
+
+    def variable_shapes(self) -> dict:
+        """ShapeDtypeStructs of ``{'params', **model_state}`` this config builds."""
+        params, model_state = jax.eval_shape(self.init_variables, jax.random.PRNGKey(0))
+        return {"params": params, **model_state}
 
     def shard(self, batch: dict) -> dict:
         """This process's rows of a batch (host NumPy) → global arrays sharded over the data
@@ -426,9 +451,13 @@ def check_same_experiment(config, workdir: Path, keys: tuple[str, ...] = RESUME_
     shapes and data order). A config group the saved run predates (e.g. ``au_guidance``)
     counts with its default values."""
     saved_path = workdir / "config.json"
-    if not saved_path.exists():
-        return
-    saved = json.loads(saved_path.read_text())
+    if not saved_path.exists() or not checkpointing.has_checkpoints(workdir):
+        return  # nothing to resume: e.g. a first run that stopped at a config error
+    try:
+        saved = json.loads(saved_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{saved_path} is not valid JSON ({e}); restore it from a copy, or "
+                        "delete it to use the checkpoints with the config given now") from None
     current = json.loads(config.to_json())
     defaults = json.loads(configs.defaults().to_json())
     differing = []
@@ -526,8 +555,25 @@ def _preempted_message(step: int) -> str:
             "to resume")
 
 
+BEST_METRICS = ("accuracy", "macro_accuracy", "macro_f1", "roc_auc", "eer_accuracy")
+
+
+def check_train_config(config) -> None:
+    """One-line errors for ``config.train`` values that would only fail mid-training."""
+    t = config.train
+    if t.log_every_steps < 1:
+        raise UserError(f"train.log_every_steps must be at least 1, got {t.log_every_steps}")
+    if t.checkpoint_every_steps < 0:
+        raise UserError(f"train.checkpoint_every_steps must be 0 (epoch ends only) or "
+                        f"positive, got {t.checkpoint_every_steps}")
+    if t.best_metric not in BEST_METRICS:
+        raise UserError(f"train.best_metric must be one of {', '.join(BEST_METRICS)}, got "
+                        f"{t.best_metric!r}")
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains (or resumes) the experiment; returns the metrics written to metrics.json."""
+    check_train_config(config)
     run = Run(config, workdir)
     check_same_experiment(config, run.workdir)
     is_chief = jax.process_index() == 0
@@ -556,10 +602,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
     progress = {"epoch": 0, "history": [], "best": None, "best_epoch": None,
                 "epochs_without_improvement": 0, "stopped": None, "train_sums": None}
     data_state = None
-    if config.sampler.get("name") and jax.process_count() > 1:
-        raise UserError("score-table samplers (config.sampler) run in one process; start the "
-                        "run without --coordinator_address / --distributed, or set "
-                        "--config.sampler.name=''")
     sampling = (ClipSampling(config, train_source, run.workdir)
                 if config.sampler.get("name") else None)
     restored = checkpoints.restore_latest(state, sampling and sampling.state_dict())
@@ -603,17 +645,18 @@ def train_and_evaluate(config, workdir: str) -> dict:
         step = int(state.step)
         while progress["epoch"] < epochs and progress["stopped"] is None:
             epoch = progress["epoch"]
-            if stop.requested:  # the epoch-end checkpoint of the previous epoch is saved
+            if stop.agreed(sync_point=True):  # the previous epoch-end checkpoint is saved
                 raise Preempted(_preempted_message(step))
             while step < (epoch + 1) * steps_per_epoch:
-                batch = next(iterator)
-                state, sums, scores = step_fn(state, run.shard(batch), sums)
+                batch = run.shard(next(iterator))
+                state, sums, scores = step_fn(state, batch, sums)
                 step += 1
                 if sampling:
                     sampling.add(batch, scores, epoch)
-                if step % config.train.log_every_steps == 0:
+                log_point = step % config.train.log_every_steps == 0
+                if log_point:
                     if sampling:
-                        sampling.flush(epoch)
+                        sampling.flush()
                     host = jax.device_get(sums)
                     _check_finite(host, step, epoch, checkpoints)
                     summary = _summarise_train(host)
@@ -628,16 +671,18 @@ def train_and_evaluate(config, workdir: str) -> dict:
                 else:
                     bar.update(step, epoch)
                 every = config.train.checkpoint_every_steps
-                due = stop.requested or (every and step % every == 0)
-                if due and step % steps_per_epoch:  # epoch ends save after validation
+                checkpoint_point = bool(every and step % every == 0)
+                stopping = stop.agreed(sync_point=log_point or checkpoint_point)
+                if (stopping or checkpoint_point) and step % steps_per_epoch:  # epoch ends
+                    # save after validation
                     host = jax.device_get(sums)
                     _check_finite(host, step, epoch, checkpoints)
                     progress["train_sums"] = {k: np.asarray(v).item() for k, v in host.items()}
                     if sampling:
-                        sampling.flush(epoch)
+                        sampling.flush()
                     checkpoints.save(step, state, iterator.get_state(), progress,
                                      sampling and sampling.state_dict())
-                    if stop.requested:
+                    if stopping:
                         raise Preempted(_preempted_message(step))
 
             host = jax.device_get(sums)
@@ -652,6 +697,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
                       "validation": _validation_record(val)}
             progress["history"].append(record)
             metric = val[config.train.best_metric]
+            if metric is None:  # ROC-AUC / EER: no class has both positives and negatives
+                raise UserError(f"train.best_metric={config.train.best_metric} is undefined on "
+                                "this validation split; use accuracy or macro_f1")
             if progress["best"] is None or metric > progress["best"]:
                 progress.update(best=metric, best_epoch=epoch + 1, epochs_without_improvement=0,
                                 best_validation=val)
@@ -732,7 +780,8 @@ def evaluate(config, workdir: str) -> dict:
     source = run.source(split)
     checkpoints = checkpointing.Checkpoints(run.workdir, config.train.keep_checkpoints)
     try:
-        variables, which, step = checkpoints.restore_variables(run.replicated)
+        variables, which, step = checkpoints.restore_variables(
+            run.replicated, template=run.variable_shapes())
     finally:
         checkpoints.close()
     result = run.evaluate(variables, source)

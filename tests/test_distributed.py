@@ -1,5 +1,7 @@
 """Several processes, one run: a 2-process CPU run on localhost (JAX's distributed runtime,
-Gloo collectives) ends with the parameters of a 1-process run with the same global batch."""
+Gloo collectives) ends with the parameters of a 1-process run with the same global batch —
+with the score-table sampler, whose updates every process applies, so the clips drawn (and
+hence the parameters) only match when the tables stay identical across processes."""
 import json
 import os
 import socket
@@ -16,8 +18,8 @@ from fer_jax.data import pipeline, sources
 from fer_jax.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
-SMOKE = ["--config=configs/synthetic.py:smoke", "--config.train.epochs=1",
-         "--config.train.checkpoint_every_steps=0"]
+# Stochastic softmax, 3 epochs: warm-up, exploration, exploitation (draws from the table).
+SMOKE = ["--config=configs/sampler_synthetic.py:smoke", "--config.train.checkpoint_every_steps=0"]
 
 
 def _env():
@@ -54,13 +56,15 @@ def test_two_processes_match_one_process(tmp_path):
         assert p.returncode == 0, err[-3000:]
     assert "on 2 cpu device(s)" in outputs[0][0]
     (step_one, a), (step_two, b) = _params(tmp_path / "one"), _params(tmp_path / "two")
-    assert step_one == step_two == 6
+    assert step_one == step_two == 18
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_allclose(x, y, rtol=0, atol=1e-5)
     metrics = [json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two")]
     assert metrics[0]["final_validation"]["count"] == metrics[1]["final_validation"]["count"]
     assert metrics[1]["final_validation"]["accuracy"] == pytest.approx(
         metrics[0]["final_validation"]["accuracy"])
+    tables = [m["sampler"]["table_vs_intensity"] for m in metrics]
+    assert tables[1] == pytest.approx(tables[0])  # the learned score tables agree
 
 
 def test_processes_load_the_rows_of_the_one_process_batches():

@@ -5,10 +5,6 @@ expected message. Each must fail with one actionable line — ``UserError`` in-p
 command line exit status 2, a single ``fer_jax: error:`` line on stderr and no traceback — and
 must leave what the workdir already holds (checkpoints, best/, metrics.json, config.json)
 byte for byte as it was, writing no checkpoint either.
-
-Rows marked ``KNOWN_GAP`` are inputs still answered with a traceback or an unclear message;
-their fix belongs in train.py, main.py or a model (named in the row's comment). They are
-strict xfails: once fixed, the row reports XPASS until the mark is removed.
 """
 import hashlib
 import importlib.util
@@ -134,10 +130,6 @@ def _init_from_other_model(workdir, tmp_path, monkeypatch):
     return {"model.init_from": str(path)}
 
 
-KNOWN_GAP = pytest.mark.xfail(strict=True, reason="still a traceback or an unclear message; "
-                                                  "see the row's comment for where to fix it")
-
-
 def _table(rows, width: int, default=()):
     """Rows (tuples, or ``pytest.param`` for marked ones) → ``pytest.param``s with the kind
     as id, short rows padded with ``default`` to ``width`` values."""
@@ -175,16 +167,14 @@ CASES = [
     # is rewritten because train.py writes it before the checkpoints are opened.
     ("keep no checkpoints", "trained", "train", {"train.keep_checkpoints": 0}, None,
      "train.keep_checkpoints must be at least 1, got 0", ("config.json",)),
-    # KNOWN_GAP (models/timesformer.py or train.Run): a plain ValueError from model init.
-    pytest.param("image size not divisible by the patch size", "fresh", "train",
-                 {"input.image_size": 30}, None, "patch", marks=KNOWN_GAP),
-    # KNOWN_GAP (train.py): ZeroDivisionError at the first training step.
-    pytest.param("log every zero steps", "trained", "train",
-                 {"train.log_every_steps": 0, "train.epochs": 2}, None,
-                 "train.log_every_steps", marks=KNOWN_GAP),
-    # KNOWN_GAP (train.py): KeyError 'acc' after the first epoch has been trained.
-    pytest.param("unknown best metric", "fresh", "train", {"train.best_metric": "acc"}, None,
-                 "train.best_metric", marks=KNOWN_GAP),
+    ("image size not divisible by the patch size", "fresh", "train",
+     {"input.image_size": 30}, None, "is not divisible by patch size 8"),
+    ("log every zero steps", "trained", "train", {"train.log_every_steps": 0, "train.epochs": 2},
+     None, "train.log_every_steps must be at least 1"),
+    ("negative checkpoint interval", "trained", "train", {"train.checkpoint_every_steps": -1},
+     None, "train.checkpoint_every_steps must be 0"),
+    ("unknown best metric", "fresh", "train", {"train.best_metric": "acc"}, None,
+     "train.best_metric must be one of accuracy"),
     # -- workdirs and checkpoints
     ("workdir is an existing file", "file", "train", {}, None, "cannot write to workdir"),
     ("eval of an empty workdir", "fresh", "eval", {}, None,
@@ -202,14 +192,11 @@ CASES = [
      "best/6, checkpoints/6, checkpoints/4 cannot be read"),
     ("checkpoint folder is a file", "fresh", "train", {}, _best_is_a_file,
      "best is not a directory"),
-    # KNOWN_GAP (train.check_same_experiment): JSONDecodeError traceback.
-    pytest.param("truncated config.json", "trained", "eval", {}, _truncate_config_json,
-                 "config.json", marks=KNOWN_GAP),
-    # KNOWN_GAP (train.evaluate): ScopeParamShapeError traceback; restore_variables reads
-    # whatever shapes were saved and the model only fails when applied.
-    pytest.param("eval checkpoints of other shapes without config.json", "trained", "eval",
-                 {"model.kwargs.hidden_size": 64}, _drop_config_json, "checkpoint",
-                 marks=KNOWN_GAP),
+    ("truncated config.json", "trained", "eval", {}, _truncate_config_json,
+     "config.json is not valid JSON"),
+    ("eval checkpoints of other shapes without config.json", "trained", "eval",
+     {"model.kwargs.hidden_size": 64}, _drop_config_json, "holds another model than this "
+     "config builds"),
     # -- pretrained weights
     ("init_from a file that is not converted weights", "fresh", "train", {}, _init_from_json,
      "is not a converted-weights file"),
@@ -255,8 +242,6 @@ def test_bad_input_is_one_line_and_keeps_the_workdir(
     _assert_unchanged(before, workdir, may_change)
 
 
-@pytest.mark.xfail(strict=True, reason="train.py writes config.json before anything can fail; "
-                                       "a failed first run then refuses the corrected config")
 def test_failed_first_run_does_not_lock_the_workdir(tmp_path):
     """Following the batch-size advice of a failed first run must not be refused as
     'another experiment' by the config.json that failed run left behind."""
@@ -331,11 +316,12 @@ CLI_CASES = [
      "has no attribute 'get_config'"),
     ("config file with a syntax error", ["--config={configs}/bad_syntax.py"],
      "invalid syntax (bad_syntax.py, line 1)"),
-    # KNOWN_GAP (main._one_line): prints only "model" — neither the file nor the exception.
-    pytest.param("config file that raises", ["--config={configs}/raises.py"], "raises.py",
-                 marks=KNOWN_GAP),
+    ("config file that raises", ["--config={configs}/raises.py"],
+     "KeyError: model ({configs}/raises.py, line 2)"),
     ("missing --workdir", ["--config=configs/synthetic.py:smoke", "--no-workdir"],
      "--workdir is required"),
+    ("empty --workdir", ["--config=configs/synthetic.py:smoke", "--workdir=", "--no-workdir"],
+     "--workdir is required and must not be empty"),
     ("eval when every checkpoint is unreadable",
      ["--config=configs/synthetic.py:smoke", "--config.train.epochs=1", "--mode=eval",
       "--garble"], "cannot be read"),
@@ -364,5 +350,6 @@ def test_bad_command_line_is_one_line_and_keeps_the_workdir(trained, tmp_path, k
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("fer_jax: error:")]
-    assert len(errors) == 1 and fragment in errors[0], result.stderr[-2000:]
+    assert len(errors) == 1 and fragment.format(configs=configs) in errors[0], \
+        result.stderr[-2000:]
     _assert_unchanged(before, workdir)
