@@ -44,7 +44,7 @@ def from_config(config, model) -> Guidance | None:
     """The guidance of ``config`` for ``model``, or None when neither trained nor measured.
 
     Raises a one-line UserError for options that cannot work (negative λ, landmark inputs,
-    full-video evaluation)."""
+    full-video or multi-clip evaluation)."""
     options = config.get("au_guidance") or {}
     weight = float(options.get("weight", 0.0))
     if weight < 0:
@@ -58,6 +58,9 @@ def from_config(config, model) -> Guidance | None:
         raise UserError("AU alignment is measured on clips; it cannot be combined with "
                         "eval.full_video (set au_guidance.measure=False or "
                         "eval.full_video=False)")
+    if config.eval.get("clips"):
+        raise UserError("AU alignment is measured on one clip per video; it cannot be combined "
+                        "with eval.clips (set au_guidance.measure=False or eval.clips=0)")
     layers = tuple(p.strip() for p in str(options.get("layers", "")).split(",") if p.strip())
     layers = layers or (attribution.default_layer(model),)
     cam_method = options.get("cam_method", "") or (

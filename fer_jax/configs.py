@@ -67,7 +67,10 @@ def defaults() -> ml_collections.ConfigDict:
         modality="rgb",             # rgb | gray | landmarks (model input, see data/pipeline.py)
         clip_frames=8,              # frames per clip fed to the model
         train_clip="evenly_spaced", # evenly_spaced | random (uniform, Eq. 3.7) | centre
-        eval_clip="evenly_spaced",
+        eval_clip="evenly_spaced",  # (evenly_spaced: temporal resize of the whole video)
+        pad="repeat",               # clips of videos shorter than clip_frames: repeat the last
+                                    # frame | loop (wrap round) | zeros (black frames);
+                                    # evenly_spaced never pads
         image_size=32,              # model input size (frames are warped to it)
         mean=0.5, std=0.25,         # normalisation of [0, 1] pixels/coordinates, on device
                                     # (scalars or per-channel tuples)
@@ -82,8 +85,13 @@ def defaults() -> ml_collections.ConfigDict:
                     dropout=0.0, attention_dropout=0.0, drop_path_rate=0.0),
         temporal_pooling="",      # for dense models (per-frame scores): mean | max | softmax |
         pooling_gamma=1.0,        # adaptive (models/pooling.py); gamma of 'softmax'
+        attention=dict(           # attention module of a 3D CNN (models/attention.py):
+            name="",              # mask | self_attention | stn ('' = none)
+            kwargs={},            # e.g. kind='3d', context='multiplicative'; num_heads, ...
+        ),
         init_from="",             # converted pretrained weights (.msgpack from
-                                  # python -m fer_jax.models.convert); '' = from scratch
+                                  # python -m fer_jax.models.convert) or the workdir of a
+                                  # trained run; '' = from scratch
     )
 
     config.optimizer = dict(
@@ -94,6 +102,9 @@ def defaults() -> ml_collections.ConfigDict:
         nesterov=False,           # sgd only
         grad_clip_norm=1.0,       # 0 disables
         accumulation_steps=1,     # optax.MultiSteps: one update every k batches
+        trainable="",             # regular expression over parameter paths ('a/b/kernel'):
+                                  # only matching parameters train, the rest stay frozen
+                                  # ('' = all train)
     )
     config.schedule = dict(
         name="cosine",            # cosine | constant | plateau | inverse_time | step
@@ -120,7 +131,11 @@ def defaults() -> ml_collections.ConfigDict:
         full_video=False,         # score every frame of every video (dense models), then
         max_frames=0,             # clip max-pool over clip_frames and softmax pooling over the
         pooling_gamma=0.0,        # clips with gamma_p (0 = average, 1e6 = max); videos are
-    )                             # padded to max_frames
+                                  # padded to max_frames
+        clips=0,                  # K > 0: K clips of clip_frames at evenly spaced starts per
+                                  # video, mean of their logits (not with full_video; evaluations
+                                  # with ground truth keep eval_clip); 0 = one eval_clip clip
+    )
     config.explain = dict(        # --mode=explain and --mode=report (fer_jax/explain.py)
         methods="",               # attribution methods, comma-separated, with options:
                                   # 'grad_cam,rollout(head_fusion="max")'; '' = the model's
@@ -191,6 +206,52 @@ def thesis_chapter3(config: ml_collections.ConfigDict, *, clip_frames: int = 16,
                            plateau_patience=3)
     config.train.update(epochs=100, early_stopping_patience=10, checkpoint_every_steps=500)
     config.eval.update(full_video=True, max_frames=max_frames, pooling_gamma=0.0)
+    return config
+
+
+def thesis_chapter2(config: ml_collections.ConfigDict, *, clip_frames: int = 16,
+                    image_size: int = 112, max_frames: int = 128) -> ml_collections.ConfigDict:
+    """Training settings of the thesis' chapter 2 (seed 001): ``thesis_chapter3``'s clips,
+    augmentation and dense model, with the chapter's own optimisation and pooling.
+
+    Stated: Adam, weight decay 0.3 for the 3D CNN and 0.2 for the classifier, dropout 30 % on
+    the input and 90 % on the features (set in the model's kwargs where it has them), early
+    stopping after 10 epochs without improvement, 2-step pooling (per-frame scores averaged
+    over time), and at test time the fully convolutional network over the whole video.
+    Chosen (not stated): learning rate 1e-4 (the thesis grid-searched it), AdamW's decoupled
+    decay 0.3 on every layer, early stopping on validation accuracy (the thesis: the loss);
+    the whole-video test is ``eval.full_video`` with clip-mean pooling and γ_p = 0.
+    """
+    thesis_chapter3(config, clip_frames=clip_frames, image_size=image_size,
+                    max_frames=max_frames)
+    config.model.temporal_pooling = "mean"
+    config.optimizer.update(name="adamw", learning_rate=1e-4, weight_decay=0.3,
+                            accumulation_steps=1)
+    config.schedule.update(name="constant", warmup_epochs=0.0)
+    return config
+
+
+def thesis_synthetic(config: ml_collections.ConfigDict, *,
+                     epochs: int = 6) -> ml_collections.ConfigDict:
+    """The thesis' chapter-2 and chapter-4 comparisons at CPU scale on the synthetic benchmark:
+    24-frame videos with one expression event at a random time, 8-frame training clips, a
+    dense 3D ResNet-18 (width 1/8, 2-step pooling: spatial max, per-frame scores, temporal
+    mean), AdamW 2e-3 with a cosine schedule, 300 training videos, and the whole-video test
+    (clip-mean pooling, γ_p = 0). Small enough for 3 seeds × 4 settings on a 2-core CPU."""
+    config.dataset = synthetic_dataset(num_frames=24, train_videos=300, validation_videos=100,
+                                       test_videos=200)
+    config.model.name = "resnet3d_18"
+    config.model.kwargs = dict(width=1 / 8, dense=True, pooling="two_step")
+    config.model.temporal_pooling = "mean"
+    config.input.update(clip_frames=8, train_clip="random", eval_clip="centre", image_size=32)
+    config.input.augment = dict(hflip=0.5, rotation=0.0, crop_scale=(1.0, 1.0),
+                                brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
+    config.optimizer.update(name="adamw", learning_rate=2e-3, weight_decay=1e-4,
+                            grad_clip_norm=1.0, accumulation_steps=1)
+    config.schedule.update(name="cosine", warmup_epochs=0.5)
+    config.train.update(batch_size=16, epochs=epochs, checkpoint_every_steps=0,
+                        early_stopping_patience=0)
+    config.eval.update(full_video=True, max_frames=24, pooling_gamma=0.0)
     return config
 
 

@@ -7,6 +7,11 @@ explain
   ``<method>.png`` (frame grid: input, the seed-003 AU heatmap of the true class where the
   dataset has landmarks, then the overlay), ``<method>.gif`` and ``.mp4`` (overlay
   animations), ``maps.npz`` (raw maps, one array per method) and ``explanations.json``.
+  Models with an attention module (``model.attention``, thesis chapter 4) add what it
+  computed: ``attention_mask.png`` (mask attention overlaid on the faces, per frame) and
+  ``self_attention.png`` (the T×T temporal self-attention matrix, mean over heads, with its
+  temporal profile); adaptive softmax pooling adds ``pooling_betas.png`` (the learned β of
+  each class) to the explanations folder.
   Without ``explain.methods``, AU-guided configs explain with their CAM and layer attention
   (seed 003, Fig. 4), other models with their defaults (``evaluation/explainers.py``).
 
@@ -120,10 +125,39 @@ def explain_videos(trained: Trained, config, videos: list[int], target: str = "p
         frames = np.repeat(frames, 3, axis=-1)
     out = {"frames": frames, "labels": np.asarray(batch["label"]),
            "predicted": np.asarray(predicted), "probabilities":
-           np.asarray(jax.nn.softmax(logits)), "maps": maps, "videos": list(videos)}
+           np.asarray(jax.nn.softmax(logits)), "maps": maps, "videos": list(videos),
+           "attention": attention_outputs(model, variables, x)}
     if truth:
         out["au_maps"] = np.asarray(batch["au_masks"], np.float32)
     return out
+
+
+def attention_outputs(model, variables: dict, x: jnp.ndarray) -> dict[str, np.ndarray]:
+    """What the model's attention module sowed for the clips ``x`` (models/attention.py):
+    'mask' ``[N, T', h, w]`` or ``[N, T']``, 'attention' (probabilities), 'theta'; empty
+    without a module."""
+    _, state = jax.jit(functools.partial(model.apply, train=False, mutable=["intermediates"])
+                       )(variables, x)
+    sown = state.get("intermediates", {}).get("attention", {})
+    return {name: np.asarray(values[0], np.float32) for name, values in sown.items()}
+
+
+def _attention_figures(folder, frames: np.ndarray, sown: dict, n: int, title: str) -> list:
+    """Writes the attention module's figures of video ``n``; returns their paths."""
+    from fer_jax.viz import attention_maps
+    paths = []
+    if "mask" in sown:
+        paths.append(folder / "attention_mask.png")
+        attention_maps.mask_overlay(frames, sown["mask"][n], title=title, path=paths[-1])
+    probabilities = sown.get("attention")
+    if probabilities is not None and probabilities.ndim == 4:  # temporal or 3D [N, h, M, M]
+        matrix = probabilities[n]
+        if matrix.shape[-1] <= len(frames) * 4:  # frames (or a few positions each), not 3D
+            paths.append(folder / "self_attention.png")
+            attention_maps.self_attention_matrix(
+                matrix, frames=frames if matrix.shape[-1] == len(frames) else None,
+                title=title, path=paths[-1])
+    return [str(p) for p in paths]
 
 
 def explain(config, workdir: str) -> dict:
@@ -162,10 +196,21 @@ def explain(config, workdir: str) -> dict:
                 path = viz.write_video(folder / f"{explainer.key}{suffix}", overlay,
                                        fps=config.explain.fps, upscale=config.explain.upscale)
                 entry["files"].append(str(path))
+        entry["files"] += _attention_figures(
+            folder, frames, out["attention"], n,
+            f"video {video}: {entry['label']} → {entry['predicted']}")
         np.savez_compressed(folder / "maps.npz", **{e.key: out["maps"][e.label][n]
                                                      for e in trained.explainers})
         entry["files"].append(str(folder / "maps.npz"))
         index["videos"].append(entry)
+    betas = trained.variables["params"].get("adaptive_pool", {}).get("beta")
+    if betas is not None:  # thesis Eq. 2.1: the learned temperature of each class
+        from fer_jax.viz import attention_maps
+        path = root / "pooling_betas.png"
+        attention_maps.pooling_betas(np.asarray(betas), names or [str(c) for c in
+                                                                range(len(betas))],
+                                     title="learned softmax-pooling temperature β", path=path)
+        index["pooling_betas"] = str(path)
     (root / "explanations.json").write_text(json.dumps(index, indent=2))
     return index
 

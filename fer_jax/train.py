@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import signal
 import sys
 import threading
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import flax.struct
+import flax.traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,7 +49,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from fer_jax import au_guidance, checkpointing, configs, models
 from fer_jax.attribution import LayerTaps
 from fer_jax.clip_sampling import ClipSampling
-from fer_jax.models import pooling, pretrained
+from fer_jax.models import attention, pooling, pretrained
 from fer_jax.data import pipeline, sources
 from fer_jax.errors import UserError
 from fer_jax.evaluation import explainers, localisation
@@ -56,7 +58,7 @@ from fer_jax.evaluation import metrics as metrics_lib
 # Config fields that fix array shapes or the data order: a workdir's checkpoints can only be
 # resumed by a config that agrees on them.
 RESUME_KEYS = ("seed", "dataset", "model", "input.clip_frames", "input.image_size",
-               "input.modality", "sampler",
+               "input.modality", "input.pad", "sampler", "optimizer.trainable",
                "input.train_clip", "train.batch_size", "optimizer.name",
                "optimizer.accumulation_steps", "schedule.name", "au_guidance.weight",
                "au_guidance.layers")
@@ -162,9 +164,33 @@ def make_optimizer(config, steps_per_epoch: int) -> tuple[optax.GradientTransfor
             factor=sched.plateau_factor, patience=sched.plateau_patience,
             accumulation_size=updates_per_epoch))
     tx = optax.chain(*chain)
+    if opt.get("trainable"):
+        tx = _only_trainable(tx, opt.trainable)
     if opt.accumulation_steps > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=opt.accumulation_steps)
     return tx, schedule
+
+
+def _only_trainable(tx: optax.GradientTransformation,
+                    pattern: str) -> optax.GradientTransformation:
+    """``tx`` for the parameters whose ``/``-joined path matches the regular expression
+    ``pattern`` (``re.search``); every other parameter is frozen (zero update, no weight
+    decay): e.g. the thesis' two-step training of an attention head on a frozen network."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as e:
+        raise UserError(f"optimizer.trainable={pattern!r} is not a regular expression: {e}") \
+            from None
+
+    def labels(params):
+        flat = flax.traverse_util.flatten_dict(params, sep="/")
+        named = {k: "train" if regex.search(k) else "frozen" for k in flat}
+        if "train" not in named.values():
+            raise UserError(f"optimizer.trainable={pattern!r} matches no parameter (paths "
+                            f"look like {next(iter(flat))!r})")
+        return flax.traverse_util.unflatten_dict(named, sep="/")
+
+    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
 
 
 # --------------------------------------------------------------------------- steps
@@ -253,17 +279,32 @@ def full_video_logits(backbone, variables: dict, batch: dict, config) -> jnp.nda
     """Test-time pooling of the thesis (chapter 3): per-frame scores of the whole (padded)
     video ``[B, L, C]`` from the dense ``backbone``, temporal max-pool with kernel F =
     ``input.clip_frames`` → one score per clip start, softmax pooling over the clips that lie
-    inside the video with ``eval.pooling_gamma`` (Eq. 3.3) → ``[B, C]``."""
+    inside the video with ``eval.pooling_gamma`` (Eq. 3.3) → ``[B, C]``. Models trained with
+    ``model.temporal_pooling='mean'`` (chapter 2) score each clip by its mean instead, so
+    with γ_p = 0 every frame of the video counts (the fully convolutional test)."""
     scores = backbone.apply(variables, normalise(batch["video"], config), train=False)
     if scores.ndim != 3:
         raise UserError(f"eval.full_video needs a dense model (per-frame scores); "
                         f"{config.model.name} returned shape {scores.shape}")
     clip = config.input.clip_frames
-    clips = pooling.clip_max_pool(scores, clip)  # [B, N, C]
+    clip_pool = pooling.clip_mean_pool if config.model.get("temporal_pooling") == "mean" \
+        else pooling.clip_max_pool
+    clips = clip_pool(scores, clip)  # [B, N, C]
     last_start = jnp.maximum(batch["length"] - clip, 0)  # shorter videos: one padded clip
     valid = jnp.arange(clips.shape[1])[None, :] <= last_start[:, None]
     return pooling.softmax_pool(clips, config.eval.pooling_gamma, axis=1,
                                 mask=valid[:, :, None])
+
+
+def clip_aggregate_logits(model, variables: dict, batch: dict, config) -> jnp.ndarray:
+    """Multi-clip test protocol (``eval.clips``): the K clips of every video,
+    ``batch['video']`` ``[B, K, F, ...]``, go through ``model`` as one batch of B·K clips and
+    their logits ``[B, K, C]`` are averaged over the clips (mean of logits) → ``[B, C]``."""
+    video = batch["video"]
+    num_videos, num_clips = video.shape[:2]
+    clips = normalise(video.reshape((num_videos * num_clips,) + video.shape[2:]), config)
+    logits = model.apply(variables, clips, train=False)
+    return logits.reshape(num_videos, num_clips, -1).mean(axis=1)
 
 
 def eval_step(variables: dict, batch: dict, sums: dict, *, model, backbone, config,
@@ -272,15 +313,19 @@ def eval_step(variables: dict, batch: dict, sums: dict, *, model, backbone, conf
     probabilities [B, C])``.
 
     ``variables``: ``{'params': …, **model_state}``. Clip batches go through ``model``;
-    full-video batches (``eval.full_video``) through ``full_video_logits``. With
+    full-video batches (``eval.full_video``) through ``full_video_logits``; multi-clip
+    batches (``eval.clips``, with ``clip_starts``) through ``clip_aggregate_logits``. With
     ``guidance`` (the batch holds ``au_masks``) the per-class sums of ATT-COS (layer
     attention of the guided layers, mean over layers) and CAM-COS (``guidance.cam_method``
     for the true class) are added to ``sums['att_cos']`` / ``sums['cam_cos']`` ``[2, C]``."""
     num_classes = config.dataset.num_classes
-    x = None if "length" in batch else normalise(batch["video"], config)
+    single = not ("length" in batch or "clip_starts" in batch)  # one clip per video
+    x = normalise(batch["video"], config) if single else None
     with LayerTaps(guidance.layers if guidance else ()) as taps:
-        if x is None:
+        if "length" in batch:
             logits = full_video_logits(backbone, variables, batch, config)
+        elif "clip_starts" in batch:
+            logits = clip_aggregate_logits(model, variables, batch, config)
         else:
             logits = model.apply(variables, x, train=False)
     onehot = jax.nn.one_hot(batch["label"], num_classes)
@@ -319,8 +364,15 @@ def build_model(config, dense: bool = False):
     """The configured model; dense models (per-frame scores) are wrapped with
     ``model.temporal_pooling`` (pooling.TemporalPooling) when it is set, unless ``dense``
     asks for the bare per-frame model (same variables: the wrapper shares its scope)."""
-    model = models.build(config.model.name, num_classes=config.dataset.num_classes,
-                         **config.model.kwargs)
+    kwargs = dict(config.model.kwargs)
+    spec = config.model.get("attention") or {}
+    if spec.get("name"):
+        if "attention" not in models.fields(config.model.name):
+            raise UserError(f"model.attention needs a 3D CNN that takes one "
+                            f"({', '.join(n for n in models.names() if 'attention' in models.fields(n))}); "
+                            f"{config.model.name} does not")
+        kwargs["attention"] = attention.build(spec["name"], **dict(spec.get("kwargs") or {}))
+    model = models.build(config.model.name, num_classes=config.dataset.num_classes, **kwargs)
     method = config.model.get("temporal_pooling")
     if method and not dense:
         if method not in pooling.POOLING_METHODS:
@@ -401,7 +453,7 @@ class Run:
         sums = jax.device_put(sums, self.replicated)
         truth = ("au_masks",) if guidance else ()
         probabilities, labels, masks = [], [], []
-        for batch in pipeline.iterate_eval(source, self.config, truth):
+        for batch in pipeline.iterate_eval(source, self.config, truth, protocol=True):
             sums, p = step(variables, self.shard(self.local_rows(batch)), sums)
             probabilities.append(p)  # fetched once, after the loop
             labels.append(batch["label"])
@@ -446,10 +498,22 @@ def _lookup(tree: dict, key: str):
     return tree
 
 
+def _differs(saved, current, default) -> bool:
+    """Whether a saved config value differs from the current one; fields the saved run
+    predates (absent at any depth) count with their current default."""
+    if saved is _MISSING:
+        saved = default
+    if isinstance(saved, dict) and isinstance(current, dict):
+        default = default if isinstance(default, dict) else {}
+        return any(_differs(saved.get(k, _MISSING), current.get(k, _MISSING),
+                            default.get(k, _MISSING)) for k in set(saved) | set(current))
+    return saved != current
+
+
 def check_same_experiment(config, workdir: Path, keys: tuple[str, ...] = RESUME_KEYS) -> None:
     """Refuses to resume checkpoints written by a config that differs in ``keys`` (default:
-    shapes and data order). A config group the saved run predates (e.g. ``au_guidance``)
-    counts with its default values."""
+    shapes and data order). A field the saved run predates (at any depth, e.g. ``au_guidance``
+    or ``model.attention``) counts with its default value."""
     saved_path = workdir / "config.json"
     if not saved_path.exists() or not checkpointing.has_checkpoints(workdir):
         return  # nothing to resume: e.g. a first run that stopped at a config error
@@ -462,10 +526,7 @@ def check_same_experiment(config, workdir: Path, keys: tuple[str, ...] = RESUME_
     defaults = json.loads(configs.defaults().to_json())
     differing = []
     for key in keys:
-        a = _lookup(saved, key)
-        if a is _MISSING:
-            a = _lookup(defaults, key)
-        if a != _lookup(current, key):
+        if _differs(_lookup(saved, key), _lookup(current, key), _lookup(defaults, key)):
             differing.append(key)
     if differing:
         raise UserError(f"workdir {workdir} holds a run of a different experiment (differs in "
@@ -538,9 +599,18 @@ def _check_finite(sums: dict, step: int, epoch: int, checkpoints) -> None:
 
 
 def init_from_pretrained(state: TrainState, path: str, tx, sharding) -> TrainState:
-    """``state`` with the converted weights at ``path`` copied in where path and shape match
-    (models/pretrained.py) and a fresh optimiser state."""
-    weights, _, _ = pretrained.load(path)
+    """``state`` with the weights at ``path`` copied in where path and shape match
+    (models/pretrained.py) and a fresh optimiser state. ``path`` is a converted-weights file
+    or the workdir of a trained run (its best, else newest, checkpoint)."""
+    if Path(path).expanduser().is_dir():
+        checkpoints = checkpointing.Checkpoints(Path(path).expanduser(), 1)
+        try:
+            weights, _, _ = checkpoints.restore_variables(sharding)
+        finally:
+            checkpoints.close()
+        weights = jax.device_get(weights)
+    else:
+        weights, _, _ = pretrained.load(path)
     fresh = jax.device_get({"params": state.params, **state.model_state})
     merged, report = pretrained.merge(fresh, weights)
     print(pretrained.describe(report), flush=True)

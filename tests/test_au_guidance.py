@@ -151,7 +151,8 @@ def test_training_batches_carry_au_maps_that_follow_the_augmentation():
                                      config.input.augment, size, 0, 48, au_codebook="figure")
     epoch, video = element.video_at(row)
     rng = np.random.default_rng([0, epoch, video])
-    example = source.load(video, element.selector(video, epoch, source.num_frames(video), rng))
+    frames, _ = element.selector(video, epoch, source.num_frames(video), rng)
+    example = source.load(video, frames)
     params = augment.draw_params(rng, config.input.augment, *example["frames"].shape[1:3], size)
     moved = augment.apply(example, params, size)
     expected = action_units.au_maps(moved["landmarks"], int(example["label"]), size, size)
@@ -248,7 +249,9 @@ def test_runs_saved_before_au_guidance_existed_resume_only_unguided(tmp_path):
     config = configs.defaults()
     saved = json.loads(config.to_json())
     del saved["au_guidance"]  # a workdir written before the option existed
+    del saved["model"]["attention"]  # and before model.attention (a nested field)
     (tmp_path / "config.json").write_text(json.dumps(saved))
+    (tmp_path / "checkpoints" / "6").mkdir(parents=True)  # a step to resume
     train.check_same_experiment(config, tmp_path)  # defaults: the same experiment
     config.au_guidance.weight = 4.0
     with pytest.raises(UserError, match="differs in au_guidance.weight"):

@@ -25,7 +25,7 @@ def _load(name: str, arg: str = ""):
 def test_every_seed_experiment_has_a_config():
     for name in ("synthetic", "timesformer_cremad", "vgg16_3d_afew", "c3d_afew", "i3d_hmdb51",
                  "resnext101_hmdb51", "resnet3d18_afew", "tcn_ckplus", "scn_ckplus",
-                 "early_fusion_hmdb8"):
+                 "early_fusion_hmdb8", "thesis_length", "thesis_pooling", "thesis_attention"):
         assert name in CONFIGS
 
 
@@ -41,7 +41,9 @@ def test_full_size_model_builds(name):
         _load(name, "nope")
 
 
-@pytest.mark.parametrize("name", CONFIGS + ["vgg16_3d_afew:softmax"])
+@pytest.mark.parametrize("name", CONFIGS + ["vgg16_3d_afew:softmax", "thesis_attention:mult_mask",
+                                  "thesis_attention:temporal_sa,video_level",
+                                  "thesis_length:resize"])
 def test_smoke_config_trains_and_evaluates(name, tmp_path):
     name, _, variant = name.partition(":")
     config = _load(name, ",".join(filter(None, [variant, "smoke"])))

@@ -47,16 +47,16 @@ def _config(batch_size=4, augment=False, clip="random", workers=0):
 @pytest.mark.parametrize("length", [3, 4, 9])
 def test_clip_selectors(length):
     rng = np.random.default_rng(0)
-    even = pipeline.clip_selector("evenly_spaced", 4)(0, 0, length, rng)
+    even, _ = pipeline.clip_selector("evenly_spaced", 4)(0, 0, length, rng)
     assert even[0] == 0 and even[-1] == length - 1 and np.all(np.diff(even) >= 0)
     for name in ("random", "centre"):
         for _ in range(20):
-            clip = pipeline.clip_selector(name, 4)(0, 0, length, rng)
+            clip, blank = pipeline.clip_selector(name, 4)(0, 0, length, rng)
             assert len(clip) == 4 and clip.min() >= 0 and clip.max() == min(
-                clip[0] + 3, length - 1)
+                clip[0] + 3, length - 1) and not blank.any()
     # Short videos are padded by repeating the last frame.
     if length < 4:
-        np.testing.assert_array_equal(pipeline.clip_selector("centre", 4)(0, 0, length, rng),
+        np.testing.assert_array_equal(pipeline.clip_selector("centre", 4)(0, 0, length, rng)[0],
                                       [0, 1, 2, 2])
     with pytest.raises(UserError, match="unknown clip selection 'nope'"):
         pipeline.clip_selector("nope", 4)

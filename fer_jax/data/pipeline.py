@@ -12,6 +12,17 @@ Training
 Evaluation
   Every video once, in order, with the deterministic ``eval_clip`` selection, no
   augmentation; the last batch is padded to the batch size and flagged by ``mask``.
+  With ``eval.clips = K > 0`` (the multi-clip test protocol) each video gives K clips of F
+  consecutive frames at evenly spaced starts instead, whose logits the trainer averages.
+  Evaluations with ground truth (``truth``: the attribution measurements) keep one clip.
+
+Video length (seed 001, §2.2.3.3)
+  ``evenly_spaced`` resizes the video temporally: F frames spread over all L frames, so it
+  never pads (a video shorter than F repeats frames by construction). The other selectors
+  cut F consecutive frames and pad videos shorter than F by ``input.pad``: ``repeat`` the
+  last frame, ``loop`` back to the first (frame ``t mod L``), or ``zeros`` (black frames:
+  every per-frame array of the padded positions, model input, AU heatmaps and ground truth,
+  is zero after augmentation).
 
 Elements are dicts of NumPy arrays: ``video`` (the model input, by ``input.modality``:
 ``rgb`` uint8 ``[B, F, S, S, 3]``, ``gray`` uint8 ``[B, F, S, S, 1]`` (ITU-R BT.601 luma),
@@ -23,10 +34,12 @@ normalisation happens on the accelerator), ``label`` int32 ``[B]``, ``index`` in
 training, ``au_masks`` uint8 ``[B, F, S, S]`` (the seed-003 AU heatmaps × 255, drawn from the
 augmented landmarks, so they follow flips, crops and rotations). With
 ``eval.full_video`` evaluation batches hold every frame, padded to ``eval.max_frames``, and
-``length`` int32 ``[B]``.
+``length`` int32 ``[B]``; with ``eval.clips = K`` they hold ``video`` ``[B, K, F, S, S, C]``
+(landmarks ``[B, K, F, 68, 2]``) and ``clip_starts`` int32 ``[B, K]``.
 
-Clip selectors are callables ``(video_index, epoch, length, rng) → int frame indices [F]``;
-the stochastic softmax sampler plugs in here. They must be picklable (Grain workers).
+Clip selectors are callables ``(video_index, epoch, length, rng) → (frame indices int32 [F],
+blank bool [F])``, ``blank`` marking the positions to black out (``zeros`` padding); the
+stochastic softmax sampler plugs in here. They must be picklable (Grain workers).
 """
 from __future__ import annotations
 
@@ -54,50 +67,91 @@ class VideoSource(Protocol):
 
 class ClipSelector(Protocol):
     def __call__(self, video_index: int, epoch: int, length: int,
-                 rng: np.random.Generator) -> np.ndarray: ...
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 # --------------------------------------------------------------------------- clip selection
+PAD_MODES = ("repeat", "loop", "zeros")
+
+
+def check_pad(pad: str) -> str:
+    """``pad`` if it is one of ``PAD_MODES``, else a one-line UserError."""
+    if pad not in PAD_MODES:
+        raise UserError(f"unknown input.pad {pad!r}; choose one of {', '.join(PAD_MODES)}")
+    return pad
+
+
+def clip_at(start: int, num_frames: int, length: int,
+            pad: str = "repeat") -> tuple[np.ndarray, np.ndarray]:
+    """The clip of ``num_frames`` consecutive frames from ``start`` of a video of ``length``
+    frames → ``(frame indices int32 [F], blank bool [F])``.
+
+    Positions past the last frame are padding: ``repeat`` indexes the last frame, ``loop``
+    wraps round (``t mod length``), ``zeros`` indexes the last frame and marks the position
+    in ``blank`` (to be zeroed after loading; ``blank`` is all False in the other modes).
+    E.g. ``length`` 5, ``num_frames`` 8: repeat and zeros ``[0 1 2 3 4 4 4 4]`` (zeros: blank
+    ``[F F F F F T T T]``), loop ``[0 1 2 3 4 0 1 2]``.
+    """
+    positions = start + np.arange(num_frames)
+    past_end = positions >= length
+    if check_pad(pad) == "loop":
+        indices = positions % length
+    else:
+        indices = np.minimum(positions, length - 1)
+    blank = past_end if pad == "zeros" else np.zeros(num_frames, bool)
+    return indices.astype(np.int32), blank
+
+
 @dataclasses.dataclass(frozen=True)
 class EvenlySpaced:
-    """``num_frames`` evenly spaced frames over the whole video (seed 000's 8 frames)."""
+    """``num_frames`` evenly spaced frames over the whole video (seed 000's 8 frames): the
+    temporal resize of seed 001 §2.2.3.3. Never pads: a video shorter than ``num_frames``
+    repeats some of its frames by construction (``blank`` is all False)."""
 
     num_frames: int
 
     def __call__(self, video_index, epoch, length, rng):
-        return np.round(np.linspace(0, length - 1, self.num_frames)).astype(np.int32)
+        indices = np.round(np.linspace(0, length - 1, self.num_frames)).astype(np.int32)
+        return indices, np.zeros(self.num_frames, bool)
+
+
+class _Padding:
+    """Checks the ``pad`` field of a padding selector when it is constructed."""
+
+    def __post_init__(self):
+        check_pad(self.pad)
 
 
 @dataclasses.dataclass(frozen=True)
-class RandomClip:
+class RandomClip(_Padding):
     """``num_frames`` consecutive frames at a uniformly random start (seed 001, Eq. 3.7).
-    Videos shorter than the clip are padded by repeating their last frame."""
+    Videos shorter than the clip start at 0 and are padded by ``pad`` (``clip_at``)."""
 
     num_frames: int
+    pad: str = "repeat"
 
     def __call__(self, video_index, epoch, length, rng):
         start = int(rng.integers(0, max(length - self.num_frames, 0) + 1))
-        return clip_at(start, self.num_frames, length)
+        return clip_at(start, self.num_frames, length, self.pad)
 
 
 @dataclasses.dataclass(frozen=True)
-class CentreClip:
-    """``num_frames`` consecutive frames in the middle of the video (padded if short)."""
+class CentreClip(_Padding):
+    """``num_frames`` consecutive frames in the middle of the video (short videos: from
+    frame 0, padded by ``pad``)."""
 
     num_frames: int
+    pad: str = "repeat"
 
     def __call__(self, video_index, epoch, length, rng):
-        return clip_at(max(length - self.num_frames, 0) // 2, self.num_frames, length)
-
-
-def clip_at(start: int, num_frames: int, length: int) -> np.ndarray:
-    """Frame indices of the clip starting at ``start``; short videos repeat their last frame."""
-    return np.minimum(start + np.arange(num_frames), length - 1).astype(np.int32)
+        return clip_at(max(length - self.num_frames, 0) // 2, self.num_frames, length,
+                       self.pad)
 
 
 @dataclasses.dataclass(frozen=True)
-class SamplerClip:
-    """Clip start drawn by a score-table sampler (fer_jax.sampling; seed 001, chapter 3).
+class SamplerClip(_Padding):
+    """Clip start drawn by a score-table sampler (fer_jax.sampling; seed 001, chapter 3);
+    short videos are padded by ``pad``.
 
     Picklable into Grain workers: the sampler's table is shared memory, and a draw for
     ``epoch`` waits until the training loop has published that epoch's table (all updates
@@ -107,21 +161,45 @@ class SamplerClip:
 
     sampler: object
     num_frames: int
+    pad: str = "repeat"
 
     def __call__(self, video_index, epoch, length, rng):
         self.sampler.table.wait_published(epoch)
-        return clip_at(self.sampler.sample(video_index, epoch), self.num_frames, length)
+        return clip_at(self.sampler.sample(video_index, epoch), self.num_frames, length,
+                       self.pad)
 
 
 CLIP_SELECTORS = {"evenly_spaced": EvenlySpaced, "random": RandomClip, "centre": CentreClip}
 
 
-def clip_selector(name: str, num_frames: int) -> ClipSelector:
-    """The registered selector ``name`` producing ``num_frames`` frame indices."""
+def clip_selector(name: str, num_frames: int, pad: str = "repeat") -> ClipSelector:
+    """The registered selector ``name`` producing ``num_frames`` frame indices; clips of
+    consecutive frames pad short videos by ``pad`` (``evenly_spaced`` never pads)."""
     if name not in CLIP_SELECTORS:
         raise UserError(f"unknown clip selection {name!r}; choose one of "
                         f"{', '.join(CLIP_SELECTORS)}")
-    return CLIP_SELECTORS[name](num_frames)
+    check_pad(pad)
+    if name == "evenly_spaced":
+        return EvenlySpaced(num_frames)
+    return CLIP_SELECTORS[name](num_frames, pad)
+
+
+def clip_starts(length: int, num_frames: int, clips: int) -> np.ndarray:
+    """First frames int64 ``[clips]`` of the multi-clip test protocol: evenly spaced over
+    ``0 … length − num_frames``, rounded (all 0 for a video shorter than a clip)."""
+    return np.round(np.linspace(0, max(length - num_frames, 0), clips)).astype(np.int64)
+
+
+def eval_clips(config) -> int:
+    """``eval.clips`` (0 = one clip per video), validated: a count >= 0, not combined with
+    ``eval.full_video``."""
+    clips = config.eval.get("clips", 0)
+    if not isinstance(clips, (int, np.integer)) or isinstance(clips, bool) or clips < 0:
+        raise UserError(f"eval.clips must be a number of clips >= 0 (0 = off), got {clips!r}")
+    if clips and config.eval.get("full_video"):
+        raise UserError("eval.clips and eval.full_video are two test-time protocols; set one "
+                        "of them (eval.clips=0 or eval.full_video=False)")
+    return int(clips)
 
 
 # --------------------------------------------------------------------------- model inputs
@@ -201,21 +279,21 @@ class _TrainElement:
     def __call__(self, flat_index: int) -> dict:
         epoch, video = self.video_at(flat_index)
         rng = np.random.default_rng([self.seed, epoch, video])
-        frames = self.selector(video, epoch, self.source.num_frames(video), rng)
+        frames, blank = self.selector(video, epoch, self.source.num_frames(video), rng)
         example = self.source.load(video, frames)
         example.pop("au_masks", None)  # stored maps are not needed: redrawn after augmenting
         height, width = example["frames"].shape[1:3]
         params = augment.draw_params(rng, self.augment_config, height, width, self.image_size)
         augmented = augment.apply(example, params, self.image_size)
-        out = {"video": model_input(augmented, self.modality, self.image_size),
+        out = {"video": _blanked(model_input(augmented, self.modality, self.image_size), blank),
                "label": np.int32(example["label"]), "index": np.int32(video),
                "start": np.int32(frames[0]), "mask": np.bool_(True)}
         if self.au_codebook is not None:
             maps = au_masks(augmented, self.source, self.image_size, self.au_codebook)
-            out["au_masks"] = np.rint(maps * 255).astype(np.uint8)
+            out["au_masks"] = _blanked(np.rint(maps * 255).astype(np.uint8), blank)
         if self.clean:
-            out["clean_video"] = model_input(_resized(example, self.image_size), self.modality,
-                                             self.image_size)
+            out["clean_video"] = _blanked(model_input(_resized(example, self.image_size),
+                                                      self.modality, self.image_size), blank)
         return out
 
 
@@ -232,13 +310,13 @@ class _EvalElement:
 
     def __call__(self, video: int) -> dict:
         rng = np.random.default_rng(video)  # only used by random selectors
-        example = _resized(self.source.load(video, self.selector(
-            video, 0, self.source.num_frames(video), rng)), self.image_size)
-        out = {"video": model_input(example, self.modality, self.image_size),
+        frames, blank = self.selector(video, 0, self.source.num_frames(video), rng)
+        example = _resized(self.source.load(video, frames), self.image_size)
+        out = {"video": _blanked(model_input(example, self.modality, self.image_size), blank),
                "label": np.int32(example["label"]),
                "index": np.int32(video), "mask": np.bool_(True)}
         for name in self.truth:
-            out[name] = self._truth(example, name)
+            out[name] = _blanked(self._truth(example, name), blank)
         return out
 
     def _truth(self, example: dict, name: str) -> np.ndarray:
@@ -249,6 +327,33 @@ class _EvalElement:
                             f"evaluation needs (datasets with faces: run the face "
                             f"preprocessing first)")
         return np.asarray(example[name], np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class _MultiClipElement:
+    """Video index → ``clips`` un-augmented clips of ``num_frames`` consecutive frames at
+    evenly spaced starts (``clip_starts``; short videos: the same clip padded by ``pad``):
+    ``video`` ``[K, F, S, S, C]`` (landmarks ``[K, F, 68, 2]``), ``clip_starts`` int32 ``[K]``."""
+
+    source: VideoSource
+    num_frames: int
+    clips: int
+    image_size: int
+    modality: str = "rgb"
+    pad: str = "repeat"
+
+    def __call__(self, video: int) -> dict:
+        length = self.source.num_frames(video)
+        starts = clip_starts(length, self.num_frames, self.clips)
+        frames, blank = zip(*(clip_at(s, self.num_frames, length, self.pad) for s in starts))
+        frames, blank = np.stack(frames), np.stack(blank)  # [K, F]
+        # Overlapping clips share frames: each distinct frame is loaded once.
+        unique, inverse = np.unique(frames, return_inverse=True)
+        example = _resized(self.source.load(video, unique), self.image_size)
+        inputs = model_input(example, self.modality, self.image_size)[inverse.reshape(-1)]
+        return {"video": _blanked(inputs.reshape(frames.shape + inputs.shape[1:]), blank),
+                "label": np.int32(example["label"]), "index": np.int32(video),
+                "clip_starts": starts.astype(np.int32), "mask": np.bool_(True)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,11 +371,21 @@ class _FullVideoElement:
         if length > self.max_frames:
             raise UserError(f"video {video} has {length} frames, more than "
                             f"eval.max_frames={self.max_frames}; raise it")
-        example = self.source.load(video, clip_at(0, self.max_frames, length))
+        example = self.source.load(video, clip_at(0, self.max_frames, length)[0])
         return {"video": model_input(_resized(example, self.image_size), self.modality,
                                      self.image_size),
                 "label": np.int32(example["label"]), "index": np.int32(video),
                 "length": np.int32(length), "mask": np.bool_(True)}
+
+
+def _blanked(array: np.ndarray, blank: np.ndarray) -> np.ndarray:
+    """``array`` ``[*P, ...]`` with the positions where ``blank`` (bool ``P``: ``[F]`` or
+    ``[K, F]``) is True set to zero (``zeros`` padding); ``array`` itself when none is."""
+    if not blank.any():
+        return array
+    out = np.array(array)
+    out[blank] = 0
+    return out
 
 
 def _resized(example: dict, image_size: int) -> dict:
@@ -338,8 +453,10 @@ def train_dataset(source: VideoSource, config, num_epochs: int, seed: int,
                         f"{process_count} processes")
     epoch_size = steps_per_epoch(len(source), batch_size) * batch_size
     if selector is None:
-        selector = clip_selector(config.input.train_clip, config.input.clip_frames)
+        selector = clip_selector(config.input.train_clip, config.input.clip_frames,
+                                 config.input.get("pad", "repeat"))
     input_shape(config)  # validates input.modality
+    eval_clips(config)  # validates eval.clips before training rather than at validation
     codebook = (config.get("dataset") or {}).get("codebook", "figure") if au_maps else None
     element = _TrainElement(source, selector, config.input.augment, config.input.image_size,
                             seed, epoch_size, config.input.get("modality", "rgb"),
@@ -350,19 +467,31 @@ def train_dataset(source: VideoSource, config, num_epochs: int, seed: int,
 
 
 def eval_dataset(source: VideoSource, config, truth: tuple[str, ...] = (),
-                 batch_size: int = 0, videos=None) -> grain.IterDataset:
+                 batch_size: int = 0, videos=None, protocol: bool = False
+                 ) -> grain.IterDataset:
     """Every video of ``source`` (or the indices ``videos``) once, in order, in batches of
     ``batch_size`` (0: ``train.batch_size``; the last one smaller, ``pad_batch`` fills it).
 
     ``truth`` adds ground truth at the model's input size: 'landmarks' float32 [B, F, 68, 2]
     (pixels), 'intensity' float32 [B, F], 'au_masks' float32 [B, F, S, S] (seed-003 AU
-    heatmaps of the video's label drawn from its landmarks; zeros for neutral)."""
+    heatmaps of the video's label drawn from its landmarks; zeros for neutral).
+
+    ``protocol``: the test protocol of the trainer's evaluation, ``eval.full_video`` (every
+    frame) or ``eval.clips`` (K clips, ``_MultiClipElement``) when set; otherwise, and always
+    with ``truth``, one clip per video (``input.eval_clip``), which attribution methods
+    explain."""
     modality = config.input.get("modality", "rgb")
-    if config.eval.get("full_video") and not truth:
+    pad = config.input.get("pad", "repeat")
+    clips = eval_clips(config)
+    protocol = protocol and not truth
+    if protocol and config.eval.get("full_video"):
         element = _FullVideoElement(source, config.input.image_size, config.eval.max_frames,
                                     modality)
+    elif protocol and clips:
+        element = _MultiClipElement(source, config.input.clip_frames, clips,
+                                    config.input.image_size, modality, check_pad(pad))
     else:
-        selector = clip_selector(config.input.eval_clip, config.input.clip_frames)
+        selector = clip_selector(config.input.eval_clip, config.input.clip_frames, pad)
         codebook = (config.get("dataset") or {}).get("codebook", "figure")
         element = _EvalElement(source, selector, config.input.image_size, modality,
                                tuple(truth), codebook)
@@ -385,7 +514,7 @@ def pad_batch(batch: dict, batch_size: int) -> dict:
 
 
 def iterate_eval(source: VideoSource, config, truth: tuple[str, ...] = (),
-                 batch_size: int = 0, videos=None) -> Iterator[dict]:
+                 batch_size: int = 0, videos=None, protocol: bool = False) -> Iterator[dict]:
     """Padded evaluation batches (dicts of NumPy arrays); arguments as ``eval_dataset``."""
-    for batch in eval_dataset(source, config, truth, batch_size, videos):
+    for batch in eval_dataset(source, config, truth, batch_size, videos, protocol):
         yield pad_batch(batch, batch_size or config.train.batch_size)

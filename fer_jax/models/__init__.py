@@ -34,6 +34,12 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def fields(name: str) -> tuple[str, ...]:
+    """The constructor fields of the registered model ``name`` (its config.model.kwargs)."""
+    constructor = _REGISTRY[name]
+    return tuple(getattr(constructor, "__dataclass_fields__", {}))
+
+
 def build(name: str, **kwargs) -> nn.Module:
     """Instantiates the registered model ``name`` with keyword arguments ``kwargs``."""
     if name not in _REGISTRY:

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -113,6 +115,26 @@ def _scale(channels: int, width: float) -> int:
     return max(1, round(channels * width))
 
 
+def attention_module(constructor, freeze: bool) -> nn.Module | None:
+    """The optional attention module of a 3D CNN (``models/attention.py``, thesis chapter 4),
+    named ``attention``; call inside ``nn.compact``. ``freeze`` (the thesis' two-step
+    training) needs a module after the features."""
+    module = constructor(name="attention") if constructor else None
+    if freeze and (module is None or module.level == "input"):
+        raise ValueError("freeze_features needs an attention module on the features "
+                         "(model.attention: a mask or self-attention)")
+    return module
+
+
+def attend(module: nn.Module | None, level: str, x: jnp.ndarray, train: bool,
+           freeze: bool = False) -> jnp.ndarray:
+    """``module(x)`` when the module sits at ``level`` ('input', 'maps' or 'frames'), else
+    ``x``; with ``freeze`` no gradient flows back into what computed ``x``."""
+    if module is None or module.level != level:
+        return x
+    return module(jax.lax.stop_gradient(x) if freeze else x, train)
+
+
 VGG16_STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
 
@@ -132,6 +154,12 @@ class VGG16_3D(nn.Module):
     fc6 → ReLU → dropout → fc7 → ReLU → dropout, and the head ``FrameHead`` (128 → ReLU →
     dropout → num_classes), i.e. the thesis' two 1×1×1 convolutions with dropout before and
     in between. Without ``dense`` the per-frame scores are averaged over time.
+
+    ``attention``: an attention module constructor (``models.attention.build``) placed by its
+    ``level``: the input video (STN), the last feature maps, or the per-frame fc7 features ``[B, T, fc_dim]`` (temporal mask and
+    self-attention, as in the thesis). ``freeze_features``:
+    the layers before the module run in inference mode and pass it no gradient (two-step
+    training: set ``optimizer.trainable`` to the module and the layers after it).
     """
 
     num_classes: int
@@ -142,19 +170,24 @@ class VGG16_3D(nn.Module):
     head_dim: int = 128
     fc_dropout: float = 0.5
     head_dropout: float = 0.5
+    attention: Any = None
+    freeze_features: bool = False
     dtype: jnp.dtype = jnp.float32
 
     attribution_layer = "conv5_3"  # default CAM layer: last convolution, after ReLU
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        x = x.astype(self.dtype)
+        module = attention_module(self.attention, self.freeze_features)
+        frozen = self.freeze_features and module.level
+        x = attend(module, "input", x.astype(self.dtype), train)
         kernel = (self.time_kernel, 3, 3)
         for stage, stage_features in enumerate(VGG16_STAGES, start=1):
             for i, features in enumerate(stage_features, start=1):
                 x = ConvUnit(_scale(features, self.width), kernel, batch_norm=False,
                              dtype=self.dtype, name=f"conv{stage}_{i}")(x, train)
             x = nn.max_pool(x, (1, 2, 2), strides=(1, 2, 2))
+        x = attend(module, "maps", x, train, self.freeze_features)
 
         _, _, height, width, _ = x.shape
         x = jnp.einsum("bthwc,ih,jw->btijc", x,
@@ -163,7 +196,8 @@ class VGG16_3D(nn.Module):
         x = flatten_channel_major(x, batch_dims=2)  # [B, T, C·7·7]
         for name in ("fc6", "fc7"):
             x = nn.relu(nn.Dense(self.fc_dim, dtype=self.dtype, name=name)(x))
-            x = nn.Dropout(self.fc_dropout)(x, deterministic=not train)
+            x = nn.Dropout(self.fc_dropout)(x, deterministic=not train or frozen == "frames")
+        x = attend(module, "frames", x, train, self.freeze_features)
         scores = FrameHead(self.head_dim, self.num_classes, self.head_dropout, self.dtype,
                            name="head")(x, train).astype(jnp.float32)
         return scores if self.dense else scores.mean(axis=1)
@@ -268,12 +302,19 @@ class I3D(nn.Module):
 
     ``dense``: temporal strides are 1 everywhere and the final average pool is spatial only.
     ``width`` scales every channel count (1.0 = the reference).
+
+    ``attention``: an attention module constructor (``models.attention.build``) placed by its
+    ``level``: the input video (STN), the last feature maps, or the maps again for 'frames' modules (Mixed_5c output). ``freeze_features``:
+    the layers before the module run in inference mode and pass it no gradient (two-step
+    training: set ``optimizer.trainable`` to the module and the layers after it).
     """
 
     num_classes: int
     dense: bool = False
     width: float = 1.0
     dropout: float = 0.5
+    attention: Any = None
+    freeze_features: bool = False
     dtype: jnp.dtype = jnp.float32
 
     attribution_layer = "mixed_5c"  # default CAM layer: the last Inception block
@@ -284,18 +325,22 @@ class I3D(nn.Module):
         t = 1 if self.dense else 2
         unit = functools.partial(ConvUnit, bn_epsilon=1e-3, dtype=self.dtype)
         ch = functools.partial(_scale, width=self.width)
-        x = x.astype(self.dtype)
-        x = unit(ch(64), (7, 7, 7), (t, 2, 2), name="conv3d_1a_7x7")(x, train)
+        module = attention_module(self.attention, self.freeze_features)
+        x = attend(module, "input", x.astype(self.dtype), train)
+        features_train = train and not self.freeze_features
+        x = unit(ch(64), (7, 7, 7), (t, 2, 2), name="conv3d_1a_7x7")(x, features_train)
         x = nn.max_pool(x, (1, 3, 3), strides=(1, 2, 2), padding="SAME")
-        x = unit(ch(64), (1, 1, 1), name="conv3d_2b_1x1")(x, train)
-        x = unit(ch(192), (3, 3, 3), name="conv3d_2c_3x3")(x, train)
+        x = unit(ch(64), (1, 1, 1), name="conv3d_2b_1x1")(x, features_train)
+        x = unit(ch(192), (3, 3, 3), name="conv3d_2c_3x3")(x, features_train)
         x = nn.max_pool(x, (1, 3, 3), strides=(1, 2, 2), padding="SAME")
         for blocks, pool in I3D_STAGES:
             if pool is not None:
                 x = nn.max_pool(x, pool, strides=(t, 2, 2), padding="SAME")
             for name, features in blocks.items():
                 x = InceptionBlock(tuple(ch(f) for f in features), self.dtype,
-                                   name=name)(x, train)
+                                   name=name)(x, features_train)
+        for level in ("maps", "frames"):
+            x = attend(module, level, x, train, self.freeze_features)
 
         _, time, height, width, _ = x.shape
         window = (1 if self.dense else min(2, time), min(7, height), min(7, width))
@@ -404,6 +449,11 @@ class ResNet3D(nn.Module):
     per frame, temporal average of the scores: the best in the thesis). With ``dense`` only
     the spatial part applies. ``input_dropout`` drops input pixels, ``dropout`` the pooled
     features (the thesis' chapter 2 uses 0.3 and 0.9).
+
+    ``attention``: an attention module constructor (``models.attention.build``) placed by its
+    ``level``: the input video (STN), the last feature maps, or the maps again for 'frames' modules (last block output). ``freeze_features``:
+    the layers before the module run in inference mode and pass it no gradient (two-step
+    training: set ``optimizer.trainable`` to the module and the layers after it).
     """
 
     num_classes: int
@@ -417,6 +467,8 @@ class ResNet3D(nn.Module):
     pooling: str = "avg_features"
     input_dropout: float = 0.0
     dropout: float = 0.0
+    attention: Any = None
+    freeze_features: bool = False
     dtype: jnp.dtype = jnp.float32
 
     @property
@@ -441,16 +493,21 @@ class ResNet3D(nn.Module):
             raise ValueError(f"pooling must be one of {', '.join(RESNET_POOLING)}, "
                              f"got {self.pooling!r}")
         t = 1 if self.dense else 2
-        x = nn.Dropout(self.input_dropout)(x.astype(self.dtype), deterministic=not train)
+        module = attention_module(self.attention, self.freeze_features)
+        features_train = train and not self.freeze_features
+        x = attend(module, "input", x.astype(self.dtype), train)
+        x = nn.Dropout(self.input_dropout)(x, deterministic=not features_train)
         x = ConvUnit(_scale(64, self.width), (7, 7, 7), (1, 2, 2), _pad(7), dtype=self.dtype,
-                     name="conv1")(x, train)
+                     name="conv1")(x, features_train)
         x = nn.max_pool(x, (3, 3, 3), strides=(t, 2, 2), padding=_pad(3))
         for stage, num_blocks in enumerate(self.stage_sizes):
             for i in range(num_blocks):
                 strides = (t, 2, 2) if stage > 0 and i == 0 else (1, 1, 1)
                 planes = _scale(self.base_planes * 2**stage, self.width)
                 x = block(planes, strides, self.shortcut, dtype=self.dtype,
-                          name=f"layer{stage + 1}_{i}")(x, train)
+                          name=f"layer{stage + 1}_{i}")(x, features_train)
+        for level in ("maps", "frames"):
+            x = attend(module, level, x, train, self.freeze_features)
         return self.classify(x, train).astype(jnp.float32)
 
     def classify(self, features: jnp.ndarray, train: bool) -> jnp.ndarray:

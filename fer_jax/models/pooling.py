@@ -61,6 +61,16 @@ def clip_max_pool(scores: jnp.ndarray, clip_length: int) -> jnp.ndarray:
                                  (1, 1, 1), "VALID")
 
 
+def clip_mean_pool(scores: jnp.ndarray, clip_length: int) -> jnp.ndarray:
+    """Temporal average pool with kernel F = ``clip_length``, stride 1:
+    ``[B, L, C] → [B, L − F + 1, C]`` (the clip score of a model trained with mean pooling)."""
+    length = scores.shape[1]
+    if length < clip_length:
+        raise ValueError(f"{length} frames are fewer than the clip length {clip_length}")
+    return jax.lax.reduce_window(scores, 0.0, jax.lax.add, (1, clip_length, 1), (1, 1, 1),
+                                 "VALID") / clip_length
+
+
 def softmax_pool(clip_scores: jnp.ndarray, gamma: float | jnp.ndarray, axis: int = -2,
                  mask: jnp.ndarray | None = None) -> jnp.ndarray:
     """Softmax pooling (Eq. 3.3) over ``axis``, independently per class:
