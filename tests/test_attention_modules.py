@@ -433,3 +433,32 @@ def test_frozen_features_pass_no_gradient_and_trainable_freezes_the_rest():
     with pytest.raises(ValueError, match="freeze_features needs an attention module"):
         models.build("resnet3d_18", num_classes=3, width=1 / 16, freeze_features=True).init(
             jax.random.PRNGKey(0), x)
+
+
+def test_two_step_video_level_training_starts_from_a_trained_workdir(tmp_path):
+    """Table 4.6: stage 1 trains the network with temporal self-attention on short clips;
+    stage 2 (``video_level``) loads that workdir, freezes the network and trains only the
+    attention module and the head, on longer clips."""
+    import importlib.util
+    from pathlib import Path
+
+    from fer_jax import checkpointing, train
+    path = Path(__file__).resolve().parents[1] / "configs" / "thesis_attention.py"
+    spec = importlib.util.spec_from_file_location("thesis_attention", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    first = module.get_config("temporal_sa,smoke")
+    first.train.epochs = 1
+    train.train_and_evaluate(first, str(tmp_path / "clips"))
+    second = module.get_config("temporal_sa,video_level,smoke")
+    second.train.epochs = 1
+    second.model.init_from = str(tmp_path / "clips")
+    assert second.input.clip_frames > first.input.clip_frames
+    train.train_and_evaluate(second, str(tmp_path / "video_level"))
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    (a, _, _), (b, _, _) = (checkpointing.Checkpoints(tmp_path / d, 2).restore_variables(
+        device, prefer_best=False) for d in ("clips", "video_level"))
+    for key in a["params"]:
+        same = all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a["params"][key]),
+                                                        jax.tree.leaves(b["params"][key])))
+        assert same == (key not in ("attention", "head")), key
