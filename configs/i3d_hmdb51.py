@@ -19,12 +19,7 @@ from fer_jax import configs
 def get_config(arg: str = ""):
     args = configs.check_arg(arg, ("softmax", "smoke"))
     config = configs.defaults()
-    config.dataset = configs.real_dataset("hmdb51", 51, protocol="split1")
-    config.model.name = "i3d"
-    config.model.kwargs = dict(dropout=0.5)
-    configs.thesis_chapter3(config, image_size=224, max_frames=512)
-    config.input.update(mean=0.5, std=0.5)
-    config.train.batch_size = 16
+    configs.hmdb51_i3d(config)
     if "softmax" in args:  # the thesis' best temperature for this model
         configs.stochastic_softmax(config, gamma=0.25)
     if "smoke" in args:

@@ -69,19 +69,9 @@ def get_config(arg: str = ""):
         raise ValueError(f"choose one row, got {', '.join(sorted(rows))}")
     config = configs.defaults()
     if "hmdb51" in args:  # Table 4.5: I3D on HMDB-51, the chapter-3 settings
-        config.dataset = configs.real_dataset("hmdb51", 51, protocol="split1")
-        config.model.name = "i3d"
-        config.model.kwargs = dict(dropout=0.5)
-        configs.thesis_chapter3(config, image_size=224, max_frames=512)
-        config.input.update(mean=0.5, std=0.5)
-        config.train.batch_size = 16
+        configs.hmdb51_i3d(config)
     else:  # AFEW, inflated VGG-16 (configs/vgg16_3d_afew.py)
-        config.dataset = configs.real_dataset("afew", 7)
-        config.model.name = "vgg16_3d"
-        config.model.kwargs = dict(time_kernel=3, fc_dropout=0.5, head_dropout=0.5)
-        configs.thesis_chapter3(config)
-        config.input.update(mean=0.507395516207, std=0.255128989415)
-        config.train.batch_size = 8
+        configs.afew_vgg16(config)
     name, kwargs = ROWS[rows[0]]
     if "synthetic" in args:
         configs.thesis_synthetic(config)

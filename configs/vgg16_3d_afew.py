@@ -22,12 +22,7 @@ from fer_jax import configs
 def get_config(arg: str = ""):
     args = configs.check_arg(arg, ("softmax", "smoke"))
     config = configs.defaults()
-    config.dataset = configs.real_dataset("afew", 7)
-    config.model.name = "vgg16_3d"
-    config.model.kwargs = dict(time_kernel=3, fc_dropout=0.5, head_dropout=0.5)
-    configs.thesis_chapter3(config)
-    config.input.update(mean=0.507395516207, std=0.255128989415)
-    config.train.batch_size = 8
+    configs.afew_vgg16(config)
     if "softmax" in args:  # the thesis' best temperature for this model
         configs.stochastic_softmax(config, gamma=1.0)
     if "smoke" in args:

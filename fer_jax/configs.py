@@ -209,6 +209,31 @@ def thesis_chapter3(config: ml_collections.ConfigDict, *, clip_frames: int = 16,
     return config
 
 
+def afew_vgg16(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The thesis' main FER model and dataset: inflated VGG-16 (3×3×3 kernels, dropout 0.5)
+    on AFEW's 7 classes, chapter-3 training, the 2D source model's normalisation (mean
+    0.507395516207, std 0.255128989415), batch 8 (chosen)."""
+    config.dataset = real_dataset("afew", 7)
+    config.model.name = "vgg16_3d"
+    config.model.kwargs = dict(time_kernel=3, fc_dropout=0.5, head_dropout=0.5)
+    thesis_chapter3(config)
+    config.input.update(mean=0.507395516207, std=0.255128989415)
+    config.train.batch_size = 8
+    return config
+
+
+def hmdb51_i3d(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The thesis' action-recognition check: I3D (dropout 0.5) on HMDB-51 split 1,
+    chapter-3 training at 224×224 with I3D's [-1, 1] input range, batch 16."""
+    config.dataset = real_dataset("hmdb51", 51, protocol="split1")
+    config.model.name = "i3d"
+    config.model.kwargs = dict(dropout=0.5)
+    thesis_chapter3(config, image_size=224, max_frames=512)
+    config.input.update(mean=0.5, std=0.5)
+    config.train.batch_size = 16
+    return config
+
+
 def thesis_chapter2(config: ml_collections.ConfigDict, *, clip_frames: int = 16,
                     image_size: int = 112, max_frames: int = 128) -> ml_collections.ConfigDict:
     """Training settings of the thesis' chapter 2 (seed 001): ``thesis_chapter3``'s clips,

@@ -56,6 +56,15 @@ def _check_choice(module: nn.Module, field: str, choices: tuple[str, ...]) -> No
                          f"{', '.join(repr(c) for c in choices)}")
 
 
+class _ByKind:
+    """Mixin of the modules with a ``kind`` ('temporal', 'spatial', '3d'): where they go."""
+
+    @property
+    def level(self) -> str:
+        """``'frames'`` for the temporal kind, else ``'maps'``."""
+        return "frames" if self.kind == "temporal" else "maps"
+
+
 def _check_input(module: nn.Module, f: jnp.ndarray) -> None:
     """Maps ``[B, T, H, W, D]`` for every kind; per-frame ``[B, T, D]`` for 'temporal' only."""
     if f.ndim == 5 or (f.ndim == 3 and module.kind == "temporal"):
@@ -65,7 +74,7 @@ def _check_input(module: nn.Module, f: jnp.ndarray) -> None:
                      f"[B, T, H, W, D]{frames}, got shape {f.shape}")
 
 
-class MaskAttention(nn.Module):
+class MaskAttention(_ByKind, nn.Module):
     """Gating mask attention (Eq. 4.10): ``f → y = o ⊙ f`` with ``o = 1 + tanh(logit) ∈ (0, 2)``.
 
     ``f [B, T, H, W, D] → y`` of the same shape (``[B, T, D]`` per-frame features are accepted
@@ -108,11 +117,6 @@ class MaskAttention(nn.Module):
         _check_choice(self, "context", CONTEXTS)
         super().__post_init__()
 
-    @property
-    def level(self) -> str:
-        """``'frames'`` for the temporal mask, else ``'maps'``."""
-        return "frames" if self.kind == "temporal" else "maps"
-
     @nn.compact
     def __call__(self, f: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         _check_input(self, f)
@@ -153,7 +157,7 @@ def _attention_probs(q: jnp.ndarray, k: jnp.ndarray) -> jnp.ndarray:
     return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
 
-class SelfAttention(nn.Module):
+class SelfAttention(_ByKind, nn.Module):
     """Residual multi-head scaled dot-product self-attention (Eq. 4.7), no positional encoding.
 
     ``f → y = f + W_o · concat_h(softmax(Q_h K_hᵀ / sqrt(head_dim)) V_h)`` with the same shape
@@ -181,11 +185,6 @@ class SelfAttention(nn.Module):
     def __post_init__(self):
         _check_choice(self, "kind", KINDS)
         super().__post_init__()
-
-    @property
-    def level(self) -> str:
-        """``'frames'`` for temporal self-attention, else ``'maps'``."""
-        return "frames" if self.kind == "temporal" else "maps"
 
     @nn.compact
     def __call__(self, f: jnp.ndarray, train: bool = False) -> jnp.ndarray:
