@@ -152,7 +152,7 @@ def _attention_figures(folder, frames: np.ndarray, sown: dict, n: int, title: st
     probabilities = sown.get("attention")
     if probabilities is not None and probabilities.ndim == 4:  # temporal or 3D [N, h, M, M]
         matrix = probabilities[n]
-        if matrix.shape[-1] <= len(frames) * 4:  # frames (or a few positions each), not 3D
+        if matrix.shape[-1] <= len(frames):  # one entity per (output) frame: temporal
             paths.append(folder / "self_attention.png")
             attention_maps.self_attention_matrix(
                 matrix, frames=frames if matrix.shape[-1] == len(frames) else None,
