@@ -37,12 +37,13 @@ from fer_jax.data import pipeline
 from fer_jax.viz import sampling_maps
 
 
-def _global(values: jax.Array) -> np.ndarray:
-    """Every row of a batch-sharded array, in global batch order (an all-gather across
-    processes when it spans several; every process must call it at the same point)."""
-    if values.is_fully_addressable:
-        return np.asarray(values)
-    return np.asarray(multihost_utils.process_allgather(values, tiled=True))
+def _global(tree):
+    """Every row of a tree of batch-sharded arrays, in global batch order, as NumPy (one
+    all-gather across processes when they span several; every process must call it at the
+    same point)."""
+    if all(leaf.is_fully_addressable for leaf in jax.tree.leaves(tree)):
+        return jax.tree.map(np.asarray, tree)
+    return multihost_utils.process_allgather(tree, tiled=True)
 
 
 class ClipSampling:
@@ -91,14 +92,14 @@ class ClipSampling:
     def flush(self) -> None:
         """Applies the queued steps on the host (waits for them to finish)."""
         for index, start, scores, step_epoch in self.pending:
-            index, start = _global(index), _global(start)
+            index, start, scores = _global((index, start, scores))
             for v, clip_start in zip(index, start):
                 if str(v) in self.history:
                     record = self.history[str(v)]
                     record["epochs"].append(step_epoch)
                     record["starts"].append(int(clip_start))
             if scores is not None:
-                self.sampler.update_batch(index, start, _global(scores), step_epoch)
+                self.sampler.update_batch(index, start, scores, step_epoch)
         self.pending.clear()
 
     def end_epoch(self, epoch: int) -> None:

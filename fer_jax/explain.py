@@ -136,6 +136,8 @@ def attention_outputs(model, variables: dict, x: jnp.ndarray) -> dict[str, np.nd
     """What the model's attention module sowed for the clips ``x`` (models/attention.py):
     'mask' ``[N, T', h, w]`` or ``[N, T']``, 'attention' (probabilities), 'theta'; empty
     without a module."""
+    if "attention" not in variables["params"]:  # no module: no second forward pass
+        return {}
     _, state = jax.jit(functools.partial(model.apply, train=False, mutable=["intermediates"])
                        )(variables, x)
     sown = state.get("intermediates", {}).get("attention", {})

@@ -57,7 +57,12 @@ def _check_choice(module: nn.Module, field: str, choices: tuple[str, ...]) -> No
 
 
 class _ByKind:
-    """Mixin of the modules with a ``kind`` ('temporal', 'spatial', '3d'): where they go."""
+    """Mixin of the modules with a ``kind`` ('temporal', 'spatial', '3d'): checks it when the
+    module is constructed, and tells where the module goes."""
+
+    def __post_init__(self):
+        _check_choice(self, "kind", KINDS)
+        super().__post_init__()
 
     @property
     def level(self) -> str:
@@ -113,7 +118,6 @@ class MaskAttention(_ByKind, nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     def __post_init__(self):
-        _check_choice(self, "kind", KINDS)
         _check_choice(self, "context", CONTEXTS)
         super().__post_init__()
 
@@ -181,10 +185,6 @@ class SelfAttention(_ByKind, nn.Module):
     num_heads: int = 4
     head_dim: int = 64
     dtype: jnp.dtype = jnp.float32
-
-    def __post_init__(self):
-        _check_choice(self, "kind", KINDS)
-        super().__post_init__()
 
     @nn.compact
     def __call__(self, f: jnp.ndarray, train: bool = False) -> jnp.ndarray:
