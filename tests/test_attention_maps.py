@@ -167,15 +167,11 @@ def test_pooling_betas_figure(tmp_path):
 def test_explain_draws_what_the_attention_module_computed(tmp_path, row, expected):
     """--mode=explain of a chapter-4 model: the module's mask or T×T matrix per video, and
     with adaptive softmax pooling the learned β of every class."""
-    import importlib.util
     from pathlib import Path
 
+    import config_files
     from fer_jax import explain, train
-    path = Path(__file__).resolve().parents[1] / "configs" / "thesis_attention.py"
-    spec = importlib.util.spec_from_file_location("thesis_attention", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(f"{row},smoke")
+    config = config_files.load("thesis_attention", f"{row},smoke")
     config.model.temporal_pooling = "adaptive"
     config.train.epochs = 1
     config.explain.update(videos="0", methods="grad_cam")

@@ -10,6 +10,7 @@ import numpy as np
 import optax
 import pytest
 
+import config_files
 from fast import fast_jit
 from fer_jax.errors import UserError
 from fer_jax.models import attention
@@ -347,15 +348,10 @@ def test_registry():
 
 # --------------------------------------------------------------------------- inside a 3D CNN
 def _thesis_rows():
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "configs" / "thesis_attention.py"
-    spec = importlib.util.spec_from_file_location("thesis_attention", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     small = dict(hidden=8, context_dim=8, head_dim=8)
     return {row: (name, {k: small.get(k, v) for k, v in kwargs.items()})
-            for row, (name, kwargs) in module.ROWS.items() if name}
+            for row, (name, kwargs) in config_files.module("thesis_attention").ROWS.items()
+            if name}
 
 
 @pytest.mark.parametrize("row", sorted(_thesis_rows()))
@@ -439,18 +435,11 @@ def test_two_step_video_level_training_starts_from_a_trained_workdir(tmp_path):
     """Table 4.6: stage 1 trains the network with temporal self-attention on short clips;
     stage 2 (``video_level``) loads that workdir, freezes the network and trains only the
     attention module and the head, on longer clips."""
-    import importlib.util
-    from pathlib import Path
-
     from fer_jax import checkpointing, train
-    path = Path(__file__).resolve().parents[1] / "configs" / "thesis_attention.py"
-    spec = importlib.util.spec_from_file_location("thesis_attention", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    first = module.get_config("temporal_sa,smoke")
+    first = config_files.load("thesis_attention", "temporal_sa,smoke")
     first.train.epochs = 1
     train.train_and_evaluate(first, str(tmp_path / "clips"))
-    second = module.get_config("temporal_sa,video_level,smoke")
+    second = config_files.load("thesis_attention", "temporal_sa,video_level,smoke")
     second.train.epochs = 1
     second.model.init_from = str(tmp_path / "clips")
     assert second.input.clip_frames > first.input.clip_frames

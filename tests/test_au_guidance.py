@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
+import config_files
 from fast import fast_jit
 from fer_jax import attribution, au_guidance, configs, explain, models, train
 from fer_jax.data import action_units, augment, pipeline, sources
@@ -128,11 +129,7 @@ def test_layer_taps_record_training_applies_and_name_missing_layers():
 
 
 def _smoke(arg=""):
-    from importlib import util
-    spec = util.spec_from_file_location("cfg", REPO / "configs" / "au_guided_synthetic.py")
-    module = util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(",".join(filter(None, ["smoke", arg])))
+    return config_files.load("au_guided_synthetic", ",".join(filter(None, ["smoke", arg])))
 
 
 def test_training_batches_carry_au_maps_that_follow_the_augmentation():

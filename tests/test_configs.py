@@ -1,25 +1,16 @@
 """Every experiment config: loads, builds its full-size model, and trains at ``:smoke`` size."""
-import importlib.util
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from config_files import CONFIG_DIR, load
 from fer_jax import train
 from fer_jax.data import pipeline
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.py"))
-
-
-def _load(name: str, arg: str = ""):
-    spec = importlib.util.spec_from_file_location(name, CONFIG_DIR / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def test_every_seed_experiment_has_a_config():
@@ -31,14 +22,14 @@ def test_every_seed_experiment_has_a_config():
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_full_size_model_builds(name):
-    config = _load(name)
+    config = load(name)
     model = train.build_model(config)
     x = jax.ShapeDtypeStruct((1,) + pipeline.input_shape(config), jnp.float32)
     variables = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x)
     logits = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
     assert logits.shape == (1, config.dataset.num_classes)
     with pytest.raises(ValueError, match="unknown config argument"):
-        _load(name, "nope")
+        load(name, "nope")
 
 
 @pytest.mark.parametrize("name", CONFIGS + ["vgg16_3d_afew:softmax", "thesis_attention:mult_mask",
@@ -46,7 +37,7 @@ def test_full_size_model_builds(name):
                                   "thesis_length:resize"])
 def test_smoke_config_trains_and_evaluates(name, tmp_path):
     name, _, variant = name.partition(":")
-    config = _load(name, ",".join(filter(None, [variant, "smoke"])))
+    config = load(name, ",".join(filter(None, [variant, "smoke"])))
     assert config.dataset.name == "synthetic"
     config.train.epochs = 1
     result = train.train_and_evaluate(config, str(tmp_path))

@@ -1,11 +1,12 @@
 """Converted weights on disk → training initialisation (``model.init_from``)."""
-import importlib.util
+
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
+import config_files
 from fer_jax import train
 from fer_jax.errors import UserError
 from fer_jax.models import pretrained
@@ -14,14 +15,8 @@ from fer_jax.models.convert.__main__ import main as convert_main
 torch = pytest.importorskip("torch", reason="needs torch (pip install '.[interop]')")
 transformers = pytest.importorskip("transformers", reason="needs transformers ('.[interop]')")
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-
-
 def _smoke_config():
-    spec = importlib.util.spec_from_file_location("synthetic", CONFIGS / "synthetic.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config("smoke")
+    return config_files.load("synthetic", "smoke")
 
 
 def _hf_directory(path: Path) -> Path:

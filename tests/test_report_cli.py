@@ -6,7 +6,6 @@ One smoke model (1 epoch) is trained and reported on once for the whole file, wi
 measurement grid (2 fractions × 2 frame counts, 3 deletion points, 3 methods, 8 videos of
 the validation split, where the 1-epoch model gets some videos right so the clean-accuracy
 checks are not trivially 0 = 0)."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import config_files
 from browser import render_in_chromium, require_chromium
 from fer_jax.errors import UserError
 
@@ -246,10 +246,7 @@ def test_landmark_model_is_refused_before_any_work():
     the refusal is checked in-process: it comes before the model, variables or data are
     used."""
     from fer_jax.evaluation import suite
-    spec = importlib.util.spec_from_file_location("tcn_ckplus", REPO / "configs/tcn_ckplus.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("smoke")
+    config = config_files.load("tcn_ckplus", "smoke")
     with pytest.raises(UserError, match="a landmark model has no image input"):
         suite.measure(None, None, config, None, [], suite.Settings(grid=4), batch_size=8)
 

@@ -7,7 +7,6 @@ must leave what the workdir already holds (checkpoints, best/, metrics.json, con
 byte for byte as it was, writing no checkpoint either.
 """
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ import jax
 import numpy as np
 import pytest
 
+import config_files
 from fer_jax import explain, train
 from fer_jax.errors import UserError
 from fer_jax.models import pretrained
@@ -30,10 +30,7 @@ GUARDED = ("checkpoints", "best", "corrupt_checkpoints")
 
 def _smoke_config(**overrides):
     """``configs/synthetic.py:smoke`` for one epoch, with dotted-key ``overrides``."""
-    spec = importlib.util.spec_from_file_location("synthetic", REPO / "configs/synthetic.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("smoke")
+    config = config_files.load("synthetic", "smoke")
     config.train.epochs = 1
     for dotted, value in overrides.items():
         *parents, leaf = dotted.split(".")

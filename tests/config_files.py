@@ -1,0 +1,18 @@
+"""The experiment config files of configs/, loaded as config_flags loads them (by path)."""
+import importlib.util
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def module(name: str):
+    """The config file ``configs/<name>.py`` as a module (its ``get_config``, tables, …)."""
+    spec = importlib.util.spec_from_file_location(name, CONFIG_DIR / f"{name}.py")
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+def load(name: str, arg: str = ""):
+    """``configs/<name>.py:<arg>`` → its ConfigDict."""
+    return module(name).get_config(arg)
