@@ -157,6 +157,23 @@ def defaults() -> ml_collections.ConfigDict:
         region_threshold=0.5,     # ground truth: AU heatmap level inside the region
         examples_per_class=1,     # report: example videos per class with overlays
     )
+    config.predict = dict(        # --mode=predict on any video / image / folder (fer_jax/predict.py)
+        input="",                 # a video, an image, or a folder of them
+        class_names="",           # comma-separated, in the model's output order
+                                  # ('' = the dataset's)
+        stride=0,                 # video models: frames between sliding-clip starts
+                                  # (0 = input.clip_frames // 2, at least 1)
+        batch_size=32,            # clips (frames of frame models) per forward pass
+        chunk_frames=300,         # frames decoded and face-tracked at a time (memory bound)
+        upsample=1,               # dlib detector upsampling (0 = faces above ~80 px only,
+                                  # 4× faster; 2 = faces down to ~20 px)
+        pooling_gamma=1.0,        # video-level softmax pooling over face frames (Eq. 3.3)
+        au_alignment=True,        # measure each map against the AU regions of the
+                                  # predicted class (needs landmarks: dlib / face_alignment)
+        overlay=True,             # write overlay.mp4 and overlay.gif
+        overlay_width=960,        # width of the overlay video (panels tiled 2 per row)
+        gif_frames=60,            # frames of overlay.gif (evenly spaced)
+    )
     config.au_guidance = dict(    # AU-guided training, seed 003 (fer_jax/au_guidance.py)
         weight=0.0,               # λ of CE + λ·(1 − cos(T_l, A)); 0 = cross-entropy only
         layers="",                # comma-separated module paths whose channel mean T_l is

@@ -4,7 +4,9 @@ Modes: ``train`` (default; resumes automatically from DIR), ``eval`` (best check
 on ``config.eval.split``), ``explain`` (maps of ``explain.videos`` as overlays, GIF/MP4 and
 arrays in DIR/explanations), ``report`` (explanation measurements on ``explain.split`` in
 DIR/report.html and report.json) and ``preprocess`` (raw files of a real dataset in
-``preprocess.manual_dir`` → faces, landmarks, AU maps → TFDS records; no workdir needed).
+``preprocess.manual_dir`` → faces, landmarks, AU maps → TFDS records; no workdir needed) and
+``predict`` (any video, image or folder in ``predict.input`` → per-frame predictions,
+explanations and overlays in DIR/predictions; fer_jax/predict.py).
 Config fields are overridden with ``--config.a.b=value``. Several processes form one run with
 ``--coordinator_address/--num_processes/--process_id`` or ``--distributed``
 (``fer_jax/distributed.py``).
@@ -28,8 +30,8 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and metrics "
                                 "(required except with --mode=preprocess).")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "explain", "report", "preprocess"],
-                          "What to do.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "explain", "report", "preprocess",
+                                            "predict"], "What to do.")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0 of a multi-process run "
     "(fer_jax/distributed.py); with --num_processes and --process_id.")
@@ -71,6 +73,21 @@ def _print_report(results: dict) -> None:
     print(f"report: {Path(results['workdir']) / 'report.html'}")
 
 
+def _print_predictions(out: dict) -> None:
+    for r in out["results"]:
+        if r["status"] == "ok":
+            mean = r["prediction"]["mean"]
+            print(f"{r['input']}: {mean['label']} ({max(mean['probabilities'].values()):.2f} "
+                  f"mean over {r['frames_with_face']} of {r['frames']} frames with a face)")
+        elif r["status"] == "no face":
+            print(f"{r['input']}: no face found in any of its {r['frames']} frames")
+        else:
+            print(f"{r['input']}: {r['status']}: {'; '.join(r['notes'])}")
+        for note in r.get("notes", []) if r["status"] == "ok" else []:
+            print(f"  note: {note}")
+    print(f"predictions: {out['outputs']}")
+
+
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -102,6 +119,9 @@ def main(argv) -> None:
                 print(f"video {entry['video']}: {entry['label']} → {entry['predicted']} "
                       f"({entry['confidence']:.2f}); {len(entry['files'])} files in "
                       f"{Path(entry['files'][0]).parent}")
+        elif _MODE.value == "predict":
+            from fer_jax import predict
+            _print_predictions(predict.run(config, _WORKDIR.value))
         else:
             from fer_jax import explain
             _print_report(explain.report(config, _WORKDIR.value))

@@ -602,8 +602,8 @@ def init_from_pretrained(state: TrainState, path: str, tx, sharding) -> TrainSta
     """``state`` with the weights at ``path`` copied in where path and shape match
     (models/pretrained.py) and a fresh optimiser state. ``path`` is a converted-weights file
     or the workdir of a trained run (its best, else newest, checkpoint)."""
-    if Path(path).expanduser().is_dir():
-        checkpoints = checkpointing.Checkpoints(Path(path).expanduser(), 1)
+    if pretrained.resolve(path).is_dir():
+        checkpoints = checkpointing.Checkpoints(pretrained.resolve(path), 1)
         try:
             weights, _, _ = checkpoints.restore_variables(sharding)
         finally:

@@ -335,15 +335,16 @@ def _largest(boxes: np.ndarray, scores: np.ndarray) -> int:
     return int(np.argmax(areas * np.maximum(scores, _MIN_SCORE)))
 
 
-def select_track(detections: list) -> tuple[np.ndarray, np.ndarray]:
+def select_track(detections: list, previous: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """One face per frame from the T per-frame detections (boxes [N, 4], scores [N]).
 
-    The first face is the largest by area × score; later ones overlap the previous kept box
-    most (IoU), or are the largest when none overlaps. Returns boxes float32 [T, 4] (NaN where
-    no face) and valid bool [T].
+    The first face is the largest by area × score (or, given ``previous`` [4], the box that
+    continues a track from earlier frames); later ones overlap the previous kept box most
+    (IoU), or are the largest when none overlaps. Returns boxes float32 [T, 4] (NaN where no
+    face) and valid bool [T].
     """
     kept = np.full((len(detections), 4), np.nan, np.float32)
-    previous = None
     for t, (boxes, scores) in enumerate(detections):
         if len(boxes) == 0:
             continue
@@ -508,17 +509,21 @@ class FaceProcessor:
                 self._backend = OpenCVBackend()
         return self._backend
 
-    def __call__(self, frames, boxes=None) -> FaceTrack:
+    def __call__(self, frames, boxes=None, previous_box=None) -> FaceTrack:
         """The face track of frames uint8 [T, H, W, 3] RGB ([T, H, W] / [T, H, W, 1] grayscale).
 
         ``boxes`` float [T, 4] or [4] (x0, y0, x1, y1) replaces detection (e.g. the whole image
-        for datasets of aligned face crops). Raises ``NoFaceError`` when no frame has a face.
+        for datasets of aligned face crops). ``previous_box`` [4], the last kept box of the
+        frames before these, continues that track (a long video processed in chunks).
+        Raises ``NoFaceError`` when no frame has a face.
         """
         frames = _check_frames(frames)
         if boxes is None:
             detections = [self.backend.detect(frame) for frame in frames]
             num_faces = np.array([len(found) for found, _ in detections], np.int32)
-            track_boxes, valid = select_track(detections)
+            track_boxes, valid = select_track(
+                detections, None if previous_box is None else np.asarray(previous_box,
+                                                                         np.float32))
         else:
             track_boxes = _check_boxes(boxes, len(frames))
             num_faces = np.ones(len(frames), np.int32)

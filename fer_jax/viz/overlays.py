@@ -183,3 +183,63 @@ def png_bytes(image) -> bytes:
     if not ok:
         raise UserError(f"PNG: OpenCV could not encode an image of shape {image.shape}")
     return encoded.tobytes()
+
+
+def map_on_face(frame: np.ndarray, transform: np.ndarray, face_map: np.ndarray,
+                crop_size: int, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+    """Draws an explanation map of an aligned face crop back onto the source frame.
+
+    ``frame`` uint8 [H, W, 3]; ``transform`` float [2, 3] the source → crop affine map of the
+    crop (``faces.FaceTrack.transforms``); ``face_map`` float [h, w] in [0, 1] on the crop's
+    grid (stretched bilinearly to ``crop_size``). Inside the (rotated) crop each pixel becomes
+    ``(1 - alpha) * frame + alpha * colour``; outside it the frame is unchanged.
+    """
+    height, width = frame.shape[:2]
+    stretched = cv2.resize(np.asarray(face_map, np.float32), (crop_size, crop_size),
+                           interpolation=cv2.INTER_LINEAR)
+    inverse = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    m = np.asarray(transform, np.float64)
+    colour = cv2.warpAffine(colourise(stretched, cmap), m, (width, height), flags=inverse)
+    inside = cv2.warpAffine(np.ones((crop_size, crop_size), np.float32), m, (width, height),
+                            flags=inverse)[..., None] * alpha
+    blend = (1 - inside) * frame.astype(np.float32) + inside * colour
+    return np.round(blend).astype(np.uint8)
+
+
+def label_frame(frame: np.ndarray, text: str, box=None, heading: str = "",
+                colour: tuple[int, int, int] = (40, 220, 40)) -> np.ndarray:
+    """A copy of ``frame`` uint8 [H, W, 3] with ``box`` (x0, y0, x1, y1; None = none) drawn,
+    ``text`` above it (or at the top left without a box) and ``heading`` in the bottom-left
+    corner, in OpenCV's Hershey font scaled to the frame."""
+    out = np.ascontiguousarray(frame).copy()
+    scale = max(out.shape[1] / 900, 0.4)
+    thick = max(int(round(2 * scale)), 1)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+
+    def put(string, x, y, fg):
+        cv2.putText(out, string, (x, y), font, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+        cv2.putText(out, string, (x, y), font, scale, fg, thick, cv2.LINE_AA)
+
+    line = int(30 * scale)
+    if box is not None and np.isfinite(box).all():
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        cv2.rectangle(out, (x0, y0), (x1, y1), colour, thick)
+        put(text, max(x0, 2), max(y0 - line // 3, line), colour)
+    else:
+        put(text, 6, line, (255, 255, 255))
+    if heading:
+        put(heading, 6, out.shape[0] - line // 3, (255, 255, 255))
+    return out
+
+
+def tile(panels: Sequence[np.ndarray], columns: int = 2) -> np.ndarray:
+    """Equally sized uint8 images [H, W, 3] tiled ``columns`` per row (black where a row is
+    short)."""
+    panels = [np.asarray(p) for p in panels]
+    rows = -(-len(panels) // columns)
+    height, width = panels[0].shape[:2]
+    out = np.zeros((rows * height, min(columns, len(panels)) * width, 3), np.uint8)
+    for i, panel in enumerate(panels):
+        r, c = divmod(i, columns)
+        out[r * height:(r + 1) * height, c * width:(c + 1) * width] = panel
+    return out

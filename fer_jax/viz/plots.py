@@ -326,3 +326,33 @@ def sweep_curves(values: Sequence[float], panels: Mapping[str, Mapping[str, tupl
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     return _finish(fig, title, path)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` of every run of True in the bool vector ``mask``."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
+
+
+def prediction_timeline(times, probabilities, face, class_names: Sequence[str],
+                        title: str = "", path=None) -> bytes:
+    """Class probabilities over time: ``times`` float [T] (seconds, or frame numbers),
+    ``probabilities`` float [T, C] (NaN rows where there is no face), ``face`` bool [T];
+    stretches without a face are shaded grey, the legend sits outside the axes."""
+    times = _array(times, (None,), "times")
+    probabilities = _array(probabilities, (len(times), len(class_names)), "probabilities")
+    face = np.asarray(face, bool)
+    fig = _figure(8.0, 3.6)
+    ax = fig.subplots()
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
+    for c, name in enumerate(class_names):
+        ax.plot(times, probabilities[:, c], label=name, color=f"C{c}", lw=1.6,
+                marker="o" if len(times) < 3 else None)
+    for start, stop in _runs(~face):
+        ax.axvspan(times[start] - step / 2, times[stop - 1] + step / 2, color="0.85", lw=0,
+                   label="no face" if start == _runs(~face)[0][0] else None)
+    ax.set(xlabel="time (s)" if step != 1.0 else "frame", ylabel="class probability",
+           ylim=(-0.02, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return _finish(fig, title, path)

