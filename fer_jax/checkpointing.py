@@ -9,6 +9,13 @@
   * ``sampler``  — only with a score-table clip sampler: its NumPy state (table, baselines).
 The newest ``keep`` are kept. ``WORKDIR/best/<step>/`` keeps the state of the best epoch.
 
+Integrity: every saved train state carries a fingerprint of each of its arrays (a positional
+checksum of the raw bits, computed on device; ``fingerprints``) in its JSON item, checked
+after every restore; a checkpoint whose arrays read back different bits, or whose JSON items
+parse but lack what a run needs, is unreadable like a damaged one. Only the training run
+writes (``Checkpoints(read_only=False)``, under ``workdir_lock``); readers open the folders
+read-only and never move, clean up or create anything, so they can run during training.
+
 Orbax writes each checkpoint to a temporary directory and renames it when complete, so a run
 killed mid-save leaves the previous checkpoints intact. A checkpoint that exists but cannot
 be read (corrupted files) is moved to ``WORKDIR/corrupt_checkpoints/`` — never deleted — and
@@ -19,24 +26,41 @@ replace ``best/``), and a checkpoint written by a config of other shapes is refu
 """
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from fer_jax.atomic_files import disk_error, read_json
 from fer_jax.errors import UserError
 
 _HANDLERS = {"state": ocp.StandardCheckpointHandler, "data": ocp.JsonCheckpointHandler,
              "progress": ocp.JsonCheckpointHandler, "sampler": ocp.StandardCheckpointHandler}
 
 
-def _manager(directory: Path, keep: int, items) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                           cleanup_tmp_directories=True)
+PROGRESS_KEYS = ("epoch", "history", "best", "best_epoch", "epochs_without_improvement",
+                 "stopped", "train_sums")  # what a resumed run reads from ``progress``
+
+
+class CorruptCheckpoint(Exception):
+    """A checkpoint whose files parse but whose content is not what was saved."""
+
+
+def _manager(directory: Path, keep: int, items, read_only: bool = False
+             ) -> ocp.CheckpointManager:
+    # A reader's manager creates nothing and cleans up nothing (Orbax deletes the temporary
+    # folders of saves in progress at start-up otherwise); it never saves, so it never prunes.
+    # (Orbax's own read_only option does the same but warns three times per manager.)
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
+                                           cleanup_tmp_directories=not read_only)
     return ocp.CheckpointManager(directory, options=options,
                                  item_handlers={k: _HANDLERS[k]() for k in items})
 
@@ -52,6 +76,75 @@ def _await_tmp_cleanup(manager: ocp.CheckpointManager) -> None:
         wait()
 
 
+def _bits(leaf: jnp.ndarray) -> jnp.ndarray:
+    """The raw bits of an array as uint32 [N] (8/16-bit types widened, 64-bit split)."""
+    flat = jnp.ravel(leaf)
+    if flat.dtype == jnp.bool_:
+        return flat.astype(jnp.uint32)
+    width = flat.dtype.itemsize
+    unsigned = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint32}[width]
+    if width == 8:
+        return jax.lax.bitcast_convert_type(flat, unsigned).reshape(-1)  # [N, 2] → [2N]
+    return jax.lax.bitcast_convert_type(flat, unsigned).astype(jnp.uint32)
+
+
+@jax.jit
+def _fingerprint_arrays(leaves: list) -> jnp.ndarray:
+    """uint32 [L]: Σ_i bits_i · (2i + 1) mod 2³² per leaf. Integer sums wrap exactly and do
+    not depend on the reduction order, so the same bits give the same value on any device."""
+    out = []
+    for leaf in leaves:
+        bits = _bits(leaf)
+        weights = jnp.arange(bits.size, dtype=jnp.uint32) * jnp.uint32(2) + jnp.uint32(1)
+        out.append(jnp.sum(bits * weights, dtype=jnp.uint32))
+    return jnp.stack(out) if out else jnp.zeros((0,), jnp.uint32)
+
+
+def fingerprints(tree: Any) -> dict[str, int]:
+    """``'params/…' → checksum`` of every array of ``tree`` (see ``_fingerprint_arrays``)."""
+    pairs = jax.tree_util.tree_leaves_with_path(tree)
+    if not pairs:
+        return {}
+    paths, leaves = zip(*pairs)
+    values = np.asarray(jax.device_get(_fingerprint_arrays(list(leaves))))
+    return {"/".join(_key_name(k) for k in path): int(v) for path, v in zip(paths, values)}
+
+
+def _verify(state: Any, saved: dict | None) -> None:
+    """Raises ``CorruptCheckpoint`` when an array of ``state`` does not have its ``saved``
+    fingerprint (arrays are matched by path; checkpoints written before fingerprints existed
+    have none and pass)."""
+    if not saved:
+        return
+    now = fingerprints(state)
+    bad = [path for path, value in saved.items() if path in now and now[path] != value]
+    if bad:
+        raise CorruptCheckpoint(f"{len(bad)} array(s) read back other bits than were saved "
+                                f"(e.g. {bad[0]})")
+
+
+@jax.jit
+def _finite(leaves: list) -> jnp.ndarray:
+    return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves] or [jnp.bool_(True)]))
+
+
+def all_finite(tree: Any) -> bool:
+    """Whether every floating-point array of ``tree`` is free of NaN and infinity."""
+    return bool(_finite([x for x in jax.tree.leaves(tree)
+                         if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]))
+
+
+def _check_progress(progress: Any, data: Any) -> None:
+    """Raises ``CorruptCheckpoint`` unless the JSON items hold what a resumed run reads: the
+    bookkeeping of ``PROGRESS_KEYS`` and a data-iterator state with the keys it was saved
+    with (``data_keys``, recorded since fingerprints were)."""
+    if not isinstance(progress, dict) or any(k not in progress for k in PROGRESS_KEYS):
+        raise CorruptCheckpoint("its progress item lacks the run's bookkeeping")
+    keys = progress.get("data_keys")
+    if not isinstance(data, dict) or not data or (keys is not None and sorted(data) != keys):
+        raise CorruptCheckpoint("its data item is not the data-iterator state that was saved")
+
+
 def _snapshot(item: dict) -> dict:
     """A deep, JSON-only copy of ``item``."""
     return json.loads(json.dumps(item))
@@ -63,10 +156,13 @@ def _abstract(tree: Any) -> Any:
 
 
 class Checkpoints:
-    """The run's latest-N and best checkpoints under ``workdir``."""
+    """The run's latest-N and best checkpoints under ``workdir``; ``read_only`` for readers
+    (evaluation, explanations, predictions, ``model.init_from``): nothing is created, moved
+    or cleaned up."""
 
-    def __init__(self, workdir: str | Path, keep: int):
-        self.workdir = Path(workdir)
+    def __init__(self, workdir: str | Path, keep: int, read_only: bool = False):
+        self.workdir = Path(workdir).expanduser().absolute()  # Orbax needs absolute paths
+        self.read_only = read_only
         if keep < 1:  # Orbax's max_to_keep=0 deletes every checkpoint, the old ones included
             raise UserError(f"train.keep_checkpoints must be at least 1, got {keep}")
         for folder in ("checkpoints", "best"):
@@ -74,8 +170,12 @@ class Checkpoints:
             if path.exists() and not path.is_dir():
                 raise UserError(f"{path} is not a directory; move it out of the way or choose "
                                 "another --workdir")
-        self.latest = _manager(self.workdir / "checkpoints", keep, tuple(_HANDLERS))
-        self.best = _manager(self.workdir / "best", 1, ("state", "progress"))
+        if read_only and not has_checkpoints(self.workdir):
+            raise UserError(f"no readable checkpoint in {self.workdir} (neither "
+                            f"checkpoints/<step> nor best/<step>); train first with "
+                            f"--mode=train --workdir={self.workdir}")
+        self.latest = _manager(self.workdir / "checkpoints", keep, tuple(_HANDLERS), read_only)
+        self.best = _manager(self.workdir / "best", 1, ("state", "progress"), read_only)
 
     def save(self, step: int, state: Any, data_state: dict, progress: dict,
              sampler: dict | None = None) -> None:
@@ -84,17 +184,28 @@ class Checkpoints:
 
         The JSON items are serialised in a background thread, so they are snapshotted here:
         the caller may go on mutating ``progress`` at once."""
+        progress = {**_snapshot(progress), "fingerprints": fingerprints(state),
+                    "data_keys": sorted(data_state)}
         items = dict(state=ocp.args.StandardSave(state),
                      data=ocp.args.JsonSave(_snapshot(data_state)),
-                     progress=ocp.args.JsonSave(_snapshot(progress)))
+                     progress=ocp.args.JsonSave(progress))
         if sampler is not None:
             items["sampler"] = ocp.args.StandardSave(sampler)
-        self.latest.save(step, args=ocp.args.Composite(**items))
+        self._guarded(self.latest, step, items)
 
     def save_best(self, step: int, state: Any, summary: dict) -> None:
         """Keeps ``state`` as the best checkpoint (replacing the previous best)."""
-        self.best.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(summary)))
+        summary = {**_snapshot(summary), "fingerprints": fingerprints(state)}
+        self._guarded(self.best, step, dict(state=ocp.args.StandardSave(state),
+                                            progress=ocp.args.JsonSave(summary)))
+
+    def _guarded(self, manager: ocp.CheckpointManager, step: int, items: dict) -> None:
+        """``manager.save`` (and the wait for the previous asynchronous save, which Orbax does
+        first) with a full disk or another OS error turned into one line."""
+        try:
+            manager.save(step, args=ocp.args.Composite(**items))
+        except Exception as e:  # noqa: BLE001 — Orbax wraps OS errors in its own types
+            raise _save_error(e, Path(manager.directory)) from None
 
     def restore_latest(self, template: Any, sampler_template: dict | None = None
                        ) -> tuple[Any, dict, dict, dict | None] | None:
@@ -117,8 +228,10 @@ class Checkpoints:
             if difference is None:
                 try:
                     restored = self.latest.restore(step, args=ocp.args.Composite(**items))
+                    _check_progress(restored.progress, restored.data)
+                    _verify(restored.state, restored.progress.get("fingerprints"))
                 except Exception as e:  # noqa: BLE001 — any read failure means "unusable"
-                    if "structure" not in str(e):
+                    if "structure" not in str(e) or isinstance(e, CorruptCheckpoint):
                         unreadable.append((step, e))
                         continue
                     difference = "another tree of arrays"
@@ -131,7 +244,9 @@ class Checkpoints:
                 self._quarantine(bad_step, error)
             logging.info("Resuming from checkpoint step %d in %s", step, self.latest.directory)
             sampler = restored.sampler if sampler_template is not None else None
-            return restored.state, restored.data, restored.progress, sampler
+            progress = {k: v for k, v in restored.progress.items()
+                        if k not in ("fingerprints", "data_keys")}
+            return restored.state, restored.data, progress, sampler
         if unreadable:
             steps = ", ".join(str(step) for step, _ in unreadable)
             raise UserError(
@@ -161,7 +276,11 @@ class Checkpoints:
                         lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
                         dict(metadata))
                     restored = manager.restore(step, args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(target)))
+                        state=ocp.args.StandardRestore(target),
+                        progress=ocp.args.JsonRestore()))
+                    progress = restored.progress if isinstance(restored.progress, dict) \
+                        else {}
+                    _verify(restored.state, progress.get("fingerprints"))
                 except Exception as e:  # noqa: BLE001
                     logging.warning("Cannot read %s checkpoint %d (%s); trying an older one.",
                                     which, step, _first_line(e))
@@ -199,12 +318,53 @@ class Checkpoints:
 
     def wait(self) -> None:
         """Blocks until asynchronous saves have finished."""
-        self.latest.wait_until_finished()
-        self.best.wait_until_finished()
+        for manager in (self.latest, self.best):
+            try:
+                manager.wait_until_finished()
+            except Exception as e:  # noqa: BLE001 — an asynchronous save that failed
+                raise _save_error(e, Path(manager.directory)) from None
 
     def close(self) -> None:
         self.latest.close()
         self.best.close()
+
+
+def _save_error(error: Exception, directory: Path) -> Exception:
+    """A failed save: a full disk (or file-size limit) becomes one ``UserError`` line saying
+    the previous checkpoints are intact; anything else is returned unchanged."""
+    cause, seen = error, []
+    while cause is not None and not isinstance(cause, OSError):
+        seen.append(str(cause))
+        cause = cause.__cause__ or cause.__context__
+    if not isinstance(cause, OSError):  # TensorStore reports the errno in its message text
+        for code in _FULL:
+            if any(f"os_error_code='{code}'" in text for text in seen):
+                cause = OSError(code, os.strerror(code))
+                break
+    if isinstance(cause, OSError) and cause.errno in _FULL:
+        message = disk_error(cause, directory, "a checkpoint")
+        return UserError(f"{message}; the previous checkpoints in {directory} are intact "
+                         f"(the half-written one is a temporary folder, ignored on resume)")
+    return error
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # no room left (EFBIG: a file-size limit)
+DISK_FULL_MARKERS = tuple(f"os_error_code='{code}'" for code in _FULL) + tuple(
+    os.strerror(code) for code in _FULL)
+"""Text by which a failed write of a full disk is recognised in library messages."""
+
+
+def saved_experiment(workdir: str | Path) -> dict | None:
+    """The experiment identity (``progress['experiment']``) recorded in the newest checkpoint
+    of ``workdir`` that has one, read from its JSON file without Orbax; None when none has."""
+    folder = Path(workdir) / "checkpoints"
+    steps = sorted((int(p.name) for p in folder.iterdir() if p.name.isdigit()),
+                   reverse=True) if folder.is_dir() else []
+    for step in steps:
+        progress = read_json(folder / str(step) / "progress" / "metadata")
+        if progress and isinstance(progress.get("experiment"), dict):
+            return progress["experiment"]
+    return None
 
 
 def has_checkpoints(workdir: str | Path) -> bool:

@@ -167,12 +167,14 @@ def defaults() -> ml_collections.ConfigDict:
         chunk_frames=300,         # frames decoded and face-tracked at a time (memory bound)
         upsample=1,               # dlib detector upsampling (0 = faces above ~80 px only,
                                   # 4× faster; 2 = faces down to ~20 px)
+        detect_size=640,          # longer side frames are shrunk to for face detection only
+                                  # (0 = full resolution; landmarks and crops use full frames)
         pooling_gamma=1.0,        # video-level softmax pooling over face frames (Eq. 3.3)
         au_alignment=True,        # measure each map against the AU regions of the
                                   # predicted class (needs landmarks: dlib / face_alignment)
         overlay=True,             # write overlay.mp4 and overlay.gif
         overlay_width=960,        # width of the overlay video (panels tiled 2 per row)
-        gif_frames=60,            # frames of overlay.gif (evenly spaced)
+        gif_frames=48,            # frames of overlay.gif (evenly spaced, at most 480 px wide)
     )
     config.au_guidance = dict(    # AU-guided training, seed 003 (fer_jax/au_guidance.py)
         weight=0.0,               # λ of CE + λ·(1 − cos(T_l, A)); 0 = cross-entropy only

@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fer_jax import checkpointing, train
+from fer_jax import atomic_files, checkpointing, train
 from fer_jax.data import pipeline
 from fer_jax.errors import UserError
 from fer_jax.evaluation import explainers as explainers_lib
@@ -56,7 +55,8 @@ def load(config, workdir: str) -> Trained:
     """The best (else newest) checkpoint of ``workdir`` and the split ``explain.split``."""
     run = train.Run(config, workdir)
     train.check_same_experiment(config, run.workdir, train.MODEL_KEYS)
-    checkpoints = checkpointing.Checkpoints(run.workdir, config.train.keep_checkpoints)
+    checkpoints = checkpointing.Checkpoints(run.workdir, config.train.keep_checkpoints,
+                                            read_only=True)
     try:
         variables, which, step = checkpoints.restore_variables(
             run.replicated, template=run.variable_shapes())
@@ -213,7 +213,7 @@ def explain(config, workdir: str) -> dict:
                                                                 range(len(betas))],
                                      title="learned softmax-pooling temperature β", path=path)
         index["pooling_betas"] = str(path)
-    (root / "explanations.json").write_text(json.dumps(index, indent=2))
+    atomic_files.write_json(root / "explanations.json", index)
     return index
 
 
@@ -255,5 +255,5 @@ def report(config, workdir: str) -> dict:
         f"{explainer.key}_{name}": trends[explainer.label][name]
         for explainer in trained.explainers for name in ("maps", "frame_mean", "frame_std")})
     results["trend_videos"] = {label: t["videos"] for label, t in trends.items()}
-    (workdir / "report.json").write_text(json.dumps(results, indent=2))
+    atomic_files.write_json(workdir / "report.json", results)
     return results

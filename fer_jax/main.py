@@ -18,6 +18,7 @@ resume).
 from __future__ import annotations
 
 import json
+import logging as std_logging
 import sys
 import sysconfig
 from pathlib import Path
@@ -73,6 +74,32 @@ def _print_report(results: dict) -> None:
     print(f"report: {Path(results['workdir']) / 'report.html'}")
 
 
+class _DropDiskFullEchoes(std_logging.Filter):
+    """Drops library log records about writes that failed for want of space (Orbax logs each
+    of a checkpoint's failed writes with a traceback); ``checkpointing`` turns the failure
+    into the one line the user sees."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        from fer_jax.checkpointing import DISK_FULL_MARKERS
+        text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info else "")
+        return not any(marker in text for marker in DISK_FULL_MARKERS)
+
+
+def _quiet_closed_loop(hook):
+    """``sys.unraisablehook`` without the echoes of a stopped asynchronous save: TensorStore
+    callbacks that complete after Orbax closed its event loop (a failed save, a failed
+    restore) each report 'RuntimeError: Event loop is closed' as unraisable; everything else
+    goes to ``hook``."""
+
+    def quiet(unraisable):
+        if (unraisable.exc_type is RuntimeError
+                and str(unraisable.exc_value) == "Event loop is closed"):
+            return
+        hook(unraisable)
+
+    return quiet
+
+
 def _print_predictions(out: dict) -> None:
     for r in out["results"]:
         if r["status"] == "ok":
@@ -97,6 +124,11 @@ def main(argv) -> None:
 
     if not flags.FLAGS["verbosity"].present:  # keep library INFO chatter (orbax) out of sight
         logging.set_verbosity(logging.WARNING)
+        # Orbax's concurrent writes that fail together (a full disk) each log a traceback;
+        # the failure itself is reported on one line below.
+        std_logging.getLogger("asyncio").setLevel(std_logging.CRITICAL)
+        logging.get_absl_handler().addFilter(_DropDiskFullEchoes())
+        sys.unraisablehook = _quiet_closed_loop(sys.unraisablehook)
     config = _CONFIG.value
     logging.info("Config:\n%s", config)
     try:
@@ -130,7 +162,7 @@ def main(argv) -> None:
         sys.exit(2)
     except train.Preempted as e:
         print(f"fer_jax: {e}", file=sys.stderr, flush=True)
-        sys.exit(143)  # 128 + SIGTERM: stopped, not finished
+        sys.exit(130 if e.signal_name == "SIGINT" else 143)  # 128 + signal: stopped
     except KeyboardInterrupt:
         print("fer_jax: interrupted; the last checkpoint in the workdir is kept, run the same "
               "command again to resume", file=sys.stderr)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
-import json
+import io
 import shutil
 from pathlib import Path
 
@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from fer_jax import checkpointing, train
+from fer_jax import atomic_files, checkpointing, train
 from fer_jax.data import action_units, faces, layouts, media, pipeline, preprocess
 from fer_jax.errors import UserError
 from fer_jax.evaluation import explainers as explainers_lib
@@ -105,7 +105,8 @@ def class_names(config) -> list[str]:
 def _restore(config, run: train.Run, workdir: Path) -> tuple[dict, str]:
     """Variables of the best (else newest) checkpoint of ``workdir`` and their description."""
     train.check_same_experiment(config, workdir, train.MODEL_KEYS)
-    checkpoints = checkpointing.Checkpoints(workdir, config.train.keep_checkpoints)
+    checkpoints = checkpointing.Checkpoints(workdir, config.train.keep_checkpoints,
+                                            read_only=True)
     try:
         variables, which, step = checkpoints.restore_variables(
             run.replicated, template=run.variable_shapes())
@@ -163,6 +164,7 @@ def processor(config) -> tuple[faces.FaceProcessor, object]:
     return faces.FaceProcessor(
         backend=settings.backend, crop_size=settings.crop_size, margin=settings.margin,
         smoothing=settings.smoothing, missing="carry", upsample=int(config.predict.upsample),
+        detect_size=int(config.predict.detect_size),
         fan_weights=settings.fan_weights or None,
         detector_weights=settings.detector_weights or None), settings
 
@@ -371,7 +373,7 @@ def _overlays(reader: media.MediaReader, frames: FaceFrames, probabilities: np.n
                     gif.append(composed)
                 t += 1
             progress.update(len(chunk))
-    gif_scale = min(1.0, 640 / gif[0].shape[1])
+    gif_scale = min(1.0, 480 / gif[0].shape[1])
     small = np.stack([cv2_resize(g, int(g.shape[1] * gif_scale) // 2 * 2,
                                  int(g.shape[0] * gif_scale) // 2 * 2) for g in gif])
     gif_path = viz.write_video(folder / "overlay.gif", small,
@@ -456,7 +458,7 @@ def predict_file(predictor: Predictor, face_processor, settings, path: Path,
                       partial, config, progress)
         files += ["overlay.mp4", "overlay.gif"]
     summary["files"] = [str(folder / f) for f in files + ["summary.json"]]
-    (partial / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_files.write_json(partial / "summary.json", summary)
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
     return summary
@@ -517,8 +519,9 @@ def run(config, workdir: str) -> dict:
     if len(inputs) > 1 or not single:
         root.mkdir(parents=True, exist_ok=True)
         rows = [_table_row(r) for r in results]
-        with (root / SUMMARY_TABLE).open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        table = io.StringIO()
+        writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_files.write_atomic(root / SUMMARY_TABLE, table.getvalue())
     return {"outputs": str(root), "results": results}

@@ -27,6 +27,7 @@ written to temporary directories and renamed when complete.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
@@ -46,7 +47,7 @@ import optax
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from fer_jax import au_guidance, checkpointing, configs, models
+from fer_jax import atomic_files, au_guidance, checkpointing, configs, models
 from fer_jax.attribution import LayerTaps
 from fer_jax.clip_sampling import ClipSampling
 from fer_jax.models import attention, pooling, pretrained
@@ -54,6 +55,7 @@ from fer_jax.data import pipeline, sources
 from fer_jax.errors import UserError
 from fer_jax.evaluation import explainers, localisation
 from fer_jax.evaluation import metrics as metrics_lib
+from fer_jax.workdir_lock import WorkdirLock
 
 # Config fields that fix array shapes or the data order: a workdir's checkpoints can only be
 # resumed by a config that agrees on them.
@@ -72,12 +74,18 @@ class TrainingDiverged(UserError):
 
 
 class Preempted(Exception):
-    """SIGTERM stopped the run after saving a checkpoint (run the command again to resume)."""
+    """SIGTERM or Ctrl-C stopped the run after saving a checkpoint (run the command again to
+    resume); ``signal_name`` says which."""
+
+    def __init__(self, message: str, signal_name: str = "SIGTERM"):
+        super().__init__(message)
+        self.signal_name = signal_name
 
 
 class _StopRequest:
-    """SIGTERM handler for the duration of a training run: the signal only sets a flag, and
-    the training loop saves a checkpoint and stops at the end of the step in progress.
+    """SIGTERM and SIGINT (Ctrl-C) handler for the duration of a training run: the signal only
+    sets a flag, and the training loop saves a checkpoint and stops at the end of the step in
+    progress. A second Ctrl-C stops at once (KeyboardInterrupt; the last checkpoint stays).
 
     With several processes each receives its own signal, at its own step; they must stop
     together (checkpoints are collective), so the flag is only read at steps every process
@@ -86,15 +94,23 @@ class _StopRequest:
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self.signal_name = "SIGTERM"
+        self._previous = {}
 
     def __enter__(self) -> "_StopRequest":
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum, frame) -> None:
+        if signum == signal.SIGINT and self.requested:
+            raise KeyboardInterrupt  # the second Ctrl-C: stop now
+        if signum == signal.SIGINT:
+            print("\nfer_jax: Ctrl-C: saving a checkpoint at the end of this step (press it "
+                  "again to stop at once)", file=sys.stderr, flush=True)
         self.requested = True
+        self.signal_name = signal.Signals(signum).name
 
     def agreed(self, sync_point: bool) -> bool:
         """Whether to stop after this step: the flag itself in a single process; with several,
@@ -105,9 +121,14 @@ class _StopRequest:
             return False
         return bool(multihost_utils.process_allgather(np.int32(self.requested)).any())
 
+    def stopped(self, step: int) -> "Preempted":
+        """The exception that ends the run after the checkpoint of ``step`` is saved."""
+        return Preempted(_preempted_message(step, self.signal_name), self.signal_name)
+
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
 
 @flax.struct.dataclass
@@ -386,6 +407,7 @@ class Run:
     """State shared by training and evaluation of one experiment in one workdir."""
 
     def __init__(self, config, workdir: str):
+        check_input_config(config)
         self.config = config
         self.workdir = prepare_workdir(workdir)
         num_devices = jax.device_count()
@@ -510,18 +532,38 @@ def _differs(saved, current, default) -> bool:
     return saved != current
 
 
+def experiment_identity(config) -> dict:
+    """The config values of ``RESUME_KEYS`` as a nested dict: saved with every checkpoint, so
+    a workdir whose ``config.json`` is lost or damaged is still checked."""
+    current, identity = json.loads(config.to_json()), {}
+    for key in RESUME_KEYS:
+        value = _lookup(current, key)
+        if value is not _MISSING:
+            *parents, leaf = key.split(".")
+            node = identity
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+    return identity
+
+
 def check_same_experiment(config, workdir: Path, keys: tuple[str, ...] = RESUME_KEYS) -> None:
     """Refuses to resume checkpoints written by a config that differs in ``keys`` (default:
-    shapes and data order). A field the saved run predates (at any depth, e.g. ``au_guidance``
-    or ``model.attention``) counts with its default value."""
-    saved_path = workdir / "config.json"
-    if not saved_path.exists() or not checkpointing.has_checkpoints(workdir):
+    shapes and data order). The saved side is ``config.json``, or, when it is missing or
+    unreadable, the experiment identity stored in the newest checkpoint. A field the saved run
+    predates (at any depth, e.g. ``au_guidance`` or ``model.attention``) counts with its
+    default value."""
+    if not checkpointing.has_checkpoints(workdir):
         return  # nothing to resume: e.g. a first run that stopped at a config error
-    try:
-        saved = json.loads(saved_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{saved_path} is not valid JSON ({e}); restore it from a copy, or "
-                        "delete it to use the checkpoints with the config given now") from None
+    saved = atomic_files.read_json(workdir / "config.json")
+    if saved is None:
+        saved = checkpointing.saved_experiment(workdir)
+        if saved is None:
+            if (workdir / "config.json").exists():
+                raise UserError(f"{workdir / 'config.json'} is not a valid config and the "
+                                f"checkpoints predate the experiment record that could replace "
+                                f"it; restore it from a copy, or use a new --workdir")
+            return  # checkpoints of an older version without a config: nothing to compare
     current = json.loads(config.to_json())
     defaults = json.loads(configs.defaults().to_json())
     differing = []
@@ -588,14 +630,30 @@ def _validation_record(val: dict) -> dict:
     return record
 
 
+def _diverged(what: str, step: int, epoch: int, checkpoints) -> TrainingDiverged:
+    """The divergence error; every checkpoint on disk passed ``_check_state_finite`` before
+    it was written, so the newest is the last good one."""
+    steps = checkpoints.latest.all_steps()
+    kept = f"the last good checkpoint (step {max(steps)}) is kept" if steps else \
+        "no checkpoint had been written yet"
+    return TrainingDiverged(
+        f"{what} by step {step} (epoch {epoch + 1}); stopped, {kept}. Lower "
+        f"--config.optimizer.learning_rate or set --config.optimizer.grad_clip_norm")
+
+
 def _check_finite(sums: dict, step: int, epoch: int, checkpoints) -> None:
     if not bool(sums["finite"]):
-        steps = checkpoints.latest.all_steps()
-        kept = f"the last good checkpoint (step {max(steps)}) is kept" if steps else \
-            "no checkpoint had been written yet"
-        raise TrainingDiverged(
-            f"non-finite loss by step {step} (epoch {epoch + 1}); stopped, {kept}. Lower "
-            f"--config.optimizer.learning_rate or set --config.optimizer.grad_clip_norm")
+        raise _diverged("non-finite loss", step, epoch, checkpoints)
+
+
+def _check_state_finite(state: TrainState, step: int, epoch: int, checkpoints) -> None:
+    """Refuses to checkpoint a state with NaN or infinity in its parameters, model state or
+    optimiser moments (e.g. Adam's second moment overflowing before the loss does). Scalars
+    of the optimiser state are left out: some start infinite by design (the plateau
+    schedule's best loss)."""
+    moments = [x for x in jax.tree.leaves(state.opt_state) if jnp.ndim(x) > 0]
+    if not checkpointing.all_finite((state.params, state.model_state, moments)):
+        raise _diverged("non-finite parameters or optimiser state", step, epoch, checkpoints)
 
 
 def init_from_pretrained(state: TrainState, path: str, tx, sharding) -> TrainState:
@@ -603,7 +661,7 @@ def init_from_pretrained(state: TrainState, path: str, tx, sharding) -> TrainSta
     (models/pretrained.py) and a fresh optimiser state. ``path`` is a converted-weights file
     or the workdir of a trained run (its best, else newest, checkpoint)."""
     if pretrained.resolve(path).is_dir():
-        checkpoints = checkpointing.Checkpoints(pretrained.resolve(path), 1)
+        checkpoints = checkpointing.Checkpoints(pretrained.resolve(path), 1, read_only=True)
         try:
             weights, _, _ = checkpoints.restore_variables(sharding)
         finally:
@@ -620,8 +678,9 @@ def init_from_pretrained(state: TrainState, path: str, tx, sharding) -> TrainSta
     return state.replace(params=params, model_state=merged, opt_state=opt_state)
 
 
-def _preempted_message(step: int) -> str:
-    return (f"stopped by SIGTERM after step {step}; checkpoint saved, run the same command "
+def _preempted_message(step: int, signal_name: str = "SIGTERM") -> str:
+    how = "Ctrl-C" if signal_name == "SIGINT" else signal_name
+    return (f"stopped by {how} after step {step}; checkpoint saved, run the same command "
             "to resume")
 
 
@@ -639,16 +698,48 @@ def check_train_config(config) -> None:
     if t.best_metric not in BEST_METRICS:
         raise UserError(f"train.best_metric must be one of {', '.join(BEST_METRICS)}, got "
                         f"{t.best_metric!r}")
+    if t.epochs < 1:
+        raise UserError(f"train.epochs must be at least 1, got {t.epochs} (to evaluate a "
+                        f"trained workdir use --mode=eval)")
+    check_input_config(config)
+    o = config.optimizer
+    for name in ("learning_rate", "weight_decay", "grad_clip_norm"):
+        value = o.get(name, 0.0)
+        if not np.isfinite(value) or value < 0 or (name == "learning_rate" and value == 0):
+            raise UserError(f"optimizer.{name} must be a finite number "
+                            f"{'> 0' if name == 'learning_rate' else '>= 0'}, got {value}")
+
+
+def check_input_config(config) -> None:
+    """One-line errors for ``config.input`` values that would fail (or silently mislead)
+    inside the pipeline or the model."""
+    c = config.input
+    if int(c.clip_frames) < 1:
+        raise UserError(f"input.clip_frames must be at least 1, got {c.clip_frames}")
+    if int(c.image_size) < 1:
+        raise UserError(f"input.image_size must be at least 1, got {c.image_size}")
+    std, mean = np.asarray(c.std, np.float64), np.asarray(c.mean, np.float64)
+    if not (np.isfinite(std).all() and (std > 0).all() and np.isfinite(mean).all()):
+        raise UserError(f"input.std must be positive and input.mean finite (scalars or one "
+                        f"per channel), got mean {c.mean}, std {c.std}")
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
-    """Trains (or resumes) the experiment; returns the metrics written to metrics.json."""
+    """Trains (or resumes) the experiment; returns the metrics written to metrics.json.
+
+    The run holds the workdir's writer lock (``workdir_lock``: a second training of the same
+    workdir is refused at once) and writes ``config.json`` only once the workdir's checkpoints
+    are accepted as its own."""
     check_train_config(config)
     run = Run(config, workdir)
+    chief = jax.process_index() == 0
+    with WorkdirLock(run.workdir) if chief else contextlib.nullcontext():
+        return _train_and_evaluate(config, run)
+
+
+def _train_and_evaluate(config, run: Run) -> dict:
     check_same_experiment(config, run.workdir)
     is_chief = jax.process_index() == 0
-    if is_chief:
-        (run.workdir / "config.json").write_text(config.to_json(indent=2))
 
     train_source, val_source = run.source("train"), run.source("validation")
     batch_size, epochs = config.train.batch_size, config.train.epochs
@@ -670,13 +761,20 @@ def train_and_evaluate(config, workdir: str) -> dict:
           f"{len(val_source)} validation videos, {steps_per_epoch} steps per epoch", flush=True)
     checkpoints = checkpointing.Checkpoints(run.workdir, config.train.keep_checkpoints)
     progress = {"epoch": 0, "history": [], "best": None, "best_epoch": None,
-                "epochs_without_improvement": 0, "stopped": None, "train_sums": None}
+                "epochs_without_improvement": 0, "stopped": None, "train_sums": None,
+                "experiment": experiment_identity(config)}
     data_state = None
     sampling = (ClipSampling(config, train_source, run.workdir)
                 if config.sampler.get("name") else None)
     restored = checkpoints.restore_latest(state, sampling and sampling.state_dict())
     if restored is not None:
         state, data_state, progress, sampler_state = restored
+        progress.setdefault("experiment", experiment_identity(config))
+        if int(state.step) > epochs * steps_per_epoch:
+            raise UserError(f"the run in {run.workdir} is already at step {int(state.step)} "
+                            f"(epoch {progress['epoch'] + 1}), past train.epochs={epochs}; "
+                            f"raise --config.train.epochs to continue it, or use a new "
+                            f"--workdir")
         if sampling:
             sampling.restore(sampler_state, progress.get("sampling_maps"), progress["epoch"])
         print(f"Resumed from step {int(state.step)} (epoch {progress['epoch'] + 1})", flush=True)
@@ -687,6 +785,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
             state = init_from_pretrained(state, config.model.init_from, tx, run.replicated)
     if sampling:  # the same dict: saved with every checkpoint's progress
         progress["sampling_maps"] = sampling.history
+    if is_chief:  # the workdir is this experiment's: its config may now be written
+        atomic_files.write_atomic(run.workdir / "config.json", config.to_json(indent=2))
 
     guidance = run.guidance if run.guidance and run.guidance.weight > 0 else None
     dataset = pipeline.train_dataset(train_source, config, epochs, config.seed,
@@ -697,7 +797,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                      process_count=jax.process_count())
     iterator = iter(dataset)
     if data_state is not None:
-        iterator.set_state(data_state)
+        try:
+            iterator.set_state(data_state)
+        except Exception as e:  # noqa: BLE001 — Grain raises KeyError/ValueError on bad state
+            raise UserError(f"the newest checkpoint in {run.workdir / 'checkpoints'} holds a "
+                            f"data-iterator state this run cannot use ({type(e).__name__}: "
+                            f"{e}); move that step's folder away to resume from the one "
+                            f"before") from None
 
     step_fn = jax.jit(functools.partial(train_step, model=run.model, tx=tx, config=config,
                                         guidance=guidance), donate_argnums=(0, 2))
@@ -716,7 +822,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         while progress["epoch"] < epochs and progress["stopped"] is None:
             epoch = progress["epoch"]
             if stop.agreed(sync_point=True):  # the previous epoch-end checkpoint is saved
-                raise Preempted(_preempted_message(step))
+                raise stop.stopped(step)
             while step < (epoch + 1) * steps_per_epoch:
                 batch = run.shard(next(iterator))
                 state, sums, scores = step_fn(state, batch, sums)
@@ -750,10 +856,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
                     progress["train_sums"] = {k: np.asarray(v).item() for k, v in host.items()}
                     if sampling:
                         sampling.flush()
+                    _check_state_finite(state, step, epoch, checkpoints)
                     checkpoints.save(step, state, iterator.get_state(), progress,
                                      sampling and sampling.state_dict())
                     if stopping:
-                        raise Preempted(_preempted_message(step))
+                        raise stop.stopped(step)
 
             host = jax.device_get(sums)
             _check_finite(host, step, epoch, checkpoints)
@@ -770,6 +877,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
             if metric is None:  # ROC-AUC / EER: no class has both positives and negatives
                 raise UserError(f"train.best_metric={config.train.best_metric} is undefined on "
                                 "this validation split; use accuracy or macro_f1")
+            _check_state_finite(state, step, epoch, checkpoints)
             if progress["best"] is None or metric > progress["best"]:
                 progress.update(best=metric, best_epoch=epoch + 1, epochs_without_improvement=0,
                                 best_validation=val)
@@ -825,7 +933,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     if sampling:
         sampling.close()
     if is_chief:
-        (run.workdir / "metrics.json").write_text(json.dumps(result, indent=2))
+        atomic_files.write_json(run.workdir / "metrics.json", result)
     return result
 
 
@@ -848,7 +956,8 @@ def evaluate(config, workdir: str) -> dict:
     check_same_experiment(config, run.workdir, MODEL_KEYS)
     split = config.eval.split
     source = run.source(split)
-    checkpoints = checkpointing.Checkpoints(run.workdir, config.train.keep_checkpoints)
+    checkpoints = checkpointing.Checkpoints(run.workdir, config.train.keep_checkpoints,
+                                            read_only=True)
     try:
         variables, which, step = checkpoints.restore_variables(
             run.replicated, template=run.variable_shapes())
@@ -857,5 +966,5 @@ def evaluate(config, workdir: str) -> dict:
     result = run.evaluate(variables, source)
     result.update(split=split, checkpoint=which, checkpoint_step=step)
     if jax.process_index() == 0:
-        (run.workdir / f"eval_{split}.json").write_text(json.dumps(result, indent=2))
+        atomic_files.write_json(run.workdir / f"eval_{split}.json", result)
     return result

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import signal
 import statistics
 import subprocess
@@ -62,6 +61,8 @@ import time
 from concurrent import futures
 from pathlib import Path
 from typing import NamedTuple
+
+from fer_jax.atomic_files import read_json
 
 
 def parse_args(argv=None):
@@ -208,7 +209,8 @@ class Runner:
         """The run's missing steps, one after the other; whether its training is done (a
         failed evaluation or report is reported but keeps the run in the table)."""
         workdir = self.root / run.name
-        todo = [s for s in self.steps if not (workdir / s[2]).exists()]
+        # done = its result file parses (a half-written or emptied file means "run again")
+        todo = [s for s in self.steps if read_json(workdir / s[2]) is None]
         if not todo:
             return True
         log = workdir / "log.txt" if self.to_log else None
@@ -304,9 +306,9 @@ def explanation_reports(root: Path, results) -> dict[str, list[dict]]:
     """report.json of every run that has one, grouped by setting (runs without seeds)."""
     groups: dict[str, list[dict]] = {}
     for run, _ in results:
-        path = root / run.name / "report.json"
-        if path.exists():
-            groups.setdefault(run.setting, []).append(json.loads(path.read_text()))
+        report = read_json(root / run.name / "report.json")
+        if report is not None:
+            groups.setdefault(run.setting, []).append(report)
     return groups
 
 
@@ -350,14 +352,13 @@ COLUMNS = ("best val acc", "test acc", "best epoch", "table rho", "test ATT-COS"
 
 def run_metrics(workdir: Path) -> dict[str, float | None]:
     """The summary columns of one finished run (None where not measured)."""
-    metrics = json.loads((workdir / "metrics.json").read_text())
-    path = workdir / "eval_test.json"
-    test = json.loads(path.read_text()) if path.exists() else {}
+    metrics = read_json(workdir / "metrics.json") or {}
+    test = read_json(workdir / "eval_test.json") or {}
     table = ((metrics.get("sampler") or {}).get("table_vs_intensity") or {})
     alignment = test.get("au_alignment") or {}
-    return {"best val acc": (metrics["best_validation"] or {}).get("accuracy"),
+    return {"best val acc": (metrics.get("best_validation") or {}).get("accuracy"),
             "test acc": test.get("accuracy"),
-            "best epoch": metrics["best_epoch"],
+            "best epoch": metrics.get("best_epoch"),
             "table rho": table.get("spearman_mean"),
             "test ATT-COS": (alignment.get("att_cos") or {}).get("macro"),
             "test CAM-COS": (alignment.get("cam_cos") or {}).get("macro")}

@@ -22,6 +22,7 @@ import config_files
 from fer_jax import explain, train
 from fer_jax.errors import UserError
 from fer_jax.models import pretrained
+from fer_jax.workdir_lock import LOCK_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 GUARDED = ("checkpoints", "best", "corrupt_checkpoints")
@@ -42,12 +43,13 @@ def _smoke_config(**overrides):
 
 
 def _snapshot(root: Path) -> dict[str, str]:
-    """Relative path → SHA-256 of every file under ``root`` ({} if it does not exist)."""
+    """Relative path → SHA-256 of every file under ``root`` ({} if it does not exist); the
+    writer lock's file is left out (it records the last process that took the lock)."""
     if not root.is_dir():
         return {str(root): hashlib.sha256(root.read_bytes()).hexdigest()} \
             if root.is_file() else {}
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != LOCK_FILE}
 
 
 def _assert_unchanged(before: dict, root: Path, may_change: tuple = ()) -> None:
@@ -160,10 +162,9 @@ CASES = [
      {"dataset.train_videos": 5}, None, "has 5 videos but train.batch_size is 8"),
     ("batch size not divisible by the device count", "trained", "train", {}, _three_devices,
      "train.batch_size=8 is not divisible by the 3 devices"),
-    # keep_checkpoints=0 used to make Orbax delete every checkpoint of the workdir. config.json
-    # is rewritten because train.py writes it before the checkpoints are opened.
+    # keep_checkpoints=0 used to make Orbax delete every checkpoint of the workdir.
     ("keep no checkpoints", "trained", "train", {"train.keep_checkpoints": 0}, None,
-     "train.keep_checkpoints must be at least 1, got 0", ("config.json",)),
+     "train.keep_checkpoints must be at least 1, got 0"),
     ("image size not divisible by the patch size", "fresh", "train",
      {"input.image_size": 30}, None, "is not divisible by patch size 8"),
     ("log every zero steps", "trained", "train", {"train.log_every_steps": 0, "train.epochs": 2},
@@ -172,16 +173,28 @@ CASES = [
      None, "train.checkpoint_every_steps must be 0"),
     ("unknown best metric", "fresh", "train", {"train.best_metric": "acc"}, None,
      "train.best_metric must be one of accuracy"),
+    # Used to fail with ZeroDivisionError, blame the learning rate, or train silently.
+    ("clip of zero frames", "fresh", "train", {"input.clip_frames": 0}, None,
+     "input.clip_frames must be at least 1, got 0"),
+    ("zero standard deviation", "trained", "eval", {"input.std": 0.0}, None,
+     "input.std must be positive"),
+    ("NaN learning rate", "fresh", "train", {"optimizer.learning_rate": float("nan")}, None,
+     "optimizer.learning_rate must be a finite number > 0, got nan"),
+    ("negative learning rate", "fresh", "train", {"optimizer.learning_rate": -1e-3}, None,
+     "optimizer.learning_rate must be a finite number > 0"),
+    ("zero epochs", "trained", "train", {"train.epochs": 0}, None,
+     "train.epochs must be at least 1, got 0"),
     # -- workdirs and checkpoints
     ("workdir is an existing file", "file", "train", {}, None, "cannot write to workdir"),
     ("eval of an empty workdir", "fresh", "eval", {}, None,
      "; train first with --mode=train --workdir="),
     ("resume with another experiment's config", "trained", "train",
      {"model.kwargs.hidden_size": 64}, None, "different experiment (differs in model)"),
-    # Used to move the intact checkpoints to corrupt_checkpoints/ and train from scratch.
+    # Used to move the intact checkpoints to corrupt_checkpoints/ and train from scratch;
+    # the checkpoints' experiment record now names the difference.
     ("resume checkpoints of other shapes without config.json", "trained", "train",
      {"model.kwargs.hidden_size": 64}, _drop_config_json,
-     "holds a train state of another structure than this config builds"),
+     "different experiment (differs in model)"),
     # Used to move them all to corrupt_checkpoints/ and train from scratch, replacing best/.
     ("resume when every checkpoint is unreadable", "trained", "train", {},
      _garble("checkpoints"), "checkpoints (step 6, 4: "),
@@ -189,11 +202,14 @@ CASES = [
      "best/6, checkpoints/6, checkpoints/4 cannot be read"),
     ("checkpoint folder is a file", "fresh", "train", {}, _best_is_a_file,
      "best is not a directory"),
-    ("truncated config.json", "trained", "eval", {}, _truncate_config_json,
-     "config.json is not valid JSON"),
+    # The experiment record in the checkpoints replaces a lost or damaged config.json.
+    ("resume with another seed, config.json truncated", "trained", "train", {"seed": 5},
+     _truncate_config_json, "different experiment (differs in seed)"),
+    ("resume with another data seed, config.json missing", "trained", "train",
+     {"dataset.seed": 3}, _drop_config_json, "different experiment (differs in dataset)"),
     ("eval checkpoints of other shapes without config.json", "trained", "eval",
-     {"model.kwargs.hidden_size": 64}, _drop_config_json, "holds another model than this "
-     "config builds"),
+     {"model.kwargs.hidden_size": 64}, _drop_config_json,
+     "different experiment (differs in model)"),
     # -- pretrained weights
     ("init_from a file that is not converted weights", "fresh", "train", {}, _init_from_json,
      "is not a converted-weights file"),

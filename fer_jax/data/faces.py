@@ -457,6 +457,10 @@ class FaceProcessor:
       device: torch device of the 'face_alignment' backend ('cpu', 'cuda', 'mps').
       dlib_model: path of ``shape_predictor_68_face_landmarks.dat`` for backend 'dlib';
         default: the file shipped with ``face_recognition_models``.
+      detect_size: frames whose longer side exceeds it are shrunk to it for detection only
+        (boxes are scaled back; landmarks and crops use the full frame); 0 = detect at full
+        resolution. Detection cost grows with the pixel count: 640 makes a 1080p frame about
+        9× cheaper, at the price of faces under ~80 × (longer side / 640) pixels.
 
     Construction only checks the arguments and finds the model files; the models are loaded on
     first use, and a pickled processor carries only its arguments.
@@ -466,12 +470,13 @@ class FaceProcessor:
                  smoothing: int = 5, missing: str = "carry", upsample: int = 1,
                  fan_weights: str | None = None, detector: str | None = None,
                  detector_weights: str | None = None, device: str = "cpu",
-                 dlib_model: str | None = None):
+                 dlib_model: str | None = None, detect_size: int = 0):
         _check_choice("backend", backend, BACKENDS)
         _check_choice("missing", missing, MISSING_POLICIES)
         _check_int("crop_size", crop_size, 8)
         _check_int("smoothing", smoothing, 1)
         _check_int("upsample", upsample, 0)
+        _check_int("detect_size", detect_size, 0)
         if not (isinstance(margin, numbers.Real) and 0 <= margin < np.inf):
             raise UserError(f"margin must be a number >= 0; got {margin!r}")
         detector = detector or ("sfd" if detector_weights else "dlib")
@@ -480,6 +485,7 @@ class FaceProcessor:
         self.crop_size, self.margin, self.smoothing = crop_size, float(margin), smoothing
         self.missing, self.upsample, self.device = missing, upsample, device
         self.detector = detector
+        self.detect_size = detect_size
         self.fan_weights = self.detector_weights = self.dlib_model = None
         if backend == "dlib":
             _import_dlib()
@@ -519,7 +525,7 @@ class FaceProcessor:
         """
         frames = _check_frames(frames)
         if boxes is None:
-            detections = [self.backend.detect(frame) for frame in frames]
+            detections = [self._detect(frame) for frame in frames]
             num_faces = np.array([len(found) for found, _ in detections], np.int32)
             track_boxes, valid = select_track(
                 detections, None if previous_box is None else np.asarray(previous_box,
@@ -534,6 +540,18 @@ class FaceProcessor:
                 f"{self.backend_name!r}; faces must be roughly frontal and large enough "
                 f"(raise upsample= for small faces), or pass boxes= for face crops")
         return self._align(frames, track_boxes, valid, num_faces)
+
+    def _detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Detections in one frame [H, W, 3], on a copy shrunk to ``detect_size``."""
+        side = max(frame.shape[:2])
+        if not self.detect_size or side <= self.detect_size:
+            return self.backend.detect(frame)
+        scale = self.detect_size / side
+        small = cv2.resize(frame, (max(round(frame.shape[1] * scale), 1),
+                                   max(round(frame.shape[0] * scale), 1)),
+                           interpolation=cv2.INTER_AREA)
+        found, scores = self.backend.detect(small)
+        return (found / scale).astype(np.float32), scores
 
     def _align(self, frames: np.ndarray, track_boxes: np.ndarray, valid: np.ndarray,
                num_faces: np.ndarray) -> FaceTrack:

@@ -44,6 +44,7 @@ stochastic softmax sampler plugs in here. They must be picklable (Grain workers)
 from __future__ import annotations
 
 import dataclasses
+import signal
 from typing import Iterator, Protocol
 
 import grain
@@ -398,12 +399,20 @@ def _resized(example: dict, image_size: int) -> dict:
 
 
 # --------------------------------------------------------------------------- datasets
+def _quiet_worker(worker_index: int, worker_count: int) -> None:
+    """Grain worker set-up: Ctrl-C in a terminal reaches every process of the group; the
+    workers leave it to the training loop (which saves and stops them) instead of each
+    printing a KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _to_iter(dataset: grain.MapDataset, num_workers: int) -> grain.IterDataset:
     """Worker processes when ``num_workers > 0``, else in-process with 2 reader threads
     (OpenCV releases the GIL, so threads overlap decoding with the accelerator)."""
     if num_workers > 0:
         return dataset.to_iter_dataset(grain.ReadOptions(num_threads=0)).mp_prefetch(
-            grain.MultiprocessingOptions(num_workers=num_workers))
+            grain.MultiprocessingOptions(num_workers=num_workers),
+            worker_init_fn=_quiet_worker)
     return dataset.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
 
 

@@ -40,6 +40,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tqdm import tqdm
 
+from fer_jax import atomic_files
 from fer_jax.data import action_units, layouts, tfds_builders
 from fer_jax.data.tfds_builders import Settings
 from fer_jax.errors import UserError
@@ -306,7 +307,7 @@ def _manifest(videos: list, cache: Path, outcomes: list[Outcome]) -> tuple[list,
 
 def _write_records(layout: layouts.Layout, settings: Settings, root: Path, cache: Path,
                    manual_dir: str, entries: list[dict]) -> tfds_builders.VideoBuilder:
-    (cache / "manifest.json").write_text(json.dumps({"videos": entries}))
+    atomic_files.write_atomic(cache / "manifest.json", json.dumps({"videos": entries}))
     builder = tfds_builders.builder(layout.name, str(root), settings, cache_dir=str(cache))
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=manual_dir,
@@ -392,11 +393,11 @@ def run(config) -> dict:
                                                 entries).data_dir)
     summary["seconds"] = round(time.perf_counter() - start, 1)
     text = json.dumps(summary, indent=1)
-    (cache / SUMMARY_FILE).write_text(text)
+    atomic_files.write_atomic(cache / SUMMARY_FILE, text)
     if not entries:
         print_summary(summary)
         raise UserError(f"no {layout.name} video could be preprocessed from {manual_dir} "
                         f"({len(videos)} found, {len(problems)} problems found by the scan); "
                         f"the reasons are listed above and in {cache / SUMMARY_FILE}")
-    (Path(summary["records"]) / SUMMARY_FILE).write_text(text)
+    atomic_files.write_atomic(Path(summary["records"]) / SUMMARY_FILE, text)
     return summary

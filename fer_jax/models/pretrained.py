@@ -19,6 +19,7 @@ import flax.traverse_util
 import jax
 import numpy as np
 
+from fer_jax import atomic_files
 from fer_jax.errors import UserError
 
 
@@ -27,9 +28,8 @@ def save(path: str | Path, variables: dict, model_name: str, model_kwargs: dict)
     path = Path(path)
     payload = {"model": {"name": model_name, "kwargs": json.dumps(model_kwargs)},
                "variables": jax.tree.map(np.asarray, variables)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(flax.serialization.msgpack_serialize(payload))
-    return path
+    return atomic_files.write_atomic(path, flax.serialization.msgpack_serialize(payload),
+                                     "converted weights")
 
 
 KERAS_SUFFIXES = (".h5", ".hdf5")
@@ -66,9 +66,11 @@ def load(path: str | Path) -> tuple[dict, str, dict]:
         return variables, "mini_xception", kwargs
     try:
         payload = flax.serialization.msgpack_restore(path.read_bytes())
-        return (payload["variables"], payload["model"]["name"],
-                json.loads(payload["model"]["kwargs"]))
-    except (KeyError, TypeError, ValueError) as e:
+        variables = payload["variables"]
+        if not isinstance(variables, dict) or not isinstance(variables.get("params"), dict):
+            raise TypeError("its variables are not a dict with 'params'")
+        return (variables, payload["model"]["name"], json.loads(payload["model"]["kwargs"]))
+    except (KeyError, TypeError, ValueError, AssertionError) as e:
         raise UserError(f"model.init_from: {path} is not a converted-weights file ({e})") \
             from None
 
@@ -83,6 +85,11 @@ def merge(fresh: dict, pretrained: dict) -> tuple[dict, dict]:
     """
     flat_fresh = flax.traverse_util.flatten_dict(fresh, sep="/")
     flat_pre = flax.traverse_util.flatten_dict(pretrained, sep="/")
+    bad = [k for k, v in flat_pre.items() if np.asarray(v).dtype.kind == "f"
+           and not np.isfinite(np.asarray(v)).all()]
+    if bad:
+        raise UserError(f"model.init_from: the pretrained weights hold NaN or infinite values "
+                        f"in {len(bad)} array(s) (e.g. {bad[0]}); they cannot be trained from")
     merged, report = {}, {"loaded": [], "kept": [], "unused": []}
     for key, value in flat_fresh.items():
         source = flat_pre.get(key)

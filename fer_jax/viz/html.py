@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import fer_jax
+from fer_jax import atomic_files
 from fer_jax.errors import UserError
 
 _ID = re.compile(r"[A-Za-z0-9_-]+")
@@ -273,7 +274,4 @@ class Report:
 
     def write(self, path: str | Path) -> Path:
         """Writes the document as UTF-8 to ``path`` (creating its folders); returns it."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.html(), encoding="utf-8")
-        return path
+        return atomic_files.write_atomic(path, self.html(), "the HTML report")

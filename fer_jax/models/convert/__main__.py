@@ -51,7 +51,12 @@ def _hf(path: Path, args):
     if (path / "model.safetensors").is_file():
         from safetensors.numpy import load_file
 
-        state = load_file(path / "model.safetensors")
+        try:
+            state = load_file(path / "model.safetensors")
+        except Exception as e:  # noqa: BLE001 — SafetensorError and OSError alike
+            raise UserError(f"cannot read {path / 'model.safetensors'}: "
+                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") \
+                from None
     else:
         state = _torch_load(path / "pytorch_model.bin", args.allow_pickle)
     return convert.timesformer_from_hf(state, hf_config, num_classes=args.num_classes)

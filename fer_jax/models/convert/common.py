@@ -15,6 +15,10 @@ def to_numpy(state_dict: Mapping) -> dict[str, np.ndarray]:
     An official ``.pyth`` checkpoint wraps its weights as ``{'model_state': state_dict}``; that
     wrapper is removed here.
     """
+    if not isinstance(state_dict, Mapping):
+        raise UserError(f"a state dict (parameter name → tensor) is needed, the file holds a "
+                        f"{type(state_dict).__name__}; save model.state_dict(), not the "
+                        f"tensor or the model")
     if "model_state" in state_dict and isinstance(state_dict["model_state"], Mapping):
         state_dict = state_dict["model_state"]
     out = {}

@@ -125,8 +125,14 @@ def timesformer_from_hf(state_dict: Mapping, hf_config: Mapping, *,
     ``state_dict``: name → array (NumPy or torch); ``hf_config``: the model's ``config.json``
     as a dict. Input layouts differ: HF takes ``[B, T, C, H, W]``, the module ``[B, T, H, W, C]``.
     """
+    state_dict = to_numpy(state_dict)
     state_dict = {(k if k.startswith(("timesformer.", "classifier.")) else "timesformer." + k): v
                   for k, v in state_dict.items()}  # a bare TimesformerModel has no prefix
+    missing = [k for k in ("hidden_size", "patch_size", "num_hidden_layers",
+                           "num_attention_heads", "intermediate_size") if k not in hf_config]
+    if missing:
+        raise UserError(f"HF TimeSformer config.json lacks {', '.join(missing)}; is it the "
+                        f"config.json of a TimesformerForVideoClassification?")
     act = hf_config.get("hidden_act", "gelu")
     if act not in ("gelu", "gelu_new", "gelu_pytorch_tanh"):
         raise UserError(f"HF TimeSformer hidden_act {act!r} is not supported (gelu, gelu_new)")
