@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fer_jax import atomic_files, checkpointing, train
+from fer_jax import atomic_files, train
 from fer_jax.data import pipeline
 from fer_jax.errors import UserError
 from fer_jax.evaluation import explainers as explainers_lib
@@ -54,14 +54,7 @@ class Trained:
 def load(config, workdir: str) -> Trained:
     """The best (else newest) checkpoint of ``workdir`` and the split ``explain.split``."""
     run = train.Run(config, workdir)
-    train.check_same_experiment(config, run.workdir, train.MODEL_KEYS)
-    checkpoints = checkpointing.Checkpoints(run.workdir, config.train.keep_checkpoints,
-                                            read_only=True)
-    try:
-        variables, which, step = checkpoints.restore_variables(
-            run.replicated, template=run.variable_shapes())
-    finally:
-        checkpoints.close()
+    variables, which, step = run.restore_trained()
     methods = config.explain.methods
     if not methods.strip() and run.guidance:
         methods = (f"{run.guidance.cam_method},"

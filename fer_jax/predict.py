@@ -102,16 +102,9 @@ def class_names(config) -> list[str]:
     return [str(c) for c in range(count)]
 
 
-def _restore(config, run: train.Run, workdir: Path) -> tuple[dict, str]:
+def _restore(run: train.Run, workdir: Path) -> tuple[dict, str]:
     """Variables of the best (else newest) checkpoint of ``workdir`` and their description."""
-    train.check_same_experiment(config, workdir, train.MODEL_KEYS)
-    checkpoints = checkpointing.Checkpoints(workdir, config.train.keep_checkpoints,
-                                            read_only=True)
-    try:
-        variables, which, step = checkpoints.restore_variables(
-            run.replicated, template=run.variable_shapes())
-    finally:
-        checkpoints.close()
+    variables, which, step = run.restore_trained(workdir)
     return variables, f"{workdir} ({which} checkpoint, step {step})"
 
 
@@ -120,11 +113,11 @@ def load(config, workdir: str) -> Predictor:
     run = train.Run(config, workdir)
     init_from = config.model.get("init_from", "")
     if checkpointing.has_checkpoints(run.workdir):
-        variables, source = _restore(config, run, run.workdir)
+        variables, source = _restore(run, run.workdir)
     elif init_from:
         path = pretrained.resolve(init_from)
         if path.is_dir():
-            variables, source = _restore(config, run, path)
+            variables, source = _restore(run, path)
         else:
             weights, _, _ = pretrained.load(path)
             # Shapes only: every array must come from the file (checked below).

@@ -440,6 +440,20 @@ class Run:
         variables.pop("intermediates", None)
         return variables.pop("params"), variables
 
+    def restore_trained(self, workdir: Path | None = None) -> tuple[dict, str, int]:
+        """``(variables, 'best' | 'latest', step)`` of the best (else newest) checkpoint of
+        ``workdir`` (default: the run's), read-only, after checking that it holds a model
+        of this config (``MODEL_KEYS``)."""
+        workdir = Path(workdir or self.workdir)
+        check_same_experiment(self.config, workdir, MODEL_KEYS)
+        checkpoints = checkpointing.Checkpoints(workdir, self.config.train.keep_checkpoints,
+                                                read_only=True)
+        try:
+            return checkpoints.restore_variables(self.replicated,
+                                                 template=self.variable_shapes())
+        finally:
+            checkpoints.close()
+
     def variable_shapes(self) -> dict:
         """ShapeDtypeStructs of ``{'params', **model_state}`` this config builds."""
         params, model_state = jax.eval_shape(self.init_variables, jax.random.PRNGKey(0))
@@ -954,16 +968,9 @@ def evaluate(config, workdir: str) -> dict:
     """Evaluates the best (else latest) checkpoint on ``config.eval.split``; writes
     ``eval_<split>.json`` in ``workdir`` and returns its metrics."""
     run = Run(config, workdir)
-    check_same_experiment(config, run.workdir, MODEL_KEYS)
     split = config.eval.split
     source = run.source(split)
-    checkpoints = checkpointing.Checkpoints(run.workdir, config.train.keep_checkpoints,
-                                            read_only=True)
-    try:
-        variables, which, step = checkpoints.restore_variables(
-            run.replicated, template=run.variable_shapes())
-    finally:
-        checkpoints.close()
+    variables, which, step = run.restore_trained()
     result = run.evaluate(variables, source)
     result.update(split=split, checkpoint=which, checkpoint_step=step)
     if jax.process_index() == 0:

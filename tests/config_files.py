@@ -16,3 +16,17 @@ def module(name: str):
 def load(name: str, arg: str = ""):
     """``configs/<name>.py:<arg>`` → its ConfigDict."""
     return module(name).get_config(arg)
+
+
+def smoke(**overrides):
+    """``configs/synthetic.py:smoke`` for one epoch, with dotted-key ``overrides``
+    (``{"optimizer.learning_rate": 1e-3}``)."""
+    config = load("synthetic", "smoke")
+    config.train.epochs = 1
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = config
+        for name in parents:
+            node = node[name]
+        node[leaf] = value
+    return config

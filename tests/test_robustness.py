@@ -29,17 +29,7 @@ GUARDED = ("checkpoints", "best", "corrupt_checkpoints")
 """Folders in which a failed call must not create (or move) anything."""
 
 
-def _smoke_config(**overrides):
-    """``configs/synthetic.py:smoke`` for one epoch, with dotted-key ``overrides``."""
-    config = config_files.load("synthetic", "smoke")
-    config.train.epochs = 1
-    for dotted, value in overrides.items():
-        *parents, leaf = dotted.split(".")
-        node = config
-        for name in parents:
-            node = node[name]
-        node[leaf] = value
-    return config
+_smoke_config = config_files.smoke
 
 
 def _snapshot(root: Path) -> dict[str, str]:

@@ -28,16 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 SMOKE = "--config=configs/synthetic.py:smoke"
 
 
-def _smoke(**overrides):
-    config = config_files.load("synthetic", "smoke")
-    config.train.epochs = 1
-    for dotted, value in overrides.items():
-        *parents, leaf = dotted.split(".")
-        node = config
-        for name in parents:
-            node = node[name]
-        node[leaf] = value
-    return config
+_smoke = config_files.smoke
 
 
 @pytest.fixture(scope="module")
