@@ -226,30 +226,29 @@ def classify(predictor: Predictor, inputs: np.ndarray) -> tuple[np.ndarray, dict
     logits_sum = np.zeros((n, len(predictor.class_names)), np.float64)
     counts = np.zeros(n, np.float64)
     maps_sum: dict[str, np.ndarray] = {}
-    notes = []
+    skipped: set[str] = set()
     for first in range(0, len(clips), batch):
         rows = clips[first:first + batch]
         padded = np.concatenate([rows, np.repeat(rows[-1:], batch - len(rows), 0)])
         logits, maps = jax.device_get(predictor.forward(predictor.variables, inputs[padded]))
-        logits, valid_rows = np.asarray(logits)[:len(rows)], rows
-        np.add.at(logits_sum, valid_rows.reshape(-1),
-                  np.repeat(logits, f, axis=0).astype(np.float64))
-        np.add.at(counts, valid_rows.reshape(-1), 1.0)
+        frames = rows.reshape(-1)  # the frames of the batch's real clips, clip by clip
+        np.add.at(logits_sum, frames,
+                  np.repeat(np.asarray(logits)[:len(rows)], f, axis=0).astype(np.float64))
+        np.add.at(counts, frames, 1.0)
         for label, m in maps.items():
             m = np.asarray(m, np.float32)[:len(rows)]
             if m.ndim != 4:  # e.g. landmark × frame maps: nothing to draw on a face
-                if label not in maps_sum and f"{label}: maps of shape" not in " ".join(notes):
-                    notes.append(f"{label}: maps of shape {m.shape[1:]} are not per-frame "
-                                 f"images; not drawn")
+                skipped.add(f"{label}: maps of shape {m.shape[1:]} are not per-frame images; "
+                            f"not drawn")
                 continue
             per_frame = m[:, (np.arange(f) * m.shape[1]) // f]  # [k, F, h, w]
             if label not in maps_sum:
                 maps_sum[label] = np.zeros((n,) + m.shape[2:], np.float64)
-            np.add.at(maps_sum[label], valid_rows.reshape(-1),
+            np.add.at(maps_sum[label], frames,
                       per_frame.reshape((-1,) + m.shape[2:]))
     logits = (logits_sum / counts[:, None]).astype(np.float32)
     return logits, {k: (v / counts[:, None, None]).astype(np.float32)
-                    for k, v in maps_sum.items()}, notes
+                    for k, v in maps_sum.items()}, sorted(skipped)
 
 
 def video_prediction(logits: np.ndarray, valid: np.ndarray, names: list[str],

@@ -52,9 +52,11 @@ from fer_jax.attribution import LayerTaps
 from fer_jax.clip_sampling import ClipSampling
 from fer_jax.models import attention, pooling, pretrained
 from fer_jax.data import pipeline, sources
+from fer_jax.data.pipeline import normalise
 from fer_jax.errors import UserError
 from fer_jax.evaluation import explainers, localisation
 from fer_jax.evaluation import metrics as metrics_lib
+from fer_jax.evaluation.metrics import gather_predictions
 from fer_jax.workdir_lock import WorkdirLock
 
 # Config fields that fix array shapes or the data order: a workdir's checkpoints can only be
@@ -216,16 +218,6 @@ def _only_trainable(tx: optax.GradientTransformation,
 
 
 # --------------------------------------------------------------------------- steps
-def normalise(video: jnp.ndarray, config) -> jnp.ndarray:
-    """Model input → float32 ``(x − mean) / std``; uint8 pixels (``[B, T, H, W, C]``) are
-    scaled to [0, 1] first, float inputs (landmarks ``[B, T, 68, 2]`` in [0, 1]) are not."""
-    x = video.astype(jnp.float32)
-    if video.dtype == jnp.uint8:
-        x = x / 255.0
-    mean = jnp.asarray(config.input.mean, jnp.float32)  # scalars or per-channel tuples
-    return (x - mean) / jnp.asarray(config.input.std, jnp.float32)
-
-
 def apply_model(model, params, model_state: dict, x: jnp.ndarray, train: bool, rng=None):
     """``model.apply`` on ``{'params', **model_state}`` → ``(logits, new model_state)``.
 
@@ -364,15 +356,6 @@ def eval_step(variables: dict, batch: dict, sums: dict, *, model, backbone, conf
         out["att_cos"] = sums["att_cos"] + localisation.per_class_sums(att_cos, valid, onehot)
         out["cam_cos"] = sums["cam_cos"] + localisation.per_class_sums(cam_cos, valid, onehot)
     return out, jax.nn.softmax(logits)
-
-
-def gather_predictions(probabilities: list, labels: list, masks: list
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-batch device probabilities ``[B, C]`` and host labels / padding masks ``[B]`` →
-    ``(probabilities [N, C], labels [N])`` of the real examples (one device fetch)."""
-    keep = np.concatenate(masks)
-    return (np.concatenate(jax.device_get(probabilities))[keep],
-            np.concatenate(labels)[keep])
 
 
 def zero_train_sums() -> dict:

@@ -48,6 +48,7 @@ import signal
 from typing import Iterator, Protocol
 
 import grain
+import jax.numpy as jnp
 import numpy as np
 
 from fer_jax.data import action_units, augment
@@ -217,6 +218,16 @@ def input_shape(config) -> tuple[int, ...]:
         raise UserError(f"unknown input.modality {modality!r}; use one of "
                         f"{', '.join(MODALITIES)}")
     return (c.clip_frames, c.image_size, c.image_size, 3 if modality == "rgb" else 1)
+
+
+def normalise(video: jnp.ndarray, config) -> jnp.ndarray:
+    """Model input → float32 ``(x − mean) / std``; uint8 pixels (``[B, T, H, W, C]``) are
+    scaled to [0, 1] first, float inputs (landmarks ``[B, T, 68, 2]`` in [0, 1]) are not."""
+    x = video.astype(jnp.float32)
+    if video.dtype == jnp.uint8:
+        x = x / 255.0
+    mean = jnp.asarray(config.input.mean, jnp.float32)  # scalars or per-channel tuples
+    return (x - mean) / jnp.asarray(config.input.std, jnp.float32)
 
 
 def model_input(example: dict, modality: str, image_size: int) -> np.ndarray:

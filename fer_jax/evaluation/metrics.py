@@ -2,6 +2,7 @@
 per-class scores (ROC AUC and equal-error-rate accuracy, one-vs-rest). NumPy only."""
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 from fer_jax.errors import UserError
@@ -181,3 +182,12 @@ def _per_class_and_macro(values: np.ndarray, defined: np.ndarray) -> dict:
     """``{"per_class": [float or None], "macro": mean over defined or None}``."""
     return {"per_class": [float(v) if d else None for v, d in zip(values, defined)],
             "macro": float(values[defined].mean()) if defined.any() else None}
+
+
+def gather_predictions(probabilities: list, labels: list, masks: list
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-batch device probabilities ``[B, C]`` and host labels / padding masks ``[B]`` →
+    ``(probabilities [N, C], labels [N])`` of the real examples (one device fetch)."""
+    keep = np.concatenate(masks)
+    return (np.concatenate(jax.device_get(probabilities))[keep],
+            np.concatenate(labels)[keep])

@@ -31,7 +31,8 @@ from fer_jax.data import pipeline
 from fer_jax.errors import UserError
 from fer_jax.evaluation import face_parts, localisation, metrics, occlusion
 from fer_jax.evaluation.explainers import Explainer
-from fer_jax.train import gather_predictions, normalise
+from fer_jax.data.pipeline import normalise
+from fer_jax.evaluation.metrics import gather_predictions
 
 
 @dataclasses.dataclass(frozen=True)

@@ -111,7 +111,8 @@ class FrameHead(nn.Module):
         return nn.Dense(self.num_classes, dtype=self.dtype, name="logits")(x)
 
 
-def _scale(channels: int, width: float) -> int:
+def scale_width(channels: int, width: float) -> int:
+    """``channels`` scaled by the width multiplier ``width`` (at least 1)."""
     return max(1, round(channels * width))
 
 
@@ -184,7 +185,7 @@ class VGG16_3D(nn.Module):
         kernel = (self.time_kernel, 3, 3)
         for stage, stage_features in enumerate(VGG16_STAGES, start=1):
             for i, features in enumerate(stage_features, start=1):
-                x = ConvUnit(_scale(features, self.width), kernel, batch_norm=False,
+                x = ConvUnit(scale_width(features, self.width), kernel, batch_norm=False,
                              dtype=self.dtype, name=f"conv{stage}_{i}")(x, train)
             x = nn.max_pool(x, (1, 2, 2), strides=(1, 2, 2))
         x = attend(module, "maps", x, train, self.freeze_features)
@@ -237,7 +238,7 @@ class C3D(nn.Module):
         x = x.astype(self.dtype)
         for stage, names in enumerate(C3D_CONVS):
             for name in names:
-                x = ConvUnit(_scale(C3D_FEATURES.get(name, 512), self.width), batch_norm=False,
+                x = ConvUnit(scale_width(C3D_FEATURES.get(name, 512), self.width), batch_norm=False,
                              dtype=self.dtype, name=name)(x, train)
             time = 1 if stage == 0 or self.dense else 2
             padding = ((0, 0), (1, 1), (1, 1)) if stage == 4 else "VALID"
@@ -324,7 +325,7 @@ class I3D(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         t = 1 if self.dense else 2
         unit = functools.partial(ConvUnit, bn_epsilon=1e-3, dtype=self.dtype)
-        ch = functools.partial(_scale, width=self.width)
+        ch = functools.partial(scale_width, width=self.width)
         module = attention_module(self.attention, self.freeze_features)
         x = attend(module, "input", x.astype(self.dtype), train)
         features_train = train and not self.freeze_features
@@ -497,13 +498,13 @@ class ResNet3D(nn.Module):
         features_train = train and not self.freeze_features
         x = attend(module, "input", x.astype(self.dtype), train)
         x = nn.Dropout(self.input_dropout)(x, deterministic=not features_train)
-        x = ConvUnit(_scale(64, self.width), (7, 7, 7), (1, 2, 2), _pad(7), dtype=self.dtype,
+        x = ConvUnit(scale_width(64, self.width), (7, 7, 7), (1, 2, 2), _pad(7), dtype=self.dtype,
                      name="conv1")(x, features_train)
         x = nn.max_pool(x, (3, 3, 3), strides=(t, 2, 2), padding=_pad(3))
         for stage, num_blocks in enumerate(self.stage_sizes):
             for i in range(num_blocks):
                 strides = (t, 2, 2) if stage > 0 and i == 0 else (1, 1, 1)
-                planes = _scale(self.base_planes * 2**stage, self.width)
+                planes = scale_width(self.base_planes * 2**stage, self.width)
                 x = block(planes, strides, self.shortcut, dtype=self.dtype,
                           name=f"layer{stage + 1}_{i}")(x, features_train)
         for level in ("maps", "frames"):

@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fer_jax import models
-from fer_jax.models.cnn3d import ConvUnit, _scale
+from fer_jax.models.cnn3d import ConvUnit, scale_width
 
 
 class Bottleneck2D(nn.Module):
@@ -91,14 +91,14 @@ class ResNet2D(nn.Module):
         if x.ndim != 5:
             raise ValueError(f"{type(self).__name__} takes video [B, T, H, W, C] (images as "
                              f"T = 1), got shape {x.shape}")
-        x = ConvUnit(_scale(64, self.width), (7, 7), (2, 2), ((3, 3), (3, 3)),
+        x = ConvUnit(scale_width(64, self.width), (7, 7), (2, 2), ((3, 3), (3, 3)),
                      dtype=self.dtype, name="conv1")(x.astype(self.dtype), train)
         x = nn.max_pool(x, (1, 3, 3), strides=(1, 2, 2), padding=((0, 0), (1, 1), (1, 1)))
         for stage, num_blocks in enumerate(self.stage_sizes):
             for i in range(num_blocks):
                 stride = 2 if i == 0 and stage > 0 and not (self.large_maps and stage >= 2) \
                     else 1
-                x = Bottleneck2D(_scale(64 * 2**stage, self.width), stride, self.dtype,
+                x = Bottleneck2D(scale_width(64 * 2**stage, self.width), stride, self.dtype,
                                  name=f"layer{stage + 1}_{i}")(x, train)
         features = x.mean(axis=(2, 3))  # [B, T, D]
         features = nn.Dropout(self.dropout)(features, deterministic=not train)

@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from fer_jax.viz.overlays import frame_grid, overlay, png_bytes
-from fer_jax.viz.plots import _figure, _finish
+from fer_jax.viz.plots import figure, finish
 
 _MIN_CELL = 64  # pixels: small frames are upscaled in the mask grid to at least this size
 _MAX_THUMBNAILS = 12
@@ -165,7 +165,7 @@ def self_attention_matrix(attention, *, frame_labels: Sequence[str] | None = Non
     thumbnails = None if frames is None else _video(frames, "self-attention matrix",
                                                     num_frames)
     ratios = [4.2] + ([0.8] if thumbnails is not None else []) + [1.6]
-    fig = _figure(6.4, sum(ratios) + 1.4)
+    fig = figure(6.4, sum(ratios) + 1.4)
     axes = fig.subplots(len(ratios), 1, sharex=True, height_ratios=ratios)
     image = axes[0].imshow(matrix, cmap="viridis", aspect="auto", interpolation="nearest")
     label = "attention weight" + (f" (mean of {heads} heads)" if heads else "")
@@ -188,7 +188,7 @@ def self_attention_matrix(attention, *, frame_labels: Sequence[str] | None = Non
     axes[-1].set_xticks(ticks, names)
     axes[0].set_yticks(ticks, names)
     axes[-1].set_xlim(-0.5, num_frames - 0.5)
-    return _finish(fig, title, path)
+    return finish(fig, title, path)
 
 
 def _betas(betas, class_names: Sequence[str]) -> np.ndarray:
@@ -228,7 +228,7 @@ def pooling_betas(betas, class_names: Sequence[str], *, title: str = "", path=No
     order = beta_order(values)
     means, spread = means[order], spread[order]
     rows = np.arange(len(order))
-    fig = _figure(6.4, 1.4 + 0.38 * len(order))
+    fig = figure(6.4, 1.4 + 0.38 * len(order))
     ax = fig.subplots()
     ax.barh(rows, means, xerr=spread if seeds > 1 else None, color="C0", capsize=3,
             height=0.7)
@@ -248,4 +248,4 @@ def pooling_betas(betas, class_names: Sequence[str], *, title: str = "", path=No
                   + (f"; mean ± sd over {seeds} seeds" if seeds > 1 else ""))
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize="small", loc="best")
-    return _finish(fig, title, path)
+    return finish(fig, title, path)

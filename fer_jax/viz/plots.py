@@ -20,14 +20,14 @@ from matplotlib.figure import Figure
 from fer_jax.errors import UserError
 
 
-def _figure(width: float, height: float) -> Figure:
+def figure(width: float, height: float) -> Figure:
     """An empty figure (inches) on an Agg canvas with constrained layout."""
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
-def _finish(fig: Figure, title: str, path) -> bytes:
+def finish(fig: Figure, title: str, path) -> bytes:
     """Titles ``fig``, renders it as PNG bytes and writes them to ``path`` when given."""
     if title:
         fig.suptitle(title)
@@ -82,7 +82,7 @@ def _fraction_axes(fig: Figure, fractions, ylabel: str) -> list:
 
 def _fraction_figure(num_fractions: int) -> Figure:
     columns = min(num_fractions, 3)
-    return _figure(3.6 * columns, 2.9 * math.ceil(num_fractions / columns) + 0.8)
+    return figure(3.6 * columns, 2.9 * math.ceil(num_fractions / columns) + 0.8)
 
 
 def occlusion_curves(accuracy: Mapping, fractions: Sequence[float],
@@ -104,7 +104,7 @@ def occlusion_curves(accuracy: Mapping, fractions: Sequence[float],
                     label=f"{method}: most important occluded")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
                ncols=min(2 * len(accuracy), 4), fontsize="small")
-    return _finish(fig, title, path)
+    return finish(fig, title, path)
 
 
 def difference_curves(accuracy: Mapping, fractions: Sequence[float],
@@ -122,7 +122,7 @@ def difference_curves(accuracy: Mapping, fractions: Sequence[float],
         ax.axhline(0, color="0.5", lw=0.8)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
                ncols=min(len(accuracy), 5), fontsize="small")
-    return _finish(fig, title, path)
+    return finish(fig, title, path)
 
 
 def _row_fractions(confusion: np.ndarray) -> np.ndarray:
@@ -165,11 +165,11 @@ def confusion_matrix(confusion, class_names: Sequence[str], title: str = "",
     """
     confusion = _confusion(confusion, class_names, "confusion matrix")
     size = 1.6 + 0.55 * len(class_names)
-    fig = _figure(size + 1.2, size)
+    fig = figure(size + 1.2, size)
     ax = fig.subplots()
     fig.colorbar(_draw_confusion(ax, confusion, class_names, normalise), ax=ax,
                  label="fraction of true class" if normalise else "videos")
-    return _finish(fig, title, path)
+    return finish(fig, title, path)
 
 
 def confusion_grid(confusions: Mapping, class_names: Sequence[str], path=None) -> bytes:
@@ -181,7 +181,7 @@ def confusion_grid(confusions: Mapping, class_names: Sequence[str], path=None) -
     columns = min(len(confusions), 4)
     rows = math.ceil(len(confusions) / columns)
     size = 1.4 + 0.4 * len(class_names)
-    fig = _figure(size * columns + 1, (size + 0.5) * rows)
+    fig = figure(size * columns + 1, (size + 0.5) * rows)
     axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel()[len(confusions):]:
         ax.set_visible(False)
@@ -189,7 +189,7 @@ def confusion_grid(confusions: Mapping, class_names: Sequence[str], path=None) -
         image = _draw_confusion(ax, matrix, class_names, True, fontsize="x-small")
         ax.set_title(name)
     fig.colorbar(image, ax=axes, label="fraction of true class", shrink=0.8)
-    return _finish(fig, "", path)
+    return finish(fig, "", path)
 
 
 def trend_maps(class_maps, class_names: Sequence[str], title: str = "", path=None) -> bytes:
@@ -203,7 +203,7 @@ def trend_maps(class_maps, class_names: Sequence[str], title: str = "", path=Non
     _, num_frames, height, width = maps.shape
     present = ~np.isnan(maps).all(axis=(1, 2, 3))
     norm = Normalize(*((np.nanmin(maps), np.nanmax(maps)) if present.any() else (0, 1)))
-    fig = _figure(1.4 + 0.9 * num_frames, 0.5 + 0.9 * len(class_names) * height / width)
+    fig = figure(1.4 + 0.9 * num_frames, 0.5 + 0.9 * len(class_names) * height / width)
     ax = fig.subplots()
     step_x, step_y = 1.1 * width, 1.1 * height  # a cell plus a 10 % gap
     for (row, column) in np.ndindex(len(maps), num_frames):
@@ -223,7 +223,7 @@ def trend_maps(class_maps, class_names: Sequence[str], title: str = "", path=Non
     for spine in ax.spines.values():
         spine.set_visible(False)
     fig.colorbar(ScalarMappable(norm, "inferno"), ax=ax, shrink=0.8)
-    return _finish(fig, title, path)
+    return finish(fig, title, path)
 
 
 def trend_lines(mean, std, class_names: Sequence[str], title: str = "", path=None) -> bytes:
@@ -231,7 +231,7 @@ def trend_lines(mean, std, class_names: Sequence[str], title: str = "", path=Non
     all-NaN classes (no videos) are left out."""
     mean = _array(mean, (len(class_names), None), "trend means (classes, frames)")
     std = _array(std, mean.shape, "trend standard deviations (classes, frames)")
-    fig = _figure(6.4, 3.8)
+    fig = figure(6.4, 3.8)
     ax = fig.subplots()
     frames = np.arange(1, mean.shape[1] + 1)
     for row in np.flatnonzero(~np.isnan(mean).all(axis=1)):
@@ -241,7 +241,7 @@ def trend_lines(mean, std, class_names: Sequence[str], title: str = "", path=Non
     ax.grid(alpha=0.3)
     if ax.has_data():
         ax.legend(fontsize="small")
-    return _finish(fig, title, path)
+    return finish(fig, title, path)
 
 
 def deletion_insertion(curves: Mapping, fractions, title: str = "", path=None) -> bytes:
@@ -250,7 +250,7 @@ def deletion_insertion(curves: Mapping, fractions, title: str = "", path=None) -
     (most important first); the legends give each curve's area (trapezoid rule)."""
     _nonempty(curves, "deletion/insertion curves")
     fractions = _array(fractions, (None,), "deletion/insertion fractions")
-    fig = _figure(9, 3.6)
+    fig = figure(9, 3.6)
     axes = fig.subplots(1, 2, sharey=True)
     for colour, (method, curve) in enumerate(curves.items()):
         for ax, kind in zip(axes, ("deletion", "insertion")):
@@ -265,7 +265,7 @@ def deletion_insertion(curves: Mapping, fractions, title: str = "", path=None) -
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     axes[0].set_ylabel("mean target probability")
-    return _finish(fig, title, path)
+    return finish(fig, title, path)
 
 
 def _table(values: Mapping, groups: list, methods: list) -> np.ndarray:
@@ -284,7 +284,7 @@ def bar_table(values: Mapping, errors: Mapping | None = None, ylabel: str = "",
     heights = _table(values, groups, methods)
     spread = None if errors is None else _table(errors, groups, methods)
     width = 0.8 / len(methods)
-    fig = _figure(max(4.5, 1.2 + len(groups) * (0.4 + 0.25 * len(methods))), 3.8)
+    fig = figure(max(4.5, 1.2 + len(groups) * (0.4 + 0.25 * len(methods))), 3.8)
     ax = fig.subplots()
     for index, method in enumerate(methods):
         ax.bar(np.arange(len(groups)) + (index - (len(methods) - 1) / 2) * width,
@@ -294,7 +294,7 @@ def bar_table(values: Mapping, errors: Mapping | None = None, ylabel: str = "",
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small")
-    return _finish(fig, title, path)
+    return finish(fig, title, path)
 
 
 def sweep_curves(values: Sequence[float], panels: Mapping[str, Mapping[str, tuple]],
@@ -306,7 +306,7 @@ def sweep_curves(values: Sequence[float], panels: Mapping[str, Mapping[str, tupl
     setting (the baseline) drawn dashed."""
     _nonempty(panels, "panels")
     values = np.asarray(values, np.float64)
-    fig = _figure(4.2 * len(panels), 3.4)
+    fig = figure(4.2 * len(panels), 3.4)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (panel, series) in zip(axes, panels.items()):
         _nonempty(series, f"series of panel {panel!r}")
@@ -325,7 +325,7 @@ def sweep_curves(values: Sequence[float], panels: Mapping[str, Mapping[str, tupl
         ax.set_title(panel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    return _finish(fig, title, path)
+    return finish(fig, title, path)
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -342,7 +342,7 @@ def prediction_timeline(times, probabilities, face, class_names: Sequence[str],
     times = _array(times, (None,), "times")
     probabilities = _array(probabilities, (len(times), len(class_names)), "probabilities")
     face = np.asarray(face, bool)
-    fig = _figure(8.0, 3.6)
+    fig = figure(8.0, 3.6)
     ax = fig.subplots()
     step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
     for c, name in enumerate(class_names):
@@ -355,4 +355,4 @@ def prediction_timeline(times, probabilities, face, class_names: Sequence[str],
            ylim=(-0.02, 1.02))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    return _finish(fig, title, path)
+    return finish(fig, title, path)

@@ -15,22 +15,13 @@ import jax.numpy as jnp
 
 from fer_jax import models
 from fer_jax.models.cnn3d import VGG16_STAGES, FrameHead
-from fer_jax.models.convert.common import (KeyTracker, check_shapes, conv_kernel, dense_kernel,
+from fer_jax.models.convert.common import (BATCH_NORM, KeyTracker, abstract_variables,
+                                           check_shapes, conv_kernel, dense_kernel,
                                            read_variables, to_numpy)
 from fer_jax.models.inflate import inflate_2d_to_3d
 
 # Indices of the 13 convolutions in torchvision's ``vgg16().features`` (ReLUs and pools between).
 VGG16_TORCHVISION_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
-
-# Flax BatchNorm leaves → PyTorch BatchNorm3d buffers/parameters.
-_BATCH_NORM = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
-
-
-def _abstract_variables(module: nn.Module, in_channels: int) -> dict:
-    """The module's variables as ShapeDtypeStructs (no computation)."""
-    x = jax.ShapeDtypeStruct((1, 16, 32, 32, in_channels), jnp.float32)
-    return jax.eval_shape(module.init, jax.random.PRNGKey(0), x)
-
 
 def vgg16_3d_from_torchvision(state_dict: Mapping, num_classes: int, time_kernel: int = 3,
                               seed: int = 0, **model_kwargs):
@@ -67,7 +58,7 @@ def vgg16_3d_from_torchvision(state_dict: Mapping, num_classes: int, time_kernel
                                          "num_classes": num_classes, "time_kernel": time_kernel})
     params = inflate_2d_to_3d(params_2d, time_kernel)
     in_channels = params_2d["conv1_1"]["conv"]["kernel"].shape[2]
-    expected = _abstract_variables(module, in_channels)["params"]
+    expected = abstract_variables(module, in_channels)["params"]
     check_shapes(params, {k: v for k, v in expected.items() if k != "head"},
                  "torchvision VGG-16")
     head = FrameHead(module.head_dim, num_classes, module.head_dropout, module.dtype)
@@ -88,7 +79,7 @@ def _i3d_torch_name(path: tuple[str, ...]) -> str:
     prefix = ".".join(re.sub(r"^(branch_\d)_(\d)$", r"\1.\2", u) for u in units)
     if layer == "conv":
         return f"{prefix}.conv3d.weight"
-    return f"{prefix}.batch3d.{_BATCH_NORM[leaf]}"
+    return f"{prefix}.batch3d.{BATCH_NORM[leaf]}"
 
 
 def i3d_from_pytorch(state_dict: Mapping, num_classes: int | None = None, seed: int = 0,
@@ -113,7 +104,7 @@ def i3d_from_pytorch(state_dict: Mapping, num_classes: int | None = None, seed: 
     new_head = num_classes is not None and num_classes != checkpoint_classes
     module = models.build("i3d", num_classes=num_classes or checkpoint_classes, **model_kwargs)
     in_channels = keys["conv3d_1a_7x7.conv3d.weight"].shape[1]
-    abstract = _abstract_variables(module, in_channels)
+    abstract = abstract_variables(module, in_channels)
 
     variables = read_variables(abstract, keys, _i3d_torch_name,
                                lambda names, w: conv_kernel(w),

@@ -4,9 +4,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from fer_jax.errors import UserError
+
+
+# Flax BatchNorm leaves → PyTorch BatchNorm buffers/parameters.
+BATCH_NORM = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
+
+
+def abstract_variables(module, in_channels: int, frames: int = 16, size: int = 32) -> dict:
+    """The module's variables as ShapeDtypeStructs for input ``[1, frames, size, size,
+    in_channels]`` (no computation)."""
+    x = jax.ShapeDtypeStruct((1, frames, size, size, in_channels), jnp.float32)
+    return jax.eval_shape(module.init, jax.random.PRNGKey(0), x)
 
 
 def to_numpy(state_dict: Mapping) -> dict[str, np.ndarray]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from fer_jax import models
 from fer_jax.errors import UserError
-from fer_jax.models.convert.common import check_shapes, nest
+from fer_jax.models.convert.common import abstract_variables, check_shapes, nest
 
 
 class _Graph:
@@ -198,10 +198,8 @@ def mini_xception_from_keras(h5_path, **model_kwargs):
     """
     kwargs, variables, info = read_keras_model(h5_path)
     module = models.build("mini_xception", **{**kwargs, **model_kwargs})
-    height, width, channels = info["input_shape"]
-    abstract = jax.eval_shape(lambda: module.init(
-        jax.random.PRNGKey(0), jnp.zeros((1, 1, height or 64, width or 64, channels)),
-        train=False))
+    height, _, channels = info["input_shape"]
+    abstract = abstract_variables(module, channels, frames=1, size=height or 64)
     variables = jax.tree.map(jnp.asarray, variables)
     check_shapes(variables, dict(abstract), f"Keras mini-Xception ({h5_path})")
     return module, variables

@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 
 from fer_jax import models
-from fer_jax.models.convert.cnn3d import _BATCH_NORM, _abstract_variables
-from fer_jax.models.convert.common import (KeyTracker, check_shapes, conv_kernel, dense_kernel,
+from fer_jax.models.convert.common import (BATCH_NORM, KeyTracker, abstract_variables,
+                                           check_shapes, conv_kernel, dense_kernel,
                                            read_variables, to_numpy)
 
 
@@ -45,10 +45,10 @@ def _resnet_torch_name(path: tuple[str, ...]) -> str:
     prefix = "".join(block.replace("_", ".") + "." for block in blocks)  # "layer3.5."
     if unit == "downsample":
         return (f"{prefix}downsample.0.weight" if layer == "conv" else
-                f"{prefix}downsample.1.{_BATCH_NORM[leaf]}")
+                f"{prefix}downsample.1.{BATCH_NORM[leaf]}")
     number = unit.removeprefix("conv")
     return (f"{prefix}conv{number}.weight" if layer == "conv" else
-            f"{prefix}bn{number}.{_BATCH_NORM[leaf]}")
+            f"{prefix}bn{number}.{BATCH_NORM[leaf]}")
 
 
 def resnet2d_from_torchvision(state_dict: Mapping, num_classes: int | None = None,
@@ -80,7 +80,7 @@ def resnet2d_from_torchvision(state_dict: Mapping, num_classes: int | None = Non
     module = models.build("resnet2d_50", **{"stage_sizes": _stage_sizes(keys.state_dict),
                                             "width": stem_channels / 64, **model_kwargs,
                                             "num_classes": num_classes or checkpoint_classes})
-    abstract = _abstract_variables(module, in_channels)
+    abstract = abstract_variables(module, in_channels)
 
     variables = read_variables(
         abstract, keys, _resnet_torch_name,
