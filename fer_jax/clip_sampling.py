@@ -30,11 +30,9 @@ from pathlib import Path
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
-from scipy import stats
 
 from fer_jax import sampling
 from fer_jax.data import pipeline
-from fer_jax.viz import sampling_maps
 
 
 def _global(tree):
@@ -127,6 +125,8 @@ class ClipSampling:
     # ------------------------------------------------------------------ results
     def write_maps(self, directory: Path, source) -> list[Path]:
         """One sampling-map PNG per tracked video (thesis Figs 3.2–3.9)."""
+        from fer_jax.viz.sampling_maps import plot_sampling_map  # matplotlib: only when drawing
+
         directory.mkdir(parents=True, exist_ok=True)
         paths = []
         for v in self.tracked:
@@ -136,7 +136,7 @@ class ClipSampling:
             truth = source.ground_truth(v) if hasattr(source, "ground_truth") else {}
             # A video left out of an epoch (the dropped N mod B) has no start there.
             rows = [record["rows"][e] for e in record["epochs"] if e < len(record["rows"])]
-            paths.append(sampling_maps.plot_sampling_map(
+            paths.append(plot_sampling_map(
                 directory / f"video_{v:05d}.png", np.asarray(record["starts"]),
                 [self.sampler.phase(e) for e in record["epochs"]], self.clip_frames,
                 table_rows=np.asarray(rows) if rows else None,
@@ -151,6 +151,8 @@ class ClipSampling:
         truth."""
         if not hasattr(source, "ground_truth"):
             return None
+        from scipy.stats import spearmanr  # scipy.stats takes a second to import
+
         rhos, hits = [], []
         window = np.ones(self.clip_frames) / self.clip_frames
         for v in range(self.table.num_videos):
@@ -159,7 +161,7 @@ class ClipSampling:
             if len(row) < 3 or np.ptp(intensity) == 0 or np.ptp(row) == 0:
                 continue
             clip_intensity = np.convolve(intensity, window, mode="valid")[:len(row)]
-            rhos.append(stats.spearmanr(row, clip_intensity).statistic)
+            rhos.append(spearmanr(row, clip_intensity).statistic)
             hits.append(clip_intensity[np.argmax(row)] >= clip_intensity.max() - 1e-6)
         if not rhos:  # still in warm-up: the table has not been written
             return {"videos": 0}

@@ -7,7 +7,28 @@ how the tests exercise every seed configuration without its dataset.
 """
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import ml_collections
+
+from fer_jax.errors import UserError
+
+
+def load(spec: str) -> ml_collections.ConfigDict:
+    """The config of an experiment file as ``--config=`` reads it: ``"configs/X.py"`` or
+    ``"configs/X.py:arg"`` → that file's ``get_config(arg)`` (unlocked: fields may be set,
+    as ``--config.a.b=value`` does). Raises UserError for a missing file or one without
+    ``get_config``."""
+    path, _, arg = spec.partition(":")
+    if not Path(path).is_file():
+        raise UserError(f"config file {path} not found")
+    module_spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise UserError(f"config file {path} defines no get_config() function")
+    return module.get_config(arg) if arg else module.get_config()
 
 
 def synthetic_dataset(**overrides) -> dict:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging as std_logging
+import re
 import sys
 import sysconfig
 from pathlib import Path
@@ -169,9 +170,12 @@ def main(argv) -> None:
         sys.exit(130)
 
 
-def _one_line(error: BaseException) -> str:
+def _one_line(error: BaseException, config_file: str | None = None,
+              overrides: tuple[str, ...] = ()) -> str:
     """The useful part of a flag/config error: the final line of any embedded traceback,
-    unescaped, whitespace collapsed."""
+    unescaped, whitespace collapsed. ``config_file``: the ``--config`` file, named in the
+    message when it defines no ``get_config``; ``overrides``: the ``--config.a.b=v``
+    arguments, one of which is named when it sets a field the config does not have."""
     text = str(error).replace("\\n", "\n").replace("\\'", "'")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if any(line.startswith("Traceback") for line in lines):
@@ -181,9 +185,30 @@ def _one_line(error: BaseException) -> str:
         text = text[1:-1]
     if isinstance(error, (flags.Error, SyntaxError)):  # their messages say what and where
         return text or type(error).__name__
+    if isinstance(error, AttributeError) and "has no attribute 'get_config'" in text:
+        return f"config file {config_file or ''} defines no get_config() function"
+    unknown = _unknown_field(error, text, overrides)
+    if unknown:
+        return unknown
     # Anything else was raised while a config file ran: name the exception and the file.
     where = _config_file_line(error)
     return f"{type(error).__name__}: {text}" + (f" ({where})" if where else "")
+
+
+def _unknown_field(error: BaseException, text: str, overrides: tuple[str, ...]) -> str:
+    """'--config.a.b: the config has no field 'b' (did you mean 'c'?)' when ``error`` is
+    ml_collections' complaint about a field an override names; else ''."""
+    match = re.fullmatch(r"""["']*(\w+)["']*(?: Did you mean "(\w+)" instead of "\w+"\?)?""",
+                         text)
+    if not isinstance(error, (AttributeError, KeyError)) or not match:
+        return ""
+    name, suggestion = match.groups()
+    for override in overrides:
+        path = override.partition("=")[0]
+        if name in path[len("--config."):].split("."):
+            hint = f" (did you mean '{suggestion}'?)" if suggestion else ""
+            return f"{path}: the config has no field '{name}'{hint}"
+    return ""
 
 
 def _config_file_line(error: BaseException) -> str:
@@ -200,14 +225,51 @@ def _config_file_line(error: BaseException) -> str:
     return where
 
 
+def _config_path(argv: list[str]) -> str | None:
+    """The file named by ``--config`` on the command line (without its ``:argument``), or
+    None when the flag is absent."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            value = arg[len("--config="):]
+        elif arg == "--config" and i + 1 < len(argv):
+            value = argv[i + 1]
+        else:
+            continue
+        return value.split(":", 1)[0]
+    return None
+
+
+def _check_config_file(path: str) -> None:
+    """Raises ``flags.Error`` with a one-line message when ``path`` cannot be a config file:
+    missing (naming the configs that exist next to it), a folder, or unreadable."""
+    file = Path(path)
+    if not file.exists():
+        folder = file.parent if file.parent.is_dir() else Path("configs")
+        known = sorted(p.name for p in folder.glob("*.py") if not p.name.startswith("_"))
+        hint = (f"; config files in {folder}/: {', '.join(known)}" if known and folder.is_dir()
+                else "")
+        raise flags.Error(f"config file {path} not found{hint}")
+    if file.is_dir():
+        raise flags.Error(f"--config={path} is a folder; name a config file in it, "
+                          f"e.g. --config={file / 'synthetic.py'}")
+    try:
+        file.open("rb").close()
+    except OSError as e:
+        raise flags.Error(f"config file {path} cannot be read: {e.strerror}") from None
+
+
 def parse_flags(argv: list[str]) -> list[str]:
     """absl flag parsing, with config-file and override problems reported on one line."""
+    path = _config_path(argv)
     try:
+        if path is not None:
+            _check_config_file(path)
         rest = flags.FLAGS(argv)
         _CONFIG.value.keys()  # config files load lazily: surface their errors here
         return rest
     except Exception as e:  # noqa: BLE001 — any failure here is a bad command line or config
-        print(f"fer_jax: error: {_one_line(e)} (see --helpfull)", file=sys.stderr)
+        overrides = tuple(a for a in argv if a.startswith("--config."))
+        print(f"fer_jax: error: {_one_line(e, path, overrides)} (see --helpfull)", file=sys.stderr)
         sys.exit(2)
 
 

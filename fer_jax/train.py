@@ -573,22 +573,46 @@ def check_same_experiment(config, workdir: Path, keys: tuple[str, ...] = RESUME_
                         f"{', '.join(differing)}); use a new --workdir or the original config")
 
 
+def _summary_writer(logdir: Path):
+    """A tensorboardX ``SummaryWriter`` for ``logdir``. tensorboardX imports torch whenever
+    it is installed (3 s at every start, for writing torch tensors, which fer_jax never
+    passes); the import is blocked while tensorboardX loads and allowed again after."""
+    blocked = "torch" not in sys.modules
+    if blocked:
+        sys.modules["torch"] = None  # `import torch` raises ImportError, which it handles
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        if blocked:
+            del sys.modules["torch"]
+    return SummaryWriter(str(logdir))
+
+
 class _Progress:
-    """Console progress (a tqdm bar on a terminal, periodic log lines otherwise)."""
+    """Console progress (a tqdm bar on a terminal, periodic log lines otherwise).
+
+    Throughput and ETA are steady-state figures: measured from the first log point of this
+    session onwards, so the compilation and warm-up of the first steps (often longer than
+    hundreds of later steps) do not count; until the second log point the ETA reads
+    ``eta estimating…``. Validation time falls inside the measured span, so the ETA
+    includes it."""
 
     def __init__(self, total_steps: int, done_steps: int, batch_size: int):
         from tqdm import tqdm
 
         self.interactive = sys.stderr.isatty()
         self.total, self.batch_size = total_steps, batch_size
-        self.start_time, self.start_step = time.perf_counter(), done_steps
+        self.mark: tuple[float, int] | None = None  # (time, step) of the first log point
         self.bar = tqdm(total=total_steps * batch_size, initial=done_steps * batch_size,
                         unit="clip", unit_scale=True, dynamic_ncols=True,
                         disable=not self.interactive, file=sys.stderr)
 
-    def clips_per_second(self, step: int) -> float:
-        elapsed = time.perf_counter() - self.start_time
-        return (step - self.start_step) * self.batch_size / max(elapsed, 1e-9)
+    def clips_per_second(self, step: int) -> float | None:
+        """Steady-state clips per second up to ``step``; None before two log points."""
+        if self.mark is None or step <= self.mark[1]:
+            return None
+        return ((step - self.mark[1]) * self.batch_size
+                / max(time.perf_counter() - self.mark[0], 1e-9))
 
     def update(self, step: int, epoch: int, loss: float | None = None,
                accuracy: float | None = None) -> None:
@@ -598,11 +622,14 @@ class _Progress:
             self.bar.refresh()
             return
         rate = self.clips_per_second(step)
+        if self.mark is None:
+            self.mark = (time.perf_counter(), step)
         self.bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.3f}")
         if not self.interactive:
-            eta = (self.total - step) * self.batch_size / max(rate, 1e-9)
+            speed = "eta estimating…" if rate is None else \
+                f"{rate:.1f} clips/s eta {(self.total - step) * self.batch_size / rate:.0f}s"
             print(f"epoch {epoch + 1} step {step}/{self.total} loss {loss:.4f} "
-                  f"acc {accuracy:.3f} {rate:.1f} clips/s eta {eta:.0f}s", flush=True)
+                  f"acc {accuracy:.3f} {speed}", flush=True)
 
     def close(self) -> None:
         self.bar.close()
@@ -699,6 +726,12 @@ def check_train_config(config) -> None:
     if t.epochs < 1:
         raise UserError(f"train.epochs must be at least 1, got {t.epochs} (to evaluate a "
                         f"trained workdir use --mode=eval)")
+    if t.early_stopping_patience < 0:
+        raise UserError(f"train.early_stopping_patience must be 0 (off) or positive, got "
+                        f"{t.early_stopping_patience}")
+    if config.input.num_workers < 0:
+        raise UserError(f"input.num_workers must be 0 (in-process) or positive, got "
+                        f"{config.input.num_workers}")
     check_input_config(config)
     o = config.optimizer
     for name in ("learning_rate", "weight_decay", "grad_clip_norm"):
@@ -760,7 +793,8 @@ def _train_and_evaluate(config, run: Run) -> dict:
     checkpoints = checkpointing.Checkpoints(run.workdir, config.train.keep_checkpoints)
     progress = {"epoch": 0, "history": [], "best": None, "best_epoch": None,
                 "epochs_without_improvement": 0, "stopped": None, "train_sums": None,
-                "experiment": experiment_identity(config)}
+                "experiment": experiment_identity(config),
+                "num_workers": config.input.num_workers}
     data_state = None
     sampling = (ClipSampling(config, train_source, run.workdir)
                 if config.sampler.get("name") else None)
@@ -795,6 +829,11 @@ def _train_and_evaluate(config, run: Run) -> dict:
                                      process_count=jax.process_count())
     iterator = iter(dataset)
     if data_state is not None:
+        saved_workers = progress.setdefault("num_workers", config.input.num_workers)
+        if saved_workers != config.input.num_workers:  # Grain's state depends on it
+            raise UserError(f"the checkpoints in {run.workdir} were written with "
+                            f"input.num_workers={saved_workers}; resume with "
+                            f"--config.input.num_workers={saved_workers}")
         try:
             iterator.set_state(data_state)
         except Exception as e:  # noqa: BLE001 — Grain raises KeyError/ValueError on bad state
@@ -809,12 +848,12 @@ def _train_and_evaluate(config, run: Run) -> dict:
     sums = jax.device_put({k: jnp.asarray((progress["train_sums"] or {}).get(k, v), v.dtype)
                            for k, v in zero.items()}, run.replicated)
 
-    from tensorboardX import SummaryWriter
-    writer = SummaryWriter(str(run.workdir / "tensorboard")) if is_chief else None
+    writer = _summary_writer(run.workdir / "tensorboard") if is_chief else None
     bar = _Progress(epochs * steps_per_epoch, int(state.step), batch_size)
     start_time = time.perf_counter()
     start_step = int(state.step)
     stop = _StopRequest().__enter__()
+    batch = None
     try:
         step = int(state.step)
         while progress["epoch"] < epochs and progress["stopped"] is None:
@@ -840,8 +879,9 @@ def _train_and_evaluate(config, run: Run) -> dict:
                             writer.add_scalar(f"train/{key}", value, step)
                         writer.add_scalar("train/learning_rate", float(schedule(
                             step // config.optimizer.accumulation_steps)), step)
-                        writer.add_scalar("train/clips_per_second", bar.clips_per_second(step),
-                                          step)
+                        rate = bar.clips_per_second(step)
+                        if rate is not None:
+                            writer.add_scalar("train/clips_per_second", rate, step)
                 else:
                     bar.update(step, epoch)
                 every = config.train.checkpoint_every_steps
@@ -905,6 +945,8 @@ def _train_and_evaluate(config, run: Run) -> dict:
     finally:
         stop.__exit__()
         bar.close()
+        batch = None  # the last batch may view a worker's shared memory: release it first
+        pipeline.close(iterator)
         checkpoints.wait()
         checkpoints.close()
         if writer:

@@ -16,12 +16,17 @@ WIDTH = 1280
 
 # Everything the page shows, read in one round trip once it has loaded.
 _PAGE_STATE = """
+const closed = Array.from(document.querySelectorAll('details:not([open])'));
+closed.forEach(d => d.open = true);
+const shown = Array.from(document.images, e => e.getBoundingClientRect().width);
+closed.forEach(d => d.open = false);
 return {
   title: document.title,
   h2: Array.from(document.querySelectorAll('h2'), e => e.textContent.trim()),
-  images: Array.from(document.images, e => ({
+  images: Array.from(document.images, (e, i) => ({
     complete: e.complete, naturalWidth: e.naturalWidth, naturalHeight: e.naturalHeight,
-    scheme: e.src.split(':', 1)[0]})),
+    shownWidth: shown[i], scheme: e.src.split(':', 1)[0],
+    mime: e.src.startsWith('data:') ? e.src.slice(5, e.src.indexOf(';')) : ''})),
   ids: Array.from(document.querySelectorAll('[id]'), e => e.id),
   toc: Array.from(document.querySelectorAll('nav a[href^="#"]'),
                   e => e.getAttribute('href').slice(1)),
@@ -63,7 +68,8 @@ def render_in_chromium(path, screenshot_path=None) -> dict:
     """Opens ``path`` as a ``file://`` URL and returns what the loaded page holds.
 
     Keys: ``title``; ``h2`` (heading texts); ``images`` (per ``<img>``: ``complete``,
-    ``naturalWidth``, ``naturalHeight``, ``scheme`` of its src, e.g. ``"data"``); ``ids``
+    ``naturalWidth``, ``naturalHeight``, ``shownWidth`` (CSS px on the page, collapsed
+    sections opened), ``scheme`` of its src, e.g. ``"data"``, ``mime`` of a data URL); ``ids``
     (every element id); ``toc`` (the ids that ``<nav>`` links point at); ``resources``
     (URLs of loaded sub-resources; ``data:`` images are not listed); ``scrollHeight``;
     ``windowFrame`` (window height outside the viewport). With ``screenshot_path``, also

@@ -12,10 +12,28 @@ os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 "
                       "--xla_llvm_disable_expensive_passes=true "
                       "--xla_cpu_use_fusion_emitters=false")
 
+REPO = Path(__file__).resolve().parents[1]
+
+# Many tests, and the command-line runs they start, compile the same small programs (the smoke
+# TimeSformer's train step, checkpoint fingerprints, ...): one compilation cache on disk,
+# shared by the test processes and their subprocesses, compiles each once per run (and keeps
+# it for the next run of the suite; JAX keys entries by program, flags and version).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".pytest_cache" / "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 << 30))
+
 import pytest
 from absl import flags
 
-REPO = Path(__file__).resolve().parents[1]
+
+def pytest_collection_modifyitems(config, items):
+    """With ``--dist loadgroup`` (pytest.ini) the tests of a file run on one worker, in order
+    (they may share a module fixture, e.g. a trained run, and JAX's caches), except in files
+    that set ``INDEPENDENT_TESTS = True``: each of their tests is costly on its own and goes to
+    whichever worker is free."""
+    for item in items:
+        if not getattr(item.module, "INDEPENDENT_TESTS", False):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 def pytest_configure(config):
@@ -27,3 +45,22 @@ def pytest_configure(config):
 def python():
     """The interpreter running the tests (for CLI subprocesses)."""
     return sys.executable
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """After each test file, drop JAX's compiled programs and traced functions and give freed
+    memory back to the OS: a test process runs many files, and their caches would otherwise
+    add up to several GB."""
+    yield
+    import ctypes
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc
+        pass

@@ -10,6 +10,7 @@ from config_files import CONFIG_DIR, load
 from fer_jax import train
 from fer_jax.data import pipeline
 
+INDEPENDENT_TESTS = True  # spread over the test workers one by one (conftest.py)
 CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.py"))
 
 
@@ -32,6 +33,7 @@ def test_full_size_model_builds(name):
         load(name, "nope")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CONFIGS + ["vgg16_3d_afew:softmax", "thesis_attention:mult_mask",
                                   "thesis_attention:temporal_sa,video_level",
                                   "thesis_length:resize"])

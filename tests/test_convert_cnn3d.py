@@ -16,11 +16,12 @@ from torch_reference import randomise, state as numpy_state  # noqa: E402
 # --- torchvision VGG-16 layout (torchvision itself does not install next to this CPU torch) ---
 
 class TorchVGG16(nn.Module):
-    """Same modules and state-dict keys as ``torchvision.models.vgg16()``."""
+    """Same modules and state-dict keys as ``torchvision.models.vgg16()``; fc6 / fc7 are
+    ``hidden`` wide (4096 there; the converter reads the width from the state dict)."""
 
     CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
-    def __init__(self, num_classes=1000):
+    def __init__(self, num_classes=1000, hidden=4096):
         super().__init__()
         layers, channels = [], 3
         for v in self.CFG:
@@ -32,19 +33,19 @@ class TorchVGG16(nn.Module):
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         self.classifier = nn.Sequential(
-            nn.Linear(512 * 7 * 7, 4096), nn.ReLU(True), nn.Dropout(),
-            nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(),
-            nn.Linear(4096, num_classes))
+            nn.Linear(512 * 7 * 7, hidden), nn.ReLU(True), nn.Dropout(),
+            nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout(),
+            nn.Linear(hidden, num_classes))
 
     def fc7(self, x):
-        """ReLU'd fc7 features ``[N, 4096]`` of images ``[N, 3, H, W]``."""
+        """ReLU'd fc7 features ``[N, hidden]`` of images ``[N, 3, H, W]``."""
         return self.classifier[:5](torch.flatten(self.avgpool(self.features(x)), 1))
 
 
 @pytest.fixture(scope="module")
 def vgg():
     with torch.device("meta"):  # skip the default initialisation: randomise sets every weight
-        model = TorchVGG16()
+        model = TorchVGG16(hidden=512)  # 28M parameters instead of 138M: the suite's memory
     return randomise(model.to_empty(device="cpu"))
 
 
@@ -85,7 +86,7 @@ def test_vgg16_conversion_layout_and_errors(converted_vgg):
                                np.broadcast_to(kernel_2d / 3, (3,) + kernel_2d.shape))
     np.testing.assert_array_equal(params["fc6"]["kernel"], state["classifier.0.weight"].T)
     assert params["head"]["logits"]["kernel"].shape == (128, 5)
-    assert module.dense and module.fc_dim == 4096 and module.time_kernel == 3
+    assert module.dense and module.fc_dim == 512 and module.time_kernel == 3
     # The 2D model's own classifier is dropped; anything else unused or missing is an error,
     # and so are weights that do not fit the requested architecture.
     with pytest.raises(UserError, match="features.0.bias"):

@@ -21,6 +21,8 @@ from fer_jax.models import convert, pretrained
 from fer_jax.models.convert import __main__ as convert_cli
 from tests import config_files
 
+pytestmark = pytest.mark.slow  # end-to-end: deselect with -m 'not slow'
+
 REPO = Path(__file__).resolve().parents[1]
 
 

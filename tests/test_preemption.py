@@ -11,8 +11,11 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from fer_jax import checkpointing
+
+pytestmark = pytest.mark.slow  # end-to-end: deselect with -m 'not slow'
 
 REPO = Path(__file__).resolve().parents[1]
 # 4 epochs × 6 steps, checkpoints every 2 steps (and at every epoch end).

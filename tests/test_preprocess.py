@@ -15,6 +15,8 @@ from fer_jax.data import (action_units, fixtures, layouts, pipeline, preprocess,
                           tfds_builders, tfds_source)
 from fer_jax.errors import UserError  # noqa: E402
 
+pytestmark = pytest.mark.slow  # end-to-end: deselect with -m 'not slow'
+
 CROP = 48
 REASON_TEXT = {"one frame": "only 1 frame", "no face": "no face detected",
                "several faces": "several faces", "grayscale": "grayscale",

@@ -22,6 +22,8 @@ import config_files
 from browser import render_in_chromium, require_chromium
 from fer_jax.errors import UserError
 
+pytestmark = pytest.mark.slow  # end-to-end: deselect with -m 'not slow'
+
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ["--config=configs/synthetic.py:smoke", "--config.train.epochs=1"]
 METHODS = {"grad_cam": "Grad-CAM", "rollout": "Rollout", "chefer_relevance": "TIBAV"}
@@ -157,6 +159,11 @@ def test_report_html_renders_offline_in_chromium(reported, report_json, tmp_path
     assert all(i["complete"] and i["naturalWidth"] > 0 and i["naturalHeight"] > 0
                for i in images), [i for i in images if not i["naturalWidth"]][:3]
     assert {i["scheme"] for i in images} == {"data"}
+    # Figures (PNG) are shown at the size they were drawn: a scaled-down figure shrinks its
+    # text. (Animations of the examples fill their gallery cells; they hold no text.)
+    scaled = [(i["naturalWidth"], round(i["shownWidth"])) for i in images
+              if i["mime"] == "image/png" and i["shownWidth"] < 0.98 * i["naturalWidth"]]
+    assert not scaled, scaled
     assert state["resources"] == []  # nothing fetched: no file, network or font requests
     screenshot = cv2.imread(str(shot), cv2.IMREAD_COLOR)
     assert screenshot is not None and screenshot.shape[1] >= 1000

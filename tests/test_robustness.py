@@ -174,6 +174,10 @@ CASES = [
      "optimizer.learning_rate must be a finite number > 0"),
     ("zero epochs", "trained", "train", {"train.epochs": 0}, None,
      "train.epochs must be at least 1, got 0"),
+    ("negative patience", "fresh", "train", {"train.early_stopping_patience": -1}, None,
+     "train.early_stopping_patience must be 0 (off) or positive, got -1"),
+    ("negative worker count", "fresh", "train", {"input.num_workers": -2}, None,
+     "input.num_workers must be 0 (in-process) or positive, got -2"),
     # -- workdirs and checkpoints
     ("workdir is an existing file", "file", "train", {}, None, "cannot write to workdir"),
     ("eval of an empty workdir", "fresh", "eval", {}, None,
@@ -311,12 +315,13 @@ CONFIG_FILES = {
 CLI_CASES = [
     ("unknown config field", ["--config=configs/synthetic.py:smoke",
                               "--config.optimizer.learning_rat=1e-3"],
-     'Did you mean "learning_rate" instead of "learning_rat"?'),
+     "--config.optimizer.learning_rat: the config has no field 'learning_rat' (did you mean "
+     "'learning_rate'?)"),
     ("wrong type on the command line", ["--config=configs/synthetic.py:smoke",
                                         "--config.train.batch_size=1.5"],
      "--config.train.batch_size=1.5: invalid literal for int()"),
     ("config file without get_config", ["--config={configs}/no_get_config.py"],
-     "has no attribute 'get_config'"),
+     "no_get_config.py defines no get_config() function"),
     ("config file with a syntax error", ["--config={configs}/bad_syntax.py"],
      "invalid syntax (bad_syntax.py, line 1)"),
     ("config file that raises", ["--config={configs}/raises.py"],

@@ -14,6 +14,8 @@ import pytest
 
 from fer_jax import checkpointing
 
+pytestmark = pytest.mark.slow  # end-to-end: deselect with -m 'not slow'
+
 REPO = Path(__file__).resolve().parents[1]
 # 48 videos, batch 8: 6 steps per epoch; warm-up epoch 1, exploration epoch 2, exploitation 3.
 SMOKE = ["--config=configs/sampler_synthetic.py:smoke"]

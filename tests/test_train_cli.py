@@ -14,8 +14,12 @@ import pytest
 
 from fer_jax import checkpointing
 
+pytestmark = pytest.mark.slow  # end-to-end: deselect with -m 'not slow'
+
 REPO = Path(__file__).resolve().parents[1]
-SMOKE = ["--config=configs/synthetic.py:smoke", "--config.train.epochs=3"]
+# One Grain worker process, as in the default config (:smoke reads in-process).
+SMOKE = ["--config=configs/synthetic.py:smoke", "--config.train.epochs=3",
+         "--config.input.num_workers=1"]
 
 
 def _env(devices=1):
@@ -54,12 +58,29 @@ def _assert_one_line_error(result, pattern):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """An uninterrupted smoke run (3 epochs × 6 steps, checkpoints every 2 steps)."""
+def reference_run(tmp_path_factory):
+    """An uninterrupted smoke run (3 epochs × 6 steps, checkpoints every 2 steps):
+    (workdir, completed process)."""
     workdir = tmp_path_factory.mktemp("reference")
     result = _run(workdir)
     assert result.returncode == 0, result.stderr[-3000:]
-    return workdir
+    return workdir, result
+
+
+@pytest.fixture(scope="module")
+def reference(reference_run):
+    return reference_run[0]
+
+
+def test_console_shows_steady_state_speed_and_no_warnings(reference_run):
+    """The first log line waits for a steady-state measurement (compilation excluded); later
+    ones give clips/s and an ETA; the run ends without warnings (no leaked shared memory
+    of the Grain worker)."""
+    _, result = reference_run
+    lines = [line for line in result.stdout.splitlines() if " step " in line]
+    assert lines[0].endswith("eta estimating…"), lines
+    assert all(" clips/s eta " in line for line in lines[1:]) and len(lines) > 3, lines
+    assert "Warning" not in result.stderr and "leaked" not in result.stderr, result.stderr
 
 
 def test_run_writes_checkpoints_events_and_metrics(reference):
@@ -123,9 +144,13 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(reference, tmp
 
 
 @pytest.mark.parametrize("flag, message", [
-    ("--config.train.epochz=3", 'Did you mean "epochs" instead of "epochz"?'),
+    ("--config.train.epochz=3", "--config.train.epochz: the config has no field 'epochz' (did "
+                                 "you mean 'epochs'?)"),
     ("--config.train.epochs=three", "three"),
-    ("--config=configs/missing.py", "missing.py"),
+    ("--config=configs/missing.py", "config file configs/missing.py not found; config files "
+                                    "in configs/: au_guided_synthetic.py, "),
+    ("--config=configs", "--config=configs is a folder"),
+    ("--config=fer_jax/__init__.py", "config file fer_jax/__init__.py defines no get_config()"),
     ("--config=configs/synthetic.py:huge", "unknown config argument 'huge'"),
     ("--mode=explode", "explode"),
 ])
@@ -154,3 +179,12 @@ def test_resuming_with_another_experiment_is_refused(reference, tmp_path):
     shutil.copytree(reference, workdir)
     _assert_one_line_error(_run(workdir, "--config.model.kwargs.hidden_size=64"),
                            "different experiment (differs in model)")
+
+
+def test_resuming_with_another_worker_count_names_the_one_to_use(reference, tmp_path):
+    """Grain's saved iterator position depends on the worker count."""
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    _assert_one_line_error(_run(workdir, "--config.train.epochs=4", "--config.input.num_workers=0"),
+                           "were written with input.num_workers=1; resume with "
+                           "--config.input.num_workers=1")

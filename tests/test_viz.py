@@ -220,3 +220,35 @@ def test_plots_reject_bad_input():
         viz.deletion_insertion({"rollout": {"deletion": [1.0, 0.0]}}, [0.0, 1.0])
     with pytest.raises(UserError, match="nothing to plot"):
         viz.bar_table({})
+
+
+_SEVEN = ["neutral", "anger", "disgust", "fear", "happiness", "sadness", "surprise"]
+_PARTS = ["none", "eyes", "nose", "mouth", "eyes+nose", "eyes+mouth", "nose+mouth", "all"]
+
+
+@pytest.mark.parametrize("name, draw", [
+    ("confusion_grid", lambda: viz.confusion_grid(
+        {part: np.eye(7, dtype=int) * 20 + 1 for part in _PARTS}, _SEVEN)),
+    ("trend_lines", lambda: viz.trend_lines(np.random.default_rng(0).random((7, 8)),
+                                            np.full((7, 8), 0.1), _SEVEN, title="rollout")),
+    ("trend_maps", lambda: viz.trend_maps(np.random.default_rng(1).random((7, 8, 4, 4)), _SEVEN)),
+    ("confusion_matrix", lambda: viz.confusion_matrix(np.eye(7, dtype=int), _SEVEN)),
+])
+def test_report_figures_fit_the_report_width_unscaled(name, draw):
+    """At the paper's sizes (7 classes, the 8 facial-part combinations, 8 frames) a report
+    figure is at most as wide as the report's content column, so the browser shows its text
+    at the size it was drawn (a wider one is scaled down, its numbers with it)."""
+    image = cv2.imdecode(np.frombuffer(draw(), np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape[1] <= viz.plots.REPORT_WIDTH * 100, image.shape
+
+
+def test_trend_lines_draw_one_panel_per_class_with_a_band():
+    """No overlapping error bars: each class with videos gets a panel whose band spans
+    mean ± sd (its light pixels) and whose line is the mean."""
+    mean = np.array([[0.2, 0.4, 0.6], [np.nan] * 3, [0.5, 0.5, 0.5]])
+    image = cv2.imdecode(np.frombuffer(viz.trend_lines(mean, np.full((3, 3), 0.1), _CLASSES),
+                                       np.uint8), cv2.IMREAD_COLOR)
+    one = cv2.imdecode(np.frombuffer(viz.trend_lines(mean[:1], np.full((1, 3), 0.1),
+                                                     _CLASSES[:1]), np.uint8),
+                       cv2.IMREAD_COLOR)
+    assert image.shape[1] > 1.6 * one.shape[1]  # two panels side by side, not one

@@ -24,6 +24,8 @@ from fer_jax.models import pretrained
 from fer_jax.models.convert import __main__ as convert_cli
 from fer_jax.workdir_lock import LOCK_FILE, WorkdirLock
 
+pytestmark = pytest.mark.slow  # end-to-end: deselect with -m 'not slow'
+
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = "--config=configs/synthetic.py:smoke"
 

@@ -44,6 +44,7 @@ stochastic softmax sampler plugs in here. They must be picklable (Grain workers)
 from __future__ import annotations
 
 import dataclasses
+import gc
 import signal
 from typing import Iterator, Protocol
 
@@ -425,6 +426,17 @@ def _to_iter(dataset: grain.MapDataset, num_workers: int) -> grain.IterDataset:
             grain.MultiprocessingOptions(num_workers=num_workers),
             worker_init_fn=_quiet_worker)
     return dataset.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
+
+
+def close(iterator) -> None:
+    """Stops the worker processes of an iterator of ``train_dataset`` / ``iterate_eval`` and
+    frees the shared memory of the batches they had prefetched (a no-op for in-process
+    iterators). Without it, the interpreter's resource tracker reclaims those blocks at exit
+    and warns about each. Grain's reader thread keeps its last batch in a reference cycle
+    (through the traceback of the exception that ended it): a garbage collection frees it."""
+    if hasattr(iterator, "close"):
+        iterator.close()
+        gc.collect()
 
 
 def steps_per_epoch(num_videos: int, batch_size: int) -> int:

@@ -172,21 +172,28 @@ def confusion_matrix(confusion, class_names: Sequence[str], title: str = "",
     return finish(fig, title, path)
 
 
+REPORT_WIDTH = 11.5
+"""Width (inches, 100 dpi) of the widest figure a report shows unscaled: its content column
+is 1,200 CSS px with 24 px padding each side. Wider figures are scaled down, and their
+text with them."""
+
+
 def confusion_grid(confusions: Mapping, class_names: Sequence[str], path=None) -> bytes:
     """Row-normalised confusion matrices (title -> int [C, C]) as small multiples, at most
-    4 per row, with one colour scale from 0 to 1."""
+    3 per row, with one colour scale from 0 to 1; as wide as a report shows unscaled, so
+    the cell percentages stay legible."""
     _nonempty(confusions, "confusion grid")
     confusions = {name: _confusion(matrix, class_names, f"confusion matrix {name!r}")
                   for name, matrix in confusions.items()}
-    columns = min(len(confusions), 4)
+    columns = min(len(confusions), 3)
     rows = math.ceil(len(confusions) / columns)
-    size = 1.4 + 0.4 * len(class_names)
-    fig = figure(size * columns + 1, (size + 0.5) * rows)
+    panel = min((REPORT_WIDTH - 1.0) / columns, 1.6 + 0.55 * len(class_names))
+    fig = figure(panel * columns + 1.0, (panel + 0.3) * rows)
     axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel()[len(confusions):]:
         ax.set_visible(False)
     for ax, (name, matrix) in zip(axes.ravel(), confusions.items()):
-        image = _draw_confusion(ax, matrix, class_names, True, fontsize="x-small")
+        image = _draw_confusion(ax, matrix, class_names, True, fontsize="small")
         ax.set_title(name)
     fig.colorbar(image, ax=axes, label="fraction of true class", shrink=0.8)
     return finish(fig, "", path)
@@ -226,21 +233,35 @@ def trend_maps(class_maps, class_names: Sequence[str], title: str = "", path=Non
     return finish(fig, title, path)
 
 
-def trend_lines(mean, std, class_names: Sequence[str], title: str = "", path=None) -> bytes:
-    """Per-frame mean intensity per class, float [C, T], with ``std`` [C, T] as error bars;
-    all-NaN classes (no videos) are left out."""
+def trend_lines(mean, std, class_names: Sequence[str], title: str = "", path=None,
+                ylabel: str = "mean map value") -> bytes:
+    """Per-frame means per class, float [C, T], each class in its own panel (shared axes)
+    as a line with a band of ± ``std`` [C, T]; all-NaN classes (no videos) are left out.
+    ``ylabel`` names the quantity (the report's: the mean of the normalised explanation
+    map over the frame's pixels)."""
     mean = _array(mean, (len(class_names), None), "trend means (classes, frames)")
     std = _array(std, mean.shape, "trend standard deviations (classes, frames)")
-    fig = figure(6.4, 3.8)
-    ax = fig.subplots()
+    present = np.flatnonzero(~np.isnan(mean).all(axis=1))
+    columns = max(min(len(present), 4), 1)
+    rows = max(math.ceil(len(present) / columns), 1)
+    fig = figure(min(2.7 * columns + 0.6, REPORT_WIDTH), 0.6 + 2.0 * rows)
+    axes = fig.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
     frames = np.arange(1, mean.shape[1] + 1)
-    for row in np.flatnonzero(~np.isnan(mean).all(axis=1)):
-        ax.errorbar(frames, mean[row], yerr=std[row], label=class_names[row], marker=".",
-                    capsize=2, color=f"C{row}")
-    ax.set(xlabel="frame", ylabel="mean intensity")
-    ax.grid(alpha=0.3)
-    if ax.has_data():
-        ax.legend(fontsize="small")
+    for ax in axes.ravel()[len(present):]:
+        ax.set_visible(False)
+    for ax, row in zip(axes.ravel(), present):
+        ax.fill_between(frames, mean[row] - std[row], mean[row] + std[row], alpha=0.25,
+                        color=f"C{row}", linewidth=0)
+        ax.plot(frames, mean[row], marker=".", color=f"C{row}")
+        ax.set_title(class_names[row], fontsize="medium")
+        ax.grid(alpha=0.3)
+    if not len(present):
+        axes[0, 0].text(0.5, 0.5, "no videos", ha="center", va="center",
+                        transform=axes[0, 0].transAxes, color="0.4")
+    for ax in axes[-1]:
+        ax.set_xlabel("frame")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
     return finish(fig, title, path)
 
 

@@ -141,14 +141,16 @@ def _ground_truth(doc: html.Report, results: dict) -> None:
 def _trends(doc: html.Report, results: dict, trends: dict) -> None:
     section = doc.section("Emotion trends", "trends", intro=(
         "Seed 000: class-average maps (each video min-max normalised) over the correctly "
-        "classified videos, and the per-frame mean intensity with one standard deviation."))
+        "classified videos, and the per-frame mean of those maps with one standard deviation."))
     names = results["class_names"]
     for n, (method, t) in enumerate(trends.items()):
         details = section.details(method, open=n == 0)
         details.figure(plots.trend_maps(t["maps"], names, title=method),
                        caption="Class-average maps.")
         details.figure(plots.trend_lines(t["frame_mean"], t["frame_std"], names, title=method),
-                       caption="Per-frame mean intensity.")
+                       caption="Per-frame mean of the normalised map over the frame's pixels "
+                               "(map mass, not expression intensity): mean ± 1 sd over the "
+                               "class's videos.")
 
 
 def _face_parts(doc: html.Report, results: dict) -> None:
