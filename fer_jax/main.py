@@ -130,6 +130,11 @@ def main(argv) -> None:
         std_logging.getLogger("asyncio").setLevel(std_logging.CRITICAL)
         logging.get_absl_handler().addFilter(_DropDiskFullEchoes())
         sys.unraisablehook = _quiet_closed_loop(sys.unraisablehook)
+    # Grain's workers hand batches over in shared memory; the few blocks still in flight when
+    # a run stops (those of a resumed iterator among them) are reclaimed by Python's resource
+    # tracker process at exit, which would warn about each. The tracker inherits these
+    # warning options when it starts (with the first worker).
+    sys.warnoptions.append("ignore:resource_tracker:UserWarning")
     config = _CONFIG.value
     logging.info("Config:\n%s", config)
     try:

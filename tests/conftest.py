@@ -22,8 +22,8 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".pytest_cache" / 
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 << 30))
 
-import pytest
-from absl import flags
+import pytest  # noqa: E402 — after the environment above
+from absl import flags  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):

@@ -258,8 +258,11 @@ def trend_lines(mean, std, class_names: Sequence[str], title: str = "", path=Non
     if not len(present):
         axes[0, 0].text(0.5, 0.5, "no videos", ha="center", va="center",
                         transform=axes[0, 0].transAxes, color="0.4")
-    for ax in axes[-1]:
-        ax.set_xlabel("frame")
+    for column in range(columns):  # the lowest drawn panel of each column carries the axis
+        shown = [ax for ax in axes[:, column] if ax.get_visible()]
+        if shown:
+            shown[-1].xaxis.set_tick_params(labelbottom=True)
+            shown[-1].set_xlabel("frame")
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel)
     return finish(fig, title, path)

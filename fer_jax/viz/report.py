@@ -41,7 +41,7 @@ def _summary(doc: html.Report, results: dict) -> None:
                     c.get("eer_accuracy")]], caption="Classification")
     section.figure(plots.confusion_matrix(np.asarray(c["confusion"]), results["class_names"],
                                           title="Confusion matrix (rows: true class)"),
-                   caption="Row-normalised confusion matrix.", width=520)
+                   caption="Row-normalised confusion matrix.")
     seconds = results["seconds"]
     section.table(["step", "seconds"], [[k, v] for k, v in seconds.items()], ndigits=1,
                   caption="Time spent (all batches, compilation included)")
