@@ -2,6 +2,8 @@
 import importlib.util
 from pathlib import Path
 
+from fer_jax import configs
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -14,8 +16,8 @@ def module(name: str):
 
 
 def load(name: str, arg: str = ""):
-    """``configs/<name>.py:<arg>`` → its ConfigDict."""
-    return module(name).get_config(arg)
+    """``configs/<name>.py:<arg>`` → its ConfigDict (as ``--config=`` reads it)."""
+    return configs.load(f"{CONFIG_DIR / name}.py:{arg}" if arg else f"{CONFIG_DIR / name}.py")
 
 
 def smoke(**overrides):

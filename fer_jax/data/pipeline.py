@@ -46,7 +46,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import signal
-import time
 from typing import Iterator, Protocol
 
 import grain
@@ -434,13 +433,12 @@ def close(iterator) -> None:
     frees the shared memory of the batches they had prefetched (a no-op for in-process
     iterators). Without it, the interpreter's resource tracker reclaims those blocks at exit
     and warns about each. Grain's reader thread keeps its last batch in a reference cycle
-    (through the traceback of the exception that ended it): a garbage collection frees it,
-    and Grain unlinks freed blocks on a background thread, which gets a moment to do so
-    before the process may exit (0.2 s, once per run)."""
+    (through the traceback of the exception that ended it): a garbage collection frees it.
+    (Grain unlinks freed blocks on a background thread; one still pending at exit is
+    reclaimed by the tracker, whose warning ``fer_jax.main`` filters.)"""
     if hasattr(iterator, "close"):
         iterator.close()
         gc.collect()
-        time.sleep(0.2)
 
 
 def steps_per_epoch(num_videos: int, batch_size: int) -> int:
