@@ -26,7 +26,7 @@ import jax.numpy as jnp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import seconds_per_call  # noqa: E402
 
-from fer_jax import checkpointing, train  # noqa: E402
+from fer_jax import checkpointing, experiment, train  # noqa: E402
 
 
 def _config(path: str):
@@ -52,7 +52,7 @@ def main() -> None:
     config = _config(args.config)
     workdir = Path(tempfile.mkdtemp(prefix="integrity_"))
     try:
-        run = train.Run(config, str(workdir))
+        run = experiment.Run(config, str(workdir))
         tx, _ = train.make_optimizer(config, 100)
         params, model_state = jax.jit(run.init_variables)(jax.random.PRNGKey(0))
         state = train.TrainState(jnp.int32(0), params, model_state, tx.init(params),

@@ -44,7 +44,7 @@ ZOO = {
     "early_fusion_cnn": (dict(), (16, 100, 100, 1)),
 }
 
-TIMESFORMER_PRESETS = {  # HF config fields; 'base' is the seed-000 model (ViT-B/16, 8×224)
+TIMESFORMER_PRESETS = {  # HF config fields; 'base' is Du Toit's model (ViT-B/16, 8×224)
     "small": dict(image_size=112, patch_size=16, num_frames=8, hidden_size=384,
                   num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536),
     "base": dict(image_size=224, patch_size=16, num_frames=8, hidden_size=768,

@@ -4,7 +4,7 @@
     python benchmarks/preprocess.py --videos 8 --frames 48 --fan-weights 2DFAN4-11f355bf06.pth.tar
 
 Part 1, per backend and input: videos/s and frames/s of detection + tracking + landmarks +
-alignment (``FaceProcessor``) and of the same plus the seed-003 AU maps of the crops, on
+alignment (``FaceProcessor``) and of the same plus the AU maps (Belharbi et al.) of the crops, on
 (a) synthetic face videos rendered at 128 px and (b) a real face (scikit-image's astronaut)
 moved across a 480×360 frame (CREMA-D's frame size), with ratios against dlib measured in
 the same run. face_alignment runs with the weights of ``--fan-weights``; without them it runs

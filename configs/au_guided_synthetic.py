@@ -1,11 +1,11 @@
-"""AU-guided training (seed 003) on the built-in synthetic benchmark, whose videos carry their
-landmarks, hence exact AU heatmaps.
+"""AU-guided training (Belharbi et al.) on the built-in synthetic benchmark, whose videos carry
+their landmarks, hence exact AU heatmaps.
 
 A narrow 2D ResNet-50-style network (bottleneck blocks, one per stage, an eighth of the
-channels) with seed 003's "large maps" (layer3 / layer4 stride 1: 6×6 maps of 48-pixel
+channels) with the "large maps" of Belharbi et al. (layer3 / layer4 stride 1: 6×6 maps of 48-pixel
 frames) classifies 8 evenly spaced frames per video (per-frame logits averaged). The loss is
-cross-entropy + λ · (1 − cos(T, A)), T = channel mean of the last block (seed 003's layer 5)
-per frame, A = the AU heatmaps of the video's expression; λ = 4 as seed 003 on RAF-DB.
+cross-entropy + λ · (1 − cos(T, A)), T = channel mean of the last block (their layer 5)
+per frame, A = the AU heatmaps of the video's expression; λ = 4 as Belharbi et al. use on RAF-DB.
 ATT-COS and CAM-COS are measured on validation after every epoch and by --mode=eval.
 
   python -m fer_jax.main --config=configs/au_guided_synthetic.py --workdir=runs/au_guided

@@ -1,4 +1,4 @@
-"""Seed 001, chapter 3: C3D on AFEW with uniform clip sampling or, with ``:softmax``, temporal
+"""Ayral's thesis, chapter 3: C3D on AFEW with uniform clip sampling or, with ``:softmax``, temporal
 stochastic softmax.
 
 Stated by the thesis: C3D pretrained on Sports-1M with the temporal stride removed from every

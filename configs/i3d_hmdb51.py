@@ -1,5 +1,5 @@
-"""Seed 001, chapter 3: I3D Inception-v1 (RGB) on HMDB-51 with uniform clip sampling or, with
-``:softmax``, temporal stochastic softmax.
+"""Ayral's thesis, chapter 3: I3D Inception-v1 (RGB) on HMDB-51 with uniform clip sampling
+or, with ``:softmax``, temporal stochastic softmax.
 
 Stated by the thesis: I3D pretrained on ImageNet and Kinetics (kinetics_i3d_pytorch port),
 temporal strides removed, 16-frame clips, batch 16 on two GPUs; HMDB-51's 51 classes, three

@@ -1,4 +1,4 @@
-"""Seed 001, chapter 2: dense 3D ResNet-18 with 2-step pooling on AFEW.
+"""Ayral's thesis, chapter 2: dense 3D ResNet-18 with 2-step pooling on AFEW.
 
 Stated by the thesis: Hara et al.'s Kinetics-pretrained ResNet-18 (shortcut A, 33M
 parameters); new head a 1×1×1 convolution to the 7 classes; the temporal stride removed

@@ -1,6 +1,6 @@
-"""Seed 003: AU-guided ResNet-50 on AffectNet (7 classes, contempt left out).
+"""Belharbi et al.: AU-guided ResNet-50 on AffectNet (7 classes, contempt left out).
 
-Seed 003 reports, with CAM: accuracy 60.88 → 62.37 % and CAM-COS 0.56 → 0.69 (ATT-COS at
+Belharbi et al. report, with CAM: accuracy 60.88 → 62.37 % and CAM-COS 0.56 → 0.69 (ATT-COS at
 layer 5: 0.64 → 0.82) without → with the AU alignment. Stated for AffectNet: 20 epochs, batch
 224 (the authors' code); the shared settings are in ``configs.au_guided_resnet50``. Protocol
 ``official``: training.csv (10 % held out, stratified, for model selection) and

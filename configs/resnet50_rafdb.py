@@ -1,6 +1,6 @@
-"""Seed 003: AU-guided ResNet-50 on RAF-DB (basic emotions, 7 classes).
+"""Belharbi et al.: AU-guided ResNet-50 on RAF-DB (basic emotions, 7 classes).
 
-Seed 003 reports, with CAM: accuracy 88.20 → 88.95 % and CAM-COS 0.55 → 0.70 (ATT-COS at
+Belharbi et al. report, with CAM: accuracy 88.20 → 88.95 % and CAM-COS 0.55 → 0.70 (ATT-COS at
 layer 5: 0.57 → 0.85) without → with the AU alignment. Stated for RAF-DB: 100 epochs, batch
 32; the shared settings are in ``configs.au_guided_resnet50``. Protocol ``official``: the
 train partition (10 % held out, stratified, for model selection) and the test partition.

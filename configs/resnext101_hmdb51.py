@@ -1,4 +1,4 @@
-"""Seed 001, chapter 3: 3D ResNeXt-101 on HMDB-51 with uniform clip sampling or, with
+"""Ayral's thesis, chapter 3: 3D ResNeXt-101 on HMDB-51 with uniform clip sampling or, with
 ``:softmax``, temporal stochastic softmax.
 
 Stated by the thesis: Hara et al.'s Kinetics-pretrained ResNeXt-101 (cardinality 32,

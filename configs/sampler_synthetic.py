@@ -1,5 +1,5 @@
-"""Temporal stochastic softmax vs uniform clip sampling (seed 001, chapter 3) on the synthetic
-benchmark, whose per-frame ground truth tells where the expression is.
+"""Temporal stochastic softmax vs uniform clip sampling (Ayral's thesis, chapter 3) on the
+synthetic benchmark, whose per-frame ground truth tells where the expression is.
 
 Videos of 32 frames hold one expression event (onset 2–4, apex 4–8, offset 2–4 frames) at a
 random time, plus nuisance segments (occluders, brightness drops, a distractor expression); a

@@ -1,4 +1,4 @@
-"""Seed 002: spatial CNN (SCN) on 20 stacked 224×224 grayscale frames, CK+.
+"""Gund et al.: spatial CNN (SCN) on 20 stacked 224×224 grayscale frames, CK+.
 
 Stated by the paper: 7 classes (see tcn_ckplus.py); 20 frames per video stacked as channels,
 224×224 grayscale; three blocks of two 3×3 convolutions (64, 128, 256) with batch

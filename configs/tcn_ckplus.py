@@ -1,4 +1,4 @@
-"""Seed 002: temporal convolutional network (TCN) on 68 facial landmarks × 20 frames, CK+.
+"""Gund et al.: temporal convolutional network (TCN) on 68 facial landmarks × 20 frames, CK+.
 
 Stated by the paper: 7 classes (the 6 basic expressions of CK+ without contempt, plus a
 neutral class built from first frames); videos resampled to 20 frames; OpenFace 68-point

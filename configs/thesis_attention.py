@@ -1,4 +1,4 @@
-"""Seed 001, chapter 4: attention modules for 3D CNNs (Tables 4.1–4.6).
+"""Ayral's thesis, chapter 4: attention modules for 3D CNNs (Tables 4.1–4.6).
 
 One config per row: ``thesis_attention.py:ROW`` with ROW one of the names below (default
 ``baseline``), inserted between the feature extractor and the classifier of the inflated VGG-16

@@ -1,10 +1,10 @@
-"""Seed 001, chapter 2: how variable-length videos become fixed-size training samples
+"""Ayral's thesis, chapter 2: how variable-length videos become fixed-size training samples
 (Tables 2.3 and 2.4), with the inflated VGG-16 on AFEW (``resnet`` for the dense 3D ResNet-18).
 
   clip    fixed-length clip extraction: F consecutive frames at a random start (short videos
           padded, ``input.pad``); at test time the fully convolutional network over the whole
           video (per-frame scores averaged).
-  resize  temporal resize: F frames evenly spaced over the whole video (seed 000's 8 frames;
+  resize  temporal resize: F frames evenly spaced over the whole video (Du Toit's 8 frames;
           the frame rate varies from video to video); at test time the same resize.
   frames8 / frames16 / frames32 / frames64   the clip length F (default 16).
 

@@ -1,4 +1,4 @@
-"""Seed 001, chapter 2: where and how a 3D ResNet-18 pools space and time (Tables 2.1, 2.2).
+"""Ayral's thesis, chapter 2: where and how a 3D ResNet-18 pools space and time (Tables 2.1, 2.2).
 
 ``thesis_pooling.py:VARIANT`` with VARIANT one of ``avg_features`` (3D average of the last
 feature maps, then the classifier: Hara et al.'s network), ``max_features``, ``avg_scores``,

@@ -1,4 +1,4 @@
-"""Seed 000: TimeSformer (divided space-time attention) trained from scratch on CREMA-D.
+"""Du Toit: TimeSformer (divided space-time attention) trained from scratch on CREMA-D.
 
 Stated by the paper: 6 classes (anger, disgust, fear, happiness, neutral, sadness); 7,442 clips
 of 91 actors split randomly 90 % train / 5 % validation / 5 % test; faces cropped per frame

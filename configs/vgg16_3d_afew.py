@@ -1,5 +1,5 @@
-"""Seed 001, chapter 3: inflated VGG-16 on AFEW with uniform clip sampling (the baseline) or, with
-``:softmax``, temporal stochastic softmax.
+"""Ayral's thesis, chapter 3: inflated VGG-16 on AFEW with uniform clip sampling (the
+baseline) or, with ``:softmax``, temporal stochastic softmax.
 
 Stated by the thesis: 2D VGG-16 pretrained on VGG-Face then FER2013, every convolution
 inflated to 3×3×3, no temporal pooling or stride, fc6/fc7 per frame, head of two 1×1×1

@@ -1,4 +1,4 @@
-"""AU-guided training (seed 003): cross-entropy + λ · (1 − cos(T_l, A)).
+"""AU-guided training (Belharbi et al.): cross-entropy + λ · (1 − cos(T_l, A)).
 
 The layer attention ``T_l`` is the channel mean of the activation grid of layer ``l``
 (``attribution.channel_mean``): per frame for video models, ``[B, T', h, w]`` for 2D and 3D
@@ -12,12 +12,12 @@ function the evaluation uses for ATT-COS / CAM-COS (there with the map upsampled
 Samples whose ``A`` is empty — neutral expressions, videos without landmarks — are invalid:
 the alignment term is the mean of ``1 − R`` over the valid samples of the batch (0 when there
 are none), so they are trained with cross-entropy only. With several layers the term is the
-mean of the per-layer terms (seed 003, Table 3).
+mean of the per-layer terms (Belharbi et al., Table 3).
 
-Options (``config.au_guidance``): ``weight`` (λ; seed 003 uses 4 on RAF-DB, 0 = off),
+Options (``config.au_guidance``): ``weight`` (λ; Belharbi et al. use 4 on RAF-DB, 0 = off),
 ``layers`` (comma-separated module paths, '' = the model's ``attribution_layer``: the last
-ResNet stage, seed 003's layer 5), ``measure`` (report ATT-COS and CAM-COS in validation and
-``--mode=eval``; always on when λ > 0), ``cam_method`` (the CAM-COS map: '' = ``cam`` for
+ResNet stage, layer 5 of Belharbi et al.), ``measure`` (report ATT-COS and CAM-COS in validation
+and ``--mode=eval``; always on when λ > 0), ``cam_method`` (the CAM-COS map: '' = ``cam`` for
 models whose head is global average pooling → linear, else ``grad_cam``).
 """
 from __future__ import annotations
@@ -39,6 +39,12 @@ class Guidance:
     layers: tuple[str, ...]     # module paths whose channel mean is aligned
     cam_method: str             # explanation method of CAM-COS (evaluation/explainers.py)
 
+    @property
+    def trains(self) -> bool:
+        """Whether the alignment term is part of the training loss (λ > 0); else the
+        alignment is only measured."""
+        return self.weight > 0
+
 
 def from_config(config, model) -> Guidance | None:
     """The guidance of ``config`` for ``model``, or None when neither trained nor measured.
@@ -49,7 +55,7 @@ def from_config(config, model) -> Guidance | None:
     weight = float(options.get("weight", 0.0))
     if weight < 0:
         raise UserError(f"au_guidance.weight must be >= 0, got {weight}")
-    if not (weight > 0 or options.get("measure", False)):
+    if not (weight > 0 or options.get("measure", False)):  # neither trained nor measured
         return None
     if config.input.get("modality", "rgb") == "landmarks":
         raise UserError("AU guidance aligns pixel feature maps with AU heatmaps; a landmark "

@@ -1,4 +1,4 @@
-"""Score-table clip sampling inside a training run (seed 001, chapter 3).
+"""Score-table clip sampling inside a training run (Ayral's thesis, chapter 3).
 
 ``ClipSampling`` connects ``fer_jax.sampling`` to the training loop:
 

@@ -3,7 +3,7 @@
 ``defaults()`` holds every field the trainer reads, with its meaning; an experiment file
 starts from it and changes what its paper states. ``synthetic_dataset()`` and ``smoke()``
 run any experiment at tiny size on the built-in synthetic benchmark (``:smoke``), which is
-how the tests exercise every seed configuration without its dataset.
+how the tests exercise every paper's configuration without its dataset.
 """
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ def defaults() -> ml_collections.ConfigDict:
         plateau_factor=0.5,       # plateau: multiply the lr by this when the epoch's mean
         plateau_patience=2,       # training loss has not improved for this many epochs
         step_epochs=4.0,          # step: multiply the lr by step_factor every step_epochs
-        step_factor=0.9,          # epochs (PyTorch's StepLR; seed 003: 4 and 0.9)
+        step_factor=0.9,          # epochs (PyTorch's StepLR; Belharbi et al.: 4 and 0.9)
     )
 
     config.train = dict(
@@ -171,12 +171,14 @@ def defaults() -> ml_collections.ConfigDict:
         grid=0,                   # occlusion cells per side (0 = the model's patch grid,
                                   # else 8)
         fill=0.0,                 # occluded pixels, [0, 1] units (0 = black)
-        fractions=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5),  # seed 000: share of cells per frame
-        frame_counts=(0, 1, 2, 3, 4),              # seed 000: frames occluded
+        fractions=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5),  # Du Toit: share of cells per frame
+        frame_counts=(0, 1, 2, 3, 4),              # Du Toit: frames occluded
         deletion_steps=16,        # deletion / insertion curve points − 1
         min_intensity=0.5,        # ground truth: frames at least this expressive count
         region_threshold=0.5,     # ground truth: AU heatmap level inside the region
         examples_per_class=1,     # report: example videos per class with overlays
+        measurements="",          # report: measurement names, comma-separated ('' = all;
+                                  # the list: fer_jax/evaluation/measurements/__init__.py)
     )
     config.predict = dict(        # --mode=predict on any video / image / folder (fer_jax/predict.py)
         input="",                 # a video, an image, or a folder of them
@@ -197,7 +199,7 @@ def defaults() -> ml_collections.ConfigDict:
         overlay_width=960,        # width of the overlay video (panels tiled 2 per row)
         gif_frames=48,            # frames of overlay.gif (evenly spaced, at most 480 px wide)
     )
-    config.au_guidance = dict(    # AU-guided training, seed 003 (fer_jax/au_guidance.py)
+    config.au_guidance = dict(    # AU-guided training, Belharbi et al. (fer_jax/au_guidance.py)
         weight=0.0,               # λ of CE + λ·(1 − cos(T_l, A)); 0 = cross-entropy only
         layers="",                # comma-separated module paths whose channel mean T_l is
                                   # aligned ('' = the model's attribution_layer)
@@ -205,7 +207,7 @@ def defaults() -> ml_collections.ConfigDict:
                                   # (always on when weight > 0; needs landmarks)
         cam_method="",            # CAM-COS map: '' = cam (GAP → linear heads) else grad_cam
     )
-    config.sampler = dict(        # score-table clip sampling (fer_jax/sampling; seed 001 ch. 3)
+    config.sampler = dict(        # score-table clip sampling (fer_jax/sampling; Ayral ch. 3)
         name="",                  # '' = input.train_clip | uniform | stochastic_softmax |
                                   # reinforce
         gamma=1.0,                # gamma_s of Eq. 3.8
@@ -221,7 +223,7 @@ def defaults() -> ml_collections.ConfigDict:
 
 def thesis_chapter3(config: ml_collections.ConfigDict, *, clip_frames: int = 16,
                     image_size: int = 112, max_frames: int = 128) -> ml_collections.ConfigDict:
-    """Training settings shared by the thesis' chapter-3 experiments (seed 001).
+    """Training settings shared by the chapter-3 experiments of Ayral's thesis.
 
     Stated: dense 3D CNN (no temporal stride) whose per-frame scores are max-pooled over the
     F = 16 frames of the training clip; uniformly sampled clips (Eq. 3.7); SGD with momentum
@@ -276,7 +278,7 @@ def hmdb51_i3d(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def thesis_chapter2(config: ml_collections.ConfigDict, *, clip_frames: int = 16,
                     image_size: int = 112, max_frames: int = 128) -> ml_collections.ConfigDict:
-    """Training settings of the thesis' chapter 2 (seed 001): ``thesis_chapter3``'s clips,
+    """Training settings of chapter 2 of Ayral's thesis: ``thesis_chapter3``'s clips,
     augmentation and dense model, with the chapter's own optimisation and pooling.
 
     Stated: Adam, weight decay 0.3 for the 3D CNN and 0.2 for the classifier, dropout 30 % on
@@ -332,8 +334,9 @@ def stochastic_softmax(config: ml_collections.ConfigDict,
 
 def au_guided_resnet50(config: ml_collections.ConfigDict, args: set[str], *, batch_size: int,
                        epochs: int) -> ml_collections.ConfigDict:
-    """Seed 003's image classifier: ResNet-50 with large maps (layer3 / layer4 stride 1, 28×28
-    maps at 224 px) trained with cross-entropy + 4 · (1 − cos(T, A)) on the last block.
+    """The image classifier of Belharbi et al.: ResNet-50 with large maps (layer3 / layer4
+    stride 1, 28×28 maps at 224 px) trained with cross-entropy + 4 · (1 − cos(T, A)) on the
+    last block.
 
     Stated: faces aligned and resized to 256×256, random 224×224 crops; SGD; λ ≈ 4 (the
     compromise of Fig. 5); alignment on the last ResNet-50 stage; model selection by accuracy.

@@ -4,8 +4,8 @@ measurements in a self-contained HTML report.
 explain
   For the videos ``explain.videos`` of ``explain.split``: every method's maps of the predicted
   (or true, ``explain.target=label``) class. Writes to ``WORKDIR/explanations/<split>_<i>/``:
-  ``<method>.png`` (frame grid: input, the seed-003 AU heatmap of the true class where the
-  dataset has landmarks, then the overlay), ``<method>.gif`` and ``.mp4`` (overlay
+  ``<method>.png`` (frame grid: input, the AU heatmap (Belharbi et al.) of the true class where
+  the dataset has landmarks, then the overlay), ``<method>.gif`` and ``.mp4`` (overlay
   animations), ``maps.npz`` (raw maps, one array per method) and ``explanations.json``.
   Models with an attention module (``model.attention``, thesis chapter 4) add what it
   computed: ``attention_mask.png`` (mask attention overlaid on the faces, per frame) and
@@ -13,7 +13,7 @@ explain
   temporal profile); adaptive softmax pooling adds ``pooling_betas.png`` (the learned β of
   each class) to the explanations folder.
   Without ``explain.methods``, AU-guided configs explain with their CAM and layer attention
-  (seed 003, Fig. 4), other models with their defaults (``evaluation/explainers.py``).
+  (Belharbi et al., Fig. 4), other models with their defaults (``evaluation/explainers.py``).
 
 report
   ``evaluation.suite.measure`` on ``explain.split`` (occlusion test, deletion / insertion,
@@ -30,10 +30,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fer_jax import atomic_files, train
+from fer_jax import atomic_files, experiment
 from fer_jax.data import pipeline
 from fer_jax.errors import UserError
 from fer_jax.evaluation import explainers as explainers_lib
+from fer_jax.evaluation import measurements as measurements_lib
 from fer_jax.evaluation import suite
 
 DEFAULT_GRID = 8
@@ -43,7 +44,7 @@ DEFAULT_GRID = 8
 class Trained:
     """A trained model ready to explain: run (model, mesh), variables and the split."""
 
-    run: train.Run
+    run: experiment.Run
     variables: dict
     checkpoint: str
     step: int
@@ -53,8 +54,8 @@ class Trained:
 
 def load(config, workdir: str) -> Trained:
     """The best (else newest) checkpoint of ``workdir`` and the split ``explain.split``."""
-    run = train.Run(config, workdir)
-    variables, which, step = run.restore_trained()
+    run = experiment.Run(config, workdir)
+    variables, which, step = run.restore_best()
     methods = config.explain.methods
     if not methods.strip() and run.guidance:
         methods = (f"{run.guidance.cam_method},"
@@ -108,7 +109,7 @@ def explain_videos(trained: Trained, config, videos: list[int], target: str = "p
     logits = suite.predict(model, variables, video, config)
     predicted = jnp.argmax(logits, -1)
     chosen = predicted if target == "predicted" else jnp.asarray(batch["label"])
-    x = train.normalise(video, config)
+    x = pipeline.normalise(video, config)
     maps = {}
     for explainer in trained.explainers:
         fn = jax.jit(functools.partial(explainer, model))
@@ -174,7 +175,7 @@ def explain(config, workdir: str) -> dict:
                  "predicted": names[predicted] if names else predicted,
                  "confidence": float(out["probabilities"][n, predicted]), "files": []}
         rows, labels = [frames], ["input"]
-        if "au_maps" in out:  # seed 003, Fig. 4: where the AUs of the true class are
+        if "au_maps" in out:  # Belharbi et al., Fig. 4: where the AUs of the true class are
             rows.append(viz.overlay(frames, out["au_maps"][n]))
             labels.append("AU map")
         for explainer in trained.explainers:
@@ -225,28 +226,30 @@ def choose_examples(labels: np.ndarray, predicted: np.ndarray, per_class: int,
 def report(config, workdir: str) -> dict:
     """``--mode=report`` (module docstring); returns the measurements (JSON part)."""
     from fer_jax.viz import report as report_lib
+    e = config.explain
+    chosen = measurements_lib.select(e.get("measurements", ""))  # names checked first
     trained = load(config, workdir)
     options = settings(config, trained.run.model)
-    e = config.explain
     results = suite.measure(trained.run.model, trained.variables, config, trained.source,
                             trained.explainers, options,
                             batch_size=e.batch_size or config.train.batch_size,
                             shard=trained.run.shard, max_videos=e.max_videos,
-                            seed=config.seed)
+                            seed=config.seed, measurements=chosen)
     labels, probabilities = results.pop("labels"), results.pop("probabilities")
     videos = choose_examples(labels, probabilities.argmax(-1), e.examples_per_class,
                              config.dataset.num_classes)
     examples = explain_videos(trained, config, videos)
     workdir = trained.run.workdir
-    trends = {label: m.pop("trends") for label, m in results["methods"].items()}
     results.update(checkpoint=trained.checkpoint, checkpoint_step=trained.step,
                    split=e.split, settings=dataclasses.asdict(options),
                    model=config.model.name, workdir=str(workdir))
-    document = report_lib.build(results, trends, examples, options)
+    document = report_lib.build(results, examples,
+                                suite.context(config, results["class_names"], options))
     document.write(workdir / "report.html")
-    np.savez_compressed(workdir / "report_trends.npz", **{
-        f"{explainer.key}_{name}": trends[explainer.label][name]
-        for explainer in trained.explainers for name in ("maps", "frame_mean", "frame_std")})
-    results["trend_videos"] = {label: t["videos"] for label, t in trends.items()}
+    method_keys = {explainer.label: explainer.key for explainer in trained.explainers}
+    for measurement in measurements_lib.applicable(chosen, results["truth"]):
+        arrays = measurement.export(results, method_keys)  # e.g. trend maps
+        if arrays is not None:
+            np.savez_compressed(workdir / f"report_{measurement.name}.npz", **arrays)
     atomic_files.write_json(workdir / "report.json", results)
     return results

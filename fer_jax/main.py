@@ -60,16 +60,19 @@ def _print_eval(result: dict) -> None:
 
 
 def _print_report(results: dict) -> None:
+    """The console table: per method, the measurements' ranking columns that have a short
+    header (``evaluation/measurements``), then the seconds it took."""
+    from fer_jax.evaluation import measurements
     c = results["classification"]
     print(f"{results['split']}: {results['videos']} videos, accuracy {c['accuracy']:.4f}, "
           f"macro F1 {c['macro_f1']:.4f}")
-    print(f"{'method':<22s}{'occl. diff':>11s}{'deletion':>10s}{'insertion':>10s}"
-          f"{'AU energy':>10s}{'pointing':>10s}{'CAM-COS':>9s}{'seconds':>9s}")
-    for label, m in results["methods"].items():
-        cells = [m["occlusion"]["mean_difference"], m["deletion"]["auc"],
-                 m["insertion"]["auc"], (m.get("energy_inside") or {}).get("mean"),
-                 (m.get("pointing_game") or {}).get("mean"),
-                 (m.get("au_cosine") or {}).get("macro"), results["seconds"][label]]
+    columns = {label: [column for column in row if column.short]
+               for label, row in measurements.ranking(results).items()}
+    shown = next(iter(columns.values()), [])
+    print(f"{'method':<22s}" + "".join(f"{column.short:>10s}" for column in shown)
+          + f"{'seconds':>10s}")
+    for label, row in columns.items():
+        cells = [column.value for column in row] + [results["seconds"][label]]
         print(f"{label:<22s}" + "".join("         -" if v is None else f"{v:>10.3f}"
                                         for v in cells))
     print(f"report: {Path(results['workdir']) / 'report.html'}")
@@ -149,7 +152,8 @@ def main(argv) -> None:
             print(json.dumps({"stopped": result["stopped"], "best_epoch": result["best_epoch"],
                               "best_validation_accuracy": best.get("accuracy")}))
         elif _MODE.value == "eval":
-            _print_eval(train.evaluate(config, _WORKDIR.value))
+            from fer_jax import experiment
+            _print_eval(experiment.evaluate(config, _WORKDIR.value))
         elif _MODE.value == "explain":
             from fer_jax import explain
             index = explain.explain(config, _WORKDIR.value)

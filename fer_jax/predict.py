@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from fer_jax import atomic_files, checkpointing, train
+from fer_jax import atomic_files, checkpointing, experiment
 from fer_jax.data import action_units, faces, layouts, media, pipeline, preprocess
 from fer_jax.errors import UserError
 from fer_jax.evaluation import explainers as explainers_lib
@@ -77,7 +77,7 @@ class Predictor:
         module, config, explainers = self.module, self.config, self.explainers
 
         def run(variables, clips):
-            x = train.normalise(clips, config)
+            x = pipeline.normalise(clips, config)
             logits = module.apply(variables, x, train=False)
             target = jnp.argmax(logits, -1)
             return logits, {e.label: e(module, variables, x, target) for e in explainers}
@@ -102,15 +102,15 @@ def class_names(config) -> list[str]:
     return [str(c) for c in range(count)]
 
 
-def _restore(run: train.Run, workdir: Path) -> tuple[dict, str]:
+def _restore(run: experiment.Run, workdir: Path) -> tuple[dict, str]:
     """Variables of the best (else newest) checkpoint of ``workdir`` and their description."""
-    variables, which, step = run.restore_trained(workdir)
+    variables, which, step = run.restore_best(workdir)
     return variables, f"{workdir} ({which} checkpoint, step {step})"
 
 
 def load(config, workdir: str) -> Predictor:
     """The model of ``workdir`` (its checkpoint) or of ``model.init_from`` (module docstring)."""
-    run = train.Run(config, workdir)
+    run = experiment.Run(config, workdir)
     init_from = config.model.get("init_from", "")
     if checkpointing.has_checkpoints(run.workdir):
         variables, source = _restore(run, run.workdir)
@@ -268,10 +268,11 @@ def video_prediction(logits: np.ndarray, valid: np.ndarray, names: list[str],
 
 def au_alignment(maps: dict, frames: FaceFrames, predicted: np.ndarray, names: list[str],
                  settings, config) -> dict:
-    """Per predicted expression class: how each method's maps fall on the seed-003 AU regions
-    of that class, drawn from each face frame's landmarks: ``energy_share`` (positive map mass
-    inside the regions), ``pointing_game`` (share of frames whose map maximum lies inside) and
-    ``uniform`` (the region's share of the face crop: what a uniform map scores in both)."""
+    """Per predicted expression class: how each method's maps fall on the AU regions
+    (Belharbi et al.) of that class, drawn from each face frame's landmarks: ``energy_share``
+    (positive map mass inside the regions), ``pointing_game`` (share of frames whose map
+    maximum lies inside) and ``uniform`` (the region's share of the face crop: what a uniform
+    map scores in both)."""
     size = int(config.input.image_size)
     has_points = np.isfinite(frames.landmarks).all(axis=(1, 2)) & frames.valid
     out = {}

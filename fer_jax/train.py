@@ -13,27 +13,28 @@ a checkpoint of the same experiment. It writes to ``workdir``:
                       validation/{att_cos,cam_cos}
   metrics.json        best and final validation metrics, per-epoch history, throughput
 
-Data parallelism: a 1-D ``Mesh`` over all devices with axis ``data``; batches are sharded
-along it, parameters and optimiser state replicated. The same code runs on one CPU, on
+Data parallelism (``experiment.Run``): a 1-D ``Mesh`` over all devices with axis ``data``;
+batches are sharded along it, parameters and optimiser state replicated. The same code runs on one CPU, on
 ``XLA_FLAGS=--xla_force_host_platform_device_count=N``, on a GPU/TPU host and over several
 processes (``fer_jax/distributed.py``): each process loads its rows of every global batch,
 metrics are computed from replicated sums and gathered predictions, so every process sees
 the same numbers, and process 0 writes the files.
 
-Preemption: SIGTERM makes the run save a checkpoint at the end of the step in progress and
+Preemption (``interrupts.py``): SIGTERM makes the run save a checkpoint at the end of the step in progress and
 raise ``Preempted`` (``python -m fer_jax.main`` exits with status 143); the same command
 resumes from it. A SIGKILL loses at most the steps since the last checkpoint; checkpoints are
 written to temporary directories and renamed when complete.
+
+This module holds the training state, the optimiser, the train step, progress reporting and
+the loop. The model, mesh, restore and workdir checks live in ``experiment.py``; the
+validation step in ``evaluation/classification.py``.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import re
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -44,94 +45,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from fer_jax import atomic_files, au_guidance, checkpointing, configs, models
+from fer_jax import atomic_files, au_guidance, checkpointing
 from fer_jax.attribution import LayerTaps
 from fer_jax.clip_sampling import ClipSampling
-from fer_jax.models import attention, pooling, pretrained
-from fer_jax.data import pipeline, sources
+from fer_jax.data import pipeline
 from fer_jax.data.pipeline import normalise
 from fer_jax.errors import UserError
-from fer_jax.evaluation import explainers, localisation
-from fer_jax.evaluation import metrics as metrics_lib
-from fer_jax.evaluation.metrics import gather_predictions
+from fer_jax.experiment import Run, check_input_config, check_same_experiment, \
+    experiment_identity
+from fer_jax.interrupts import Preempted, StopRequest
+from fer_jax.models import pretrained
 from fer_jax.workdir_lock import WorkdirLock
 
-# Config fields that fix array shapes or the data order: a workdir's checkpoints can only be
-# resumed by a config that agrees on them.
-RESUME_KEYS = ("seed", "dataset", "model", "input.clip_frames", "input.image_size",
-               "input.modality", "input.pad", "sampler", "optimizer.trainable",
-               "input.train_clip", "train.batch_size", "optimizer.name",
-               "optimizer.accumulation_steps", "schedule.name", "au_guidance.weight",
-               "au_guidance.layers")
-# What a trained model's checkpoint must agree with to be evaluated (any split size).
-MODEL_KEYS = ("model", "dataset.num_classes", "input.clip_frames", "input.image_size",
-              "input.modality")
+__all__ = ["Preempted", "TrainingDiverged", "TrainState", "make_optimizer", "apply_model",
+           "train_step", "zero_train_sums", "check_train_config", "train_and_evaluate"]
 
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
-
-
-class Preempted(Exception):
-    """SIGTERM or Ctrl-C stopped the run after saving a checkpoint (run the command again to
-    resume); ``signal_name`` says which."""
-
-    def __init__(self, message: str, signal_name: str = "SIGTERM"):
-        super().__init__(message)
-        self.signal_name = signal_name
-
-
-class _StopRequest:
-    """SIGTERM and SIGINT (Ctrl-C) handler for the duration of a training run: the signal only
-    sets a flag, and the training loop saves a checkpoint and stops at the end of the step in
-    progress. A second Ctrl-C stops at once (KeyboardInterrupt; the last checkpoint stays).
-
-    With several processes each receives its own signal, at its own step; they must stop
-    together (checkpoints are collective), so the flag is only read at steps every process
-    reaches (``agreed``: log and checkpoint steps), where one small all-gather tells whether
-    any process was asked to stop."""
-
-    def __init__(self):
-        self.requested = False
-        self.signal_name = "SIGTERM"
-        self._previous = {}
-
-    def __enter__(self) -> "_StopRequest":
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                if signal.getsignal(signum) is not signal.SIG_IGN:  # e.g. nohup, `cmd &`
-                    self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if signum == signal.SIGINT and self.requested:
-            raise KeyboardInterrupt  # the second Ctrl-C: stop now
-        if signum == signal.SIGINT:
-            print("\nfer_jax: Ctrl-C: saving a checkpoint at the end of this step (press it "
-                  "again to stop at once)", file=sys.stderr, flush=True)
-        self.requested = True
-        self.signal_name = signal.Signals(signum).name
-
-    def agreed(self, sync_point: bool) -> bool:
-        """Whether to stop after this step: the flag itself in a single process; with several,
-        at ``sync_point`` steps whether any process has it, else False."""
-        if jax.process_count() == 1:
-            return self.requested
-        if not sync_point:
-            return False
-        return bool(multihost_utils.process_allgather(np.int32(self.requested)).any())
-
-    def stopped(self, step: int) -> "Preempted":
-        """The exception that ends the run after the checkpoint of ``step`` is saved."""
-        return Preempted(_preempted_message(step, self.signal_name), self.signal_name)
-
-    def __exit__(self, *exc) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
-        self._previous = {}
 
 
 @flax.struct.dataclass
@@ -252,7 +184,7 @@ def train_step(state: TrainState, batch: dict, sums: dict, *, model, tx, config,
                                   config.train.label_smoothing)
 
     x = normalise(batch["video"], config)
-    aligned = guidance is not None and guidance.weight > 0
+    aligned = guidance is not None
 
     def loss_fn(params):
         with LayerTaps(guidance.layers if aligned else ()) as taps:
@@ -289,288 +221,10 @@ def train_step(state: TrainState, batch: dict, sums: dict, *, model, tx, config,
     return TrainState(state.step + 1, params, model_state, opt_state, state.rng), sums, scores
 
 
-def full_video_logits(backbone, variables: dict, batch: dict, config) -> jnp.ndarray:
-    """Test-time pooling of the thesis (chapter 3): per-frame scores of the whole (padded)
-    video ``[B, L, C]`` from the dense ``backbone``, temporal max-pool with kernel F =
-    ``input.clip_frames`` → one score per clip start, softmax pooling over the clips that lie
-    inside the video with ``eval.pooling_gamma`` (Eq. 3.3) → ``[B, C]``. Models trained with
-    ``model.temporal_pooling='mean'`` (chapter 2) score each clip by its mean instead, so
-    with γ_p = 0 every frame of the video counts (the fully convolutional test)."""
-    scores = backbone.apply(variables, normalise(batch["video"], config), train=False)
-    if scores.ndim != 3:
-        raise UserError(f"eval.full_video needs a dense model (per-frame scores); "
-                        f"{config.model.name} returned shape {scores.shape}")
-    clip = config.input.clip_frames
-    clip_pool = pooling.clip_mean_pool if config.model.get("temporal_pooling") == "mean" \
-        else pooling.clip_max_pool
-    clips = clip_pool(scores, clip)  # [B, N, C]
-    last_start = jnp.maximum(batch["length"] - clip, 0)  # shorter videos: one padded clip
-    valid = jnp.arange(clips.shape[1])[None, :] <= last_start[:, None]
-    return pooling.softmax_pool(clips, config.eval.pooling_gamma, axis=1,
-                                mask=valid[:, :, None])
-
-
-def clip_aggregate_logits(model, variables: dict, batch: dict, config) -> jnp.ndarray:
-    """Multi-clip test protocol (``eval.clips``): the K clips of every video,
-    ``batch['video']`` ``[B, K, F, ...]``, go through ``model`` as one batch of B·K clips and
-    their logits ``[B, K, C]`` are averaged over the clips (mean of logits) → ``[B, C]``."""
-    video = batch["video"]
-    num_videos, num_clips = video.shape[:2]
-    clips = normalise(video.reshape((num_videos * num_clips,) + video.shape[2:]), config)
-    logits = model.apply(variables, clips, train=False)
-    return logits.reshape(num_videos, num_clips, -1).mean(axis=1)
-
-
-def eval_step(variables: dict, batch: dict, sums: dict, *, model, backbone, config,
-              guidance: au_guidance.Guidance | None = None):
-    """Adds the masked loss of one padded batch to ``sums``; returns ``(sums, class
-    probabilities [B, C])``.
-
-    ``variables``: ``{'params': …, **model_state}``. Clip batches go through ``model``;
-    full-video batches (``eval.full_video``) through ``full_video_logits``; multi-clip
-    batches (``eval.clips``, with ``clip_starts``) through ``clip_aggregate_logits``. With
-    ``guidance`` (the batch holds ``au_masks``) the per-class sums of ATT-COS (layer
-    attention of the guided layers, mean over layers) and CAM-COS (``guidance.cam_method``
-    for the true class) are added to ``sums['att_cos']`` / ``sums['cam_cos']`` ``[2, C]``."""
-    num_classes = config.dataset.num_classes
-    single = not ("length" in batch or "clip_starts" in batch)  # one clip per video
-    x = normalise(batch["video"], config) if single else None
-    with LayerTaps(guidance.layers if guidance else ()) as taps:
-        if "length" in batch:
-            logits = full_video_logits(backbone, variables, batch, config)
-        elif "clip_starts" in batch:
-            logits = clip_aggregate_logits(model, variables, batch, config)
-        else:
-            logits = model.apply(variables, x, train=False)
-    onehot = jax.nn.one_hot(batch["label"], num_classes)
-    mask = batch["mask"].astype(jnp.float32)
-    loss = optax.softmax_cross_entropy(logits, onehot)
-    out = {"loss": sums["loss"] + jnp.sum(loss * mask)}
-    if guidance:
-        au = batch["au_masks"]
-        attention = au_guidance.layer_attention(model, taps.outputs(model), x, guidance.layers)
-        att_cos = jnp.mean(jnp.stack([localisation.au_cosine(a, au)[0] for a in attention]), 0)
-        cam = explainers.parse(guidance.cam_method, getattr(model, "attention_type", None))
-        cam_cos, valid = localisation.au_cosine(cam(model, variables, x, batch["label"]), au)
-        valid = valid & batch["mask"]
-        out["att_cos"] = sums["att_cos"] + localisation.per_class_sums(att_cos, valid, onehot)
-        out["cam_cos"] = sums["cam_cos"] + localisation.per_class_sums(cam_cos, valid, onehot)
-    return out, jax.nn.softmax(logits)
-
-
 def zero_train_sums() -> dict:
     return {"loss": jnp.float32(0), "cross_entropy": jnp.float32(0), "correct": jnp.int32(0),
             "count": jnp.float32(0), "finite": jnp.bool_(True), "att_cos": jnp.float32(0),
             "att_count": jnp.int32(0)}
-
-
-# --------------------------------------------------------------------------- the run
-def build_model(config, dense: bool = False):
-    """The configured model; dense models (per-frame scores) are wrapped with
-    ``model.temporal_pooling`` (pooling.TemporalPooling) when it is set, unless ``dense``
-    asks for the bare per-frame model (same variables: the wrapper shares its scope)."""
-    kwargs = dict(config.model.kwargs)
-    spec = config.model.get("attention") or {}
-    if spec.get("name"):
-        if "attention" not in models.fields(config.model.name):
-            raise UserError(f"model.attention needs a 3D CNN that takes one "
-                            f"({', '.join(n for n in models.names() if 'attention' in models.fields(n))}); "
-                            f"{config.model.name} does not")
-        kwargs["attention"] = attention.build(spec["name"], **dict(spec.get("kwargs") or {}))
-    model = models.build(config.model.name, num_classes=config.dataset.num_classes, **kwargs)
-    method = config.model.get("temporal_pooling")
-    if method and not dense:
-        if method not in pooling.POOLING_METHODS:
-            raise UserError(f"unknown model.temporal_pooling {method!r}; use one of "
-                            f"{', '.join(pooling.POOLING_METHODS)}")
-        model = pooling.TemporalPooling(model, method, config.model.get("pooling_gamma", 1.0))
-    return model
-
-
-class Run:
-    """State shared by training and evaluation of one experiment in one workdir."""
-
-    def __init__(self, config, workdir: str):
-        check_input_config(config)
-        self.config = config
-        self.workdir = prepare_workdir(workdir)
-        num_devices = jax.device_count()
-        if config.train.batch_size % num_devices:
-            raise UserError(f"train.batch_size={config.train.batch_size} is not divisible by "
-                            f"the {num_devices} devices; use a multiple of {num_devices}")
-        self.mesh = Mesh(np.array(jax.devices()), ("data",))
-        self.replicated = NamedSharding(self.mesh, P())
-        self.data_sharding = NamedSharding(self.mesh, P("data"))
-        self.model = build_model(config)
-        self.backbone = build_model(config, dense=True)
-        self.guidance = au_guidance.from_config(config, self.model)
-        self.class_names = None
-
-    def source(self, split: str):
-        source = sources.build(self.config, split)
-        self.class_names = list(getattr(source, "class_names", [])) or None
-        return source
-
-    def init_variables(self, rng: jax.Array) -> tuple[Any, dict]:
-        """``(params, model_state)`` of a fresh model (``model_state``: e.g. batch_stats)."""
-        shape = (1,) + pipeline.input_shape(self.config)
-        try:
-            variables = dict(self.model.init(rng, jnp.zeros(shape, jnp.float32), train=False))
-        except ValueError as e:  # the models' own checks of their settings and input size
-            raise UserError(f"model {self.config.model.name} cannot be built for inputs "
-                            f"{shape[1:]} (input.clip_frames, input.image_size) with "
-                            f"config.model.kwargs: {e}") from None
-        variables.pop("intermediates", None)
-        return variables.pop("params"), variables
-
-    def restore_trained(self, workdir: Path | None = None) -> tuple[dict, str, int]:
-        """``(variables, 'best' | 'latest', step)`` of the best (else newest) checkpoint of
-        ``workdir`` (default: the run's), read-only, after checking that it holds a model
-        of this config (``MODEL_KEYS``)."""
-        workdir = Path(workdir or self.workdir)
-        check_same_experiment(self.config, workdir, MODEL_KEYS)
-        checkpoints = checkpointing.Checkpoints(workdir, self.config.train.keep_checkpoints,
-                                                read_only=True)
-        try:
-            return checkpoints.restore_variables(self.replicated,
-                                                 template=self.variable_shapes())
-        finally:
-            checkpoints.close()
-
-    def variable_shapes(self) -> dict:
-        """ShapeDtypeStructs of ``{'params', **model_state}`` this config builds."""
-        params, model_state = jax.eval_shape(self.init_variables, jax.random.PRNGKey(0))
-        return {"params": params, **model_state}
-
-    def shard(self, batch: dict) -> dict:
-        """This process's rows of a batch (host NumPy) → global arrays sharded over the data
-        axis (the global batch is the rows of every process, in process order)."""
-        return {k: jax.make_array_from_process_local_data(self.data_sharding, np.asarray(v))
-                for k, v in batch.items()}
-
-    def local_rows(self, batch: dict) -> dict:
-        """This process's rows of a global host batch (every row on a single process)."""
-        count, index = jax.process_count(), jax.process_index()
-        if count == 1:
-            return batch
-        rows = len(batch["mask"]) // count
-        return {k: v[index * rows:(index + 1) * rows] for k, v in batch.items()}
-
-    def evaluate(self, variables: dict, source) -> dict:
-        """Loss and classification metrics (``metrics.from_scores``: accuracy, F1, confusion,
-        ROC-AUC, EER accuracy) of ``variables`` on every video of ``source``; with AU guidance
-        also ``au_alignment`` (ATT-COS and CAM-COS per class and their macro mean over the
-        expressions, neutral left out, seed 003)."""
-        guidance = self.guidance
-        step = jax.jit(functools.partial(eval_step, model=self.model, backbone=self.backbone,
-                                         config=self.config, guidance=guidance),
-                       out_shardings=(self.replicated, self.replicated), donate_argnums=(2,))
-        sums = {"loss": jnp.float32(0)}
-        if guidance:
-            num_classes = self.config.dataset.num_classes
-            sums.update(att_cos=jnp.zeros((2, num_classes)),
-                        cam_cos=jnp.zeros((2, num_classes)))
-        sums = jax.device_put(sums, self.replicated)
-        truth = ("au_masks",) if guidance else ()
-        probabilities, labels, masks = [], [], []
-        for batch in pipeline.iterate_eval(source, self.config, truth, protocol=True):
-            sums, p = step(variables, self.shard(self.local_rows(batch)), sums)
-            probabilities.append(p)  # fetched once, after the loop
-            labels.append(batch["label"])
-            masks.append(batch["mask"])
-        result = metrics_lib.from_scores(*gather_predictions(probabilities, labels, masks),
-                                         self.class_names)
-        sums = jax.device_get(sums)
-        result["loss"] = float(sums["loss"] / max(result["count"], 1))
-        if guidance:
-            names = list(result["per_class_accuracy"])
-            expressions = [n for n in names if n != "neutral"]
-            result["au_alignment"] = {
-                "att_cos": localisation.class_means(sums["att_cos"], names, expressions),
-                "cam_cos": localisation.class_means(sums["cam_cos"], names, expressions),
-                "layers": list(guidance.layers), "cam_method": guidance.cam_method}
-        return result
-
-
-def prepare_workdir(workdir: str) -> Path:
-    """Creates ``workdir`` and checks it is writable, or raises a one-line UserError."""
-    path = Path(workdir).expanduser().absolute()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write_test{jax.process_index()}"  # one per process
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"cannot write to workdir {path}: {e.strerror or e}; "
-                        "choose another --workdir") from None
-    return path
-
-
-_MISSING = object()
-
-
-def _lookup(tree: dict, key: str):
-    """The value at dotted ``key`` of a nested dict, or ``_MISSING``."""
-    for part in key.split("."):
-        if not isinstance(tree, dict) or part not in tree:
-            return _MISSING
-        tree = tree[part]
-    return tree
-
-
-def _differs(saved, current, default) -> bool:
-    """Whether a saved config value differs from the current one; fields the saved run
-    predates (absent at any depth) count with their current default."""
-    if saved is _MISSING:
-        saved = default
-    if isinstance(saved, dict) and isinstance(current, dict):
-        default = default if isinstance(default, dict) else {}
-        return any(_differs(saved.get(k, _MISSING), current.get(k, _MISSING),
-                            default.get(k, _MISSING)) for k in set(saved) | set(current))
-    return saved != current
-
-
-def experiment_identity(config) -> dict:
-    """The config values of ``RESUME_KEYS`` as a nested dict: saved with every checkpoint, so
-    a workdir whose ``config.json`` is lost or damaged is still checked."""
-    current, identity = json.loads(config.to_json()), {}
-    for key in RESUME_KEYS:
-        value = _lookup(current, key)
-        if value is not _MISSING:
-            *parents, leaf = key.split(".")
-            node = identity
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = value
-    return identity
-
-
-def check_same_experiment(config, workdir: Path, keys: tuple[str, ...] = RESUME_KEYS) -> None:
-    """Refuses to resume checkpoints written by a config that differs in ``keys`` (default:
-    shapes and data order). The saved side is ``config.json``, or, when it is missing or
-    unreadable, the experiment identity stored in the newest checkpoint. A field the saved run
-    predates (at any depth, e.g. ``au_guidance`` or ``model.attention``) counts with its
-    default value."""
-    if not checkpointing.has_checkpoints(workdir):
-        return  # nothing to resume: e.g. a first run that stopped at a config error
-    saved = atomic_files.read_json(workdir / "config.json")
-    if saved is None:
-        saved = checkpointing.saved_experiment(workdir)
-        if saved is None:
-            if (workdir / "config.json").exists():
-                raise UserError(f"{workdir / 'config.json'} is not a valid config and the "
-                                f"checkpoints predate the experiment record that could replace "
-                                f"it; restore it from a copy, or use a new --workdir")
-            return  # checkpoints of an older version without a config: nothing to compare
-    current = json.loads(config.to_json())
-    defaults = json.loads(configs.defaults().to_json())
-    differing = []
-    for key in keys:
-        if _differs(_lookup(saved, key), _lookup(current, key), _lookup(defaults, key)):
-            differing.append(key)
-    if differing:
-        raise UserError(f"workdir {workdir} holds a run of a different experiment (differs in "
-                        f"{', '.join(differing)}); use a new --workdir or the original config")
 
 
 def _summary_writer(logdir: Path):
@@ -703,12 +357,6 @@ def init_from_pretrained(state: TrainState, path: str, tx, sharding) -> TrainSta
     return state.replace(params=params, model_state=merged, opt_state=opt_state)
 
 
-def _preempted_message(step: int, signal_name: str = "SIGTERM") -> str:
-    how = "Ctrl-C" if signal_name == "SIGINT" else signal_name
-    return (f"stopped by {how} after step {step}; checkpoint saved, run the same command "
-            "to resume")
-
-
 BEST_METRICS = ("accuracy", "macro_accuracy", "macro_f1", "roc_auc", "eer_accuracy")
 
 
@@ -739,20 +387,6 @@ def check_train_config(config) -> None:
         if not np.isfinite(value) or value < 0 or (name == "learning_rate" and value == 0):
             raise UserError(f"optimizer.{name} must be a finite number "
                             f"{'> 0' if name == 'learning_rate' else '>= 0'}, got {value}")
-
-
-def check_input_config(config) -> None:
-    """One-line errors for ``config.input`` values that would fail (or silently mislead)
-    inside the pipeline or the model."""
-    c = config.input
-    if int(c.clip_frames) < 1:
-        raise UserError(f"input.clip_frames must be at least 1, got {c.clip_frames}")
-    if int(c.image_size) < 1:
-        raise UserError(f"input.image_size must be at least 1, got {c.image_size}")
-    std, mean = np.asarray(c.std, np.float64), np.asarray(c.mean, np.float64)
-    if not (np.isfinite(std).all() and (std > 0).all() and np.isfinite(mean).all()):
-        raise UserError(f"input.std must be positive and input.mean finite (scalars or one "
-                        f"per channel), got mean {c.mean}, std {c.std}")
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
@@ -820,7 +454,7 @@ def _train_and_evaluate(config, run: Run) -> dict:
     if is_chief:  # the workdir is this experiment's: its config may now be written
         atomic_files.write_atomic(run.workdir / "config.json", config.to_json(indent=2))
 
-    guidance = run.guidance if run.guidance and run.guidance.weight > 0 else None
+    guidance = run.guidance if run.guidance and run.guidance.trains else None
     dataset = pipeline.train_dataset(train_source, config, epochs, config.seed,
                                      selector=sampling and sampling.selector,
                                      clean=bool(sampling and sampling.needs_scores),
@@ -852,7 +486,7 @@ def _train_and_evaluate(config, run: Run) -> dict:
     bar = _Progress(epochs * steps_per_epoch, int(state.step), batch_size)
     start_time = time.perf_counter()
     start_step = int(state.step)
-    stop = _StopRequest().__enter__()
+    stop = StopRequest().__enter__()
     batch = None
     try:
         step = int(state.step)
@@ -987,17 +621,3 @@ def _log_epoch(writer, record: dict, val: dict, class_names) -> None:
         if value is not None:
             writer.add_scalar(f"validation_per_class/{name}", value, step)
     writer.flush()
-
-
-def evaluate(config, workdir: str) -> dict:
-    """Evaluates the best (else latest) checkpoint on ``config.eval.split``; writes
-    ``eval_<split>.json`` in ``workdir`` and returns its metrics."""
-    run = Run(config, workdir)
-    split = config.eval.split
-    source = run.source(split)
-    variables, which, step = run.restore_trained()
-    result = run.evaluate(variables, source)
-    result.update(split=split, checkpoint=which, checkpoint_step=step)
-    if jax.process_index() == 0:
-        atomic_files.write_json(run.workdir / f"eval_{split}.json", result)
-    return result

@@ -21,7 +21,7 @@ skipped, so an interrupted sweep resumes. Options:
 * ``--eval`` also evaluates each run's best checkpoint on the test split (``--mode=eval``);
 * ``--report`` writes each run's explanation report (``--mode=report``) and adds a table
   ranking the explanation methods by their measurements, mean ± sd over the runs of each
-  setting (the seed-000 comparison of Grad-CAM, Rollout, Rollout-Grad and TIBAV for a
+  setting (Du Toit's comparison of Grad-CAM, Rollout, Rollout-Grad and TIBAV for a
   TimeSformer:
 
     python launch/sweep.py --config=configs/synthetic.py --workdir=runs/explanations \
@@ -33,10 +33,10 @@ skipped, so an interrupted sweep resumes. Options:
 At the end a table gives, in the order of the runs, each run's best validation accuracy,
 test accuracy, epoch of the best validation accuracy, for runs with a score-table sampler on
 the synthetic benchmark the Spearman correlation between the learned tables and the
-ground-truth intensity, for runs that measure the AU alignment (``au_guidance``, seed 003) the
-test ATT-COS and CAM-COS — and the mean ± sd of each over seeds per setting. ``--plot=KEY``
-draws those columns against the values of the swept field KEY (mean ± sd over seeds) in
-``WORKDIR/sweep_<KEY>.png``, e.g. seed 003's λ sweep:
+ground-truth intensity, for runs that measure the AU alignment (``au_guidance``, Belharbi et
+al.) the test ATT-COS and CAM-COS — and the mean ± sd of each over seeds per setting.
+``--plot=KEY`` draws those columns against the values of the swept field KEY (mean ± sd over
+seeds) in ``WORKDIR/sweep_<KEY>.png``, e.g. the λ sweep of Belharbi et al. (their Fig. 5):
 
   python launch/sweep.py --config=configs/au_guided_synthetic.py --workdir=runs/au_lambda \
       --seeds=0,1,2 --set=au_guidance.weight=0,1,4,16 --eval --plot=au_guidance.weight

@@ -26,14 +26,24 @@ import pytest  # noqa: E402 — after the environment above
 from absl import flags  # noqa: E402
 
 
-def pytest_collection_modifyitems(config, items):
-    """With ``--dist loadgroup`` (pytest.ini) the tests of a file run on one worker, in order
-    (they may share a module fixture, e.g. a trained run, and JAX's caches), except in files
-    that set ``INDEPENDENT_TESTS = True``: each of their tests is costly on its own and goes to
-    whichever worker is free."""
-    for item in items:
-        if not getattr(item.module, "INDEPENDENT_TESTS", False):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+# Files of independent, costly tests: each test is its own unit of work for the test workers.
+INDEPENDENT_FILES = {"test_configs.py", "test_distributed.py", "test_readme.py"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scheduling: the tests of a file run on one worker, in order (they may
+    share a module fixture, e.g. a trained run, and JAX's caches), except in
+    ``INDEPENDENT_FILES``, whose tests go one by one to whichever worker is free. (xdist's own
+    ``--dist loadgroup`` cannot express this with pytest 9: it renames node ids.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return nodeid if Path(path).name in INDEPENDENT_FILES else path
+
+    return FileScheduling(config, log)
 
 
 def pytest_configure(config):

@@ -1,4 +1,4 @@
-"""Tests of the seed-003 AU codebook and AU heatmaps (fer_jax.data.action_units)."""
+"""Tests of the AU codebook and AU heatmaps of Belharbi et al. (fer_jax.data.action_units)."""
 import cv2
 import numpy as np
 import pytest
@@ -21,7 +21,7 @@ def face64() -> np.ndarray:
 
 
 def _extract_reference(landmarks, aus, size):
-    """The extract's pipeline with integer ellipses (as cv2 draws them without sub-pixels)."""
+    """The authors' pipeline with integer ellipses (as cv2 draws them without sub-pixels)."""
     maps = []
     for unit in aus:
         canvas = np.full((size, size), 1e-4)
@@ -68,7 +68,7 @@ def test_map_is_normalised_and_neutral_is_zero(face64):
 
 def test_map_matches_the_extract_pipeline(face224):
     # At 224 px the constant radii are unscaled; these AUs have integer centres and axes, so
-    # the sub-pixel drawing must reproduce the plain integer pipeline of the extract.
+    # the sub-pixel drawing must reproduce the plain integer pipeline of the authors' code.
     for aus in ((12,), (25,), (4,), (12, 25)):
         reference = _extract_reference(face224, aus, 224)
         combined = np.max([au.au_region_map(face224, unit, 224, 224) for unit in aus], axis=0)

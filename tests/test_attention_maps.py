@@ -8,7 +8,7 @@ from fer_jax.viz import attention_maps, colourise
 
 FACE = np.array([200, 150, 100], np.uint8)  # a colour that text anti-aliasing never draws
 BETAS = {"Surprise": 3.022, "Fear": 2.263, "Angry": 2.052, "Disgust": 1.542, "Sad": 1.409,
-         "Happy": 0.562, "Neutral": 0.479}  # thesis seed 001, section 2.3.2
+         "Happy": 0.562, "Neutral": 0.479}  # Ayral's thesis, section 2.3.2
 
 
 def _decode(data: bytes) -> np.ndarray:

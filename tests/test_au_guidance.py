@@ -1,4 +1,4 @@
-"""AU-guided training (seed 003): the alignment term, its AU maps in the training pipeline,
+"""AU-guided training (Belharbi et al.): the alignment term, its AU maps in the training pipeline,
 its effect on training, and the ATT-COS / CAM-COS it reports."""
 import functools
 import json
@@ -14,7 +14,7 @@ from jax.test_util import check_grads
 
 import config_files
 from fast import fast_jit
-from fer_jax import attribution, au_guidance, configs, explain, models, train
+from fer_jax import attribution, au_guidance, configs, experiment, explain, models, train
 from fer_jax.data import action_units, augment, pipeline, sources
 from fer_jax.errors import UserError
 from fer_jax.evaluation import localisation
@@ -169,7 +169,7 @@ def _att_cos_after_training(config, runs) -> list[float]:
     steps)`` of ``runs``: ``steps`` updates with AU guidance weight ``weight``, from the same
     initialisation. The guided step measures (its sums come from the parameters before its
     update, which is discarded)."""
-    run = train.Run(config, "/tmp/unused-au-guidance-workdir")
+    run = experiment.Run(config, "/tmp/unused-au-guidance-workdir")
     source = sources.build(config, "train")
     batch = next(iter(pipeline.train_dataset(source, config, 1, seed=0, au_maps=True)))
     batch = {k: jnp.asarray(v) for k, v in batch.items()}
@@ -218,7 +218,7 @@ def test_command_line_run_reports_att_cos_and_cam_cos(tmp_path):
     last = metrics["history"][-1]
     assert 0 <= last["train"]["att_cos"] <= 1 and last["train"]["cross_entropy"] > 0
     assert -1 <= last["validation"]["att_cos"] <= 1
-    evaluated = metrics["best_validation"]  # what --mode=eval writes (train.Run.evaluate)
+    evaluated = metrics["best_validation"]  # what --mode=eval writes (experiment.Run.evaluate)
     alignment = evaluated["au_alignment"]
     assert alignment["layers"] == ["layer4_0"] and alignment["cam_method"] == "cam"
     for name in ("att_cos", "cam_cos"):
@@ -230,7 +230,7 @@ def test_command_line_run_reports_att_cos_and_cam_cos(tmp_path):
     events = list((tmp_path / "tensorboard").glob("events.*"))
     assert events and b"train/att_cos" in events[0].read_bytes()
 
-    # --mode=explain: seed 003's Fig. 4 by default (AU map, CAM, layer attention).
+    # --mode=explain: Fig. 4 of Belharbi et al. by default (AU map, CAM, layer attention).
     config = _smoke()
     config.explain.videos = "0,1"
     trained = explain.load(config, str(tmp_path))
@@ -249,7 +249,7 @@ def test_runs_saved_before_au_guidance_existed_resume_only_unguided(tmp_path):
     del saved["model"]["attention"]  # and before model.attention (a nested field)
     (tmp_path / "config.json").write_text(json.dumps(saved))
     (tmp_path / "checkpoints" / "6").mkdir(parents=True)  # a step to resume
-    train.check_same_experiment(config, tmp_path)  # defaults: the same experiment
+    experiment.check_same_experiment(config, tmp_path)  # defaults: the same experiment
     config.au_guidance.weight = 4.0
     with pytest.raises(UserError, match="differs in au_guidance.weight"):
-        train.check_same_experiment(config, tmp_path)
+        experiment.check_same_experiment(config, tmp_path)

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 
 from config_files import CONFIG_DIR, load
-from fer_jax import train
+from fer_jax import experiment, train
 from fer_jax.data import pipeline
 
-INDEPENDENT_TESTS = True  # spread over the test workers one by one (conftest.py)
 CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.py"))
 
 
@@ -24,7 +23,7 @@ def test_every_seed_experiment_has_a_config():
 @pytest.mark.parametrize("name", CONFIGS)
 def test_full_size_model_builds(name):
     config = load(name)
-    model = train.build_model(config)
+    model = experiment.build_model(config)
     x = jax.ShapeDtypeStruct((1,) + pipeline.input_shape(config), jnp.float32)
     variables = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x)
     logits = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
@@ -45,7 +44,7 @@ def test_smoke_config_trains_and_evaluates(name, tmp_path):
     result = train.train_and_evaluate(config, str(tmp_path))
     assert result["stopped"] == "completed" and result["epochs_completed"] == 1
     assert np.isfinite(result["final_validation"]["loss"])
-    evaluation = train.evaluate(config, str(tmp_path))
+    evaluation = experiment.evaluate(config, str(tmp_path))
     assert evaluation["count"] == config.dataset.test_videos
     assert json.loads((tmp_path / "config.json").read_text())["model"]["name"] == \
         config.model.name

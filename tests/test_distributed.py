@@ -19,7 +19,6 @@ from fer_jax.errors import UserError
 
 pytestmark = pytest.mark.slow  # end-to-end: deselect with -m 'not slow'
 
-INDEPENDENT_TESTS = True  # spread over the test workers one by one (conftest.py)
 REPO = Path(__file__).resolve().parents[1]
 # Stochastic softmax, 3 epochs: warm-up, exploration, exploitation (draws from the table).
 SMOKE = ["--config=configs/sampler_synthetic.py:smoke", "--config.train.checkpoint_every_steps=0"]

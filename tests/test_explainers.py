@@ -160,7 +160,7 @@ def test_call_forwards_target_and_options(monkeypatch):
 
 
 def test_call_on_a_tiny_timesformer(timesformer):
-    """Rollout through the spec equals the direct call with the seed's spatial mode; maps per
+    """Rollout through the spec equals the direct call with Du Toit's spatial mode; maps per
     frame and patch [B, T, h, w] = [1, 2, 4, 4] that, with the cls entry, sum to at most 1."""
     x = jax.random.normal(jax.random.key(0), (1, 2, 32, 32, 3))
     variables = timesformer.init(jax.random.key(1), x)

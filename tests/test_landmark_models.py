@@ -1,5 +1,5 @@
-"""Seed 002 TCN/SCN and seed 004 early-fusion CNN: parameter counts, shapes, jit + grad,
-bf16, dropout, sown feature maps."""
+"""TCN/SCN of Gund et al. and early-fusion CNN of Forsman & Singh: parameter counts, shapes,
+jit + grad, bf16, dropout, sown feature maps."""
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_jax.data import fixtures, layouts
+from fer_jax.data import datasets, fixtures, layouts
 from fer_jax.data.action_units import EXPRESSIONS
 from fer_jax.errors import UserError
 
-NAMES = ("cremad", "afew", "ckplus", "samm", "hmdb51", "hmdb8", "unbc", "biovid", "rafdb",
-         "affectnet")
+NAMES = datasets.names()  # every registered dataset; each needs a _TRUTH entry below
+KNOWN = ("cremad", "afew", "ckplus", "samm", "hmdb51", "hmdb8", "unbc", "biovid", "rafdb",
+         "affectnet")  # the datasets the specific tests below cover, in registry order
 FRAMES, SIZE, SUBJECTS = 12, 96, 2  # make_tree defaults
 
 # Published label codes, written out independently of the module under test.
@@ -97,6 +98,8 @@ def clean(tmp_path_factory):
 # --------------------------------------------------------------------------- registry
 def test_registry_names_and_metadata():
     assert tuple(layouts.LAYOUTS) == NAMES
+    assert tuple(n for n in NAMES if n in KNOWN) == KNOWN
+    assert set(_TRUTH) == set(NAMES), "add the ground truth of every dataset to _TRUTH"
     for name, layout in layouts.LAYOUTS.items():
         assert layouts.get(name) is layout and layout.name == name
         assert layout.faces in ("detect", "aligned", "none")

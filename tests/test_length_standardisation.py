@@ -1,4 +1,4 @@
-"""Video length standardisation (seed 001 §2.2.3.3): padding of short videos by
+"""Video length standardisation (Ayral's thesis, §2.2.3.3): padding of short videos by
 ``input.pad`` (repeat / loop / zeros) in every clip selector, temporal resize without padding,
 and the multi-clip test protocol ``eval.clips`` (mean of the K clips' logits)."""
 import dataclasses
@@ -12,6 +12,7 @@ import pytest
 
 from fast import fast_jit
 from fer_jax import au_guidance, configs, models, train
+from fer_jax.evaluation import classification
 from fer_jax.data import pipeline, synthetic
 from fer_jax.errors import UserError
 
@@ -241,11 +242,11 @@ def test_clip_aggregate_logits_is_the_mean_over_clips():
 
     @fast_jit
     def compute(variables, batch):
-        aggregated = train.clip_aggregate_logits(model, variables, batch, config)
-        one_by_one = jnp.stack([model.apply(variables, train.normalise(
+        aggregated = classification.clip_aggregate_logits(model, variables, batch, config)
+        one_by_one = jnp.stack([model.apply(variables, pipeline.normalise(
             batch["video"][:, k], config), train=False) for k in range(3)], axis=1)
         # eval_step dispatches multi-clip batches (``clip_starts``) to the aggregation.
-        _, probabilities = train.eval_step(variables, batch, {"loss": jnp.float32(0)},
+        _, probabilities = classification.eval_step(variables, batch, {"loss": jnp.float32(0)},
                                            model=model, backbone=model, config=config)
         return aggregated, one_by_one, probabilities
 

@@ -12,7 +12,7 @@ from fast import fast_jit
 
 from fer_jax import attribution, configs
 from fer_jax.errors import UserError
-from fer_jax.evaluation import explainers, face_parts, occlusion, suite
+from fer_jax.evaluation import explainers, face_parts, measurements, occlusion, suite
 
 
 # --------------------------------------------------------------------------- ranks
@@ -351,21 +351,19 @@ def _negative_saliency(model, variables, x, target=None):
 
 
 def _measure(explainer, truth):
-    total_cells = T * SETTINGS.grid**2
+    context = suite.context(_config(), CLASSES, SETTINGS)
+    chosen = measurements.applicable(measurements.select(""),
+                                     ("au_masks", "intensity") if truth else ())
     step = fast_jit(functools.partial(
         suite.method_step, model=OneCell(), config=_config(), explainer=explainer,
-        settings=SETTINGS, truth=truth,
-        grid_conditions=jnp.asarray(occlusion.grid_conditions(
-            SETTINGS.fractions, SETTINGS.frame_counts, SETTINGS.grid**2, T)),
-        deletion_conditions=jnp.asarray(occlusion.deletion_conditions(
-            SETTINGS.deletion_steps, total_cells))))
+        chosen=chosen, context=context))
     batch = _batch()
     if not truth:
         batch = {k: batch[k] for k in ("video", "label", "mask")}
-    sums = step(suite.zero(2, T, SETTINGS, truth), {}, batch, jax.random.key(0))
+    sums = step(suite.zero(chosen, context), {}, batch, jax.random.key(0))
     host = jax.tree.map(np.asarray, jax.device_get(sums))
     assert float(host["videos"]) == 4
-    return suite.summarise_method(host, SETTINGS, CLASSES, truth)
+    return suite.summarise_method(host, chosen, context)
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import pytest
 pytest.importorskip("dlib", reason="the face backends need the 'faces' extra")
 
 from fer_jax import configs  # noqa: E402
-from fer_jax.data import (action_units, fixtures, layouts, pipeline, preprocess,  # noqa: E402
-                          tfds_builders, tfds_source)
+from fer_jax.data import (action_units, datasets, fixtures, layouts, pipeline,  # noqa: E402
+                          preprocess, tfds_builders, tfds_source)
 from fer_jax.errors import UserError  # noqa: E402
 
 pytestmark = pytest.mark.slow  # end-to-end: deselect with -m 'not slow'
@@ -37,7 +37,7 @@ def _entries_for(summary: dict, key: str) -> list[dict]:
     return [f for f in summary["files"] if f["file"] in (key, stem)]
 
 
-@pytest.mark.parametrize("name", list(layouts.LAYOUTS))
+@pytest.mark.parametrize("name", datasets.names())
 def test_every_layout_is_built_and_every_bad_input_has_an_entry(name, tmp_path):
     raw, data = tmp_path / "raw", tmp_path / "data"
     good = fixtures.make_tree(name, raw, subjects=2, per_class=1, frames=12, image_size=96)
@@ -123,8 +123,8 @@ def test_protocol_splits_read_clips_for_the_pipeline(tmp_path):
     assert 0 <= clip["au_masks"].min() and clip["au_masks"].max() <= 1
     expression = test.class_names[int(clip["label"])]
     assert (clip["au_masks"].max() == 1) == (expression != "neutral")
-    # Stored maps = seed-003 maps of the stored landmarks, radii scaled to the face (crop
-    # without its 25 % margins), quantised to 1/255.
+    # Stored maps = the AU maps of Belharbi et al. drawn from the stored landmarks, radii
+    # scaled to the face (crop without its 25 % margins), quantised to 1/255.
     expected = action_units.au_maps(clip["landmarks"], expression, CROP, CROP,
                                     face_size=CROP / 1.5)
     np.testing.assert_allclose(clip["au_masks"], expected, atol=0.5 / 255 + 1e-6)

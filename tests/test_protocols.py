@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from fer_jax.data import protocols
+from fer_jax.data import datasets, protocols
 from fer_jax.data.protocols import Meta
 from fer_jax.errors import UserError
 
@@ -164,6 +164,7 @@ def _all_folds(dataset, protocol, seed=0):
 # --------------------------------------------------------------------------- every protocol
 def test_every_dataset_has_metadata_and_protocols():
     assert set(protocols.PROTOCOLS) == set(META)
+    assert tuple(protocols.PROTOCOLS) == datasets.names()  # every registered dataset, in order
     assert all(table for table in protocols.PROTOCOLS.values())
 
 

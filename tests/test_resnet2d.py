@@ -1,4 +1,4 @@
-"""2D ResNet-50 (seed 003): per-frame processing of video, large maps, CAM on its head."""
+"""2D ResNet-50 (Belharbi et al.): per-frame processing of video, large maps, CAM on its head."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,7 +37,7 @@ def test_large_maps_keep_an_eighth_of_the_input_resolution(tiny):
                                                                    m.attribution_layer)[0])
               for m in (model, large)]
     assert shapes[0].shape == (2, 3, 2, 2, 256)   # 64 / 32
-    assert shapes[1].shape == (2, 3, 8, 8, 256)   # 64 / 8: seed 003's 28×28 at 224
+    assert shapes[1].shape == (2, 3, 8, 8, 256)   # 64 / 8: the 28×28 of Belharbi et al. at 224
     assert model.attribution_layer == "layer4_0"
     assert models.build("resnet2d_50", num_classes=7).attribution_layer == "layer4_2"
 

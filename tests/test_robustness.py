@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import config_files
-from fer_jax import explain, train
+from fer_jax import experiment, explain, train
 from fer_jax.errors import UserError
 from fer_jax.models import pretrained
 from fer_jax.workdir_lock import LOCK_FILE
@@ -224,7 +224,7 @@ CASES = [
      ("config.json",)),
 ]
 
-CALLS = {"train": train.train_and_evaluate, "eval": train.evaluate,
+CALLS = {"train": train.train_and_evaluate, "eval": experiment.evaluate,
          "explain": explain.explain, "report": explain.report}
 
 
@@ -256,7 +256,7 @@ def test_failed_first_run_does_not_lock_the_workdir(tmp_path):
     with pytest.raises(UserError, match="use --config.train.batch_size=5 or fewer"):
         train.train_and_evaluate(_smoke_config(**{"dataset.train_videos": 5}), str(workdir))
     corrected = _smoke_config(**{"dataset.train_videos": 5, "train.batch_size": 5})
-    train.check_same_experiment(corrected, workdir)
+    experiment.check_same_experiment(corrected, workdir)
 
 
 # --------------------------------------------------------------------------- raw data

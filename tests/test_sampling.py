@@ -1,5 +1,5 @@
 """Score table and clip samplers (fer_jax.sampling) against the thesis' definitions
-(seed 001, Eqs. 3.5, 3.7–3.9, §3.2.4); the sampling map figure."""
+(Ayral, Eqs. 3.5, 3.7–3.9, §3.2.4); the sampling map figure."""
 import multiprocessing
 import os
 import pickle

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import config_files
-from fer_jax import atomic_files, checkpointing, explain, predict, train
+from fer_jax import atomic_files, checkpointing, experiment, explain, predict, train
 from fer_jax.errors import UserError
 from fer_jax.models import pretrained
 from fer_jax.models.convert import __main__ as convert_cli
@@ -125,7 +125,7 @@ def test_readers_create_move_and_delete_nothing(trained, tmp_path):
     config = _smoke(**{"explain.videos": "0", "explain.methods": "grad_cam"})
     before = sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*")
                     if p.parts[-2] in ("checkpoints", "best") or "orbax" in p.name)
-    train.evaluate(config, str(workdir))
+    experiment.evaluate(config, str(workdir))
     explain.explain(config, str(workdir))
     after = sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*")
                    if p.parts[-2] in ("checkpoints", "best") or "orbax" in p.name)
@@ -153,7 +153,7 @@ def test_init_from_weights_that_are_not_usable(tmp_path):
     with pytest.raises(UserError, match="is not a converted-weights file"):
         pretrained.load(listed)
     config = _smoke()
-    run = train.Run(config, str(tmp_path / "w"))
+    run = experiment.Run(config, str(tmp_path / "w"))
     params, state = run.init_variables(jax.random.PRNGKey(0))
     variables = jax.device_get({"params": params, **state})
     kernel = variables["params"]["classifier"]["kernel"]

@@ -37,7 +37,8 @@ METHODS = {
     "eigen_cam": eigen_cam,
     "layer_attention": layer_attention,
     "lrp": lrp,
-    # rollout is class-agnostic: its SPEC signature has no target, the registry's does.
+    # rollout is class-agnostic: its public signature (model, variables, x, **options) has no
+    # target, the registry's does.
     "rollout": lambda model, variables, x, target=None, **options: rollout(
         model, variables, x, **options),
     "rollout_grad": rollout_grad,

@@ -52,7 +52,7 @@ TimeSformer layouts (``models.timesformer``; N = h·w patches, row-major; T fram
   operators row-stochastic for rollout and equal to ``I + lift(Ā)`` for Chefer. Temporal
   operator with per-patch ``M_n [T, T]``: ``r_tok[n, :] ← r_tok[n, :] · M_n``. Temporal maps
   have no cls token, so their discarding spares no entry. ``mode`` chooses the attention used:
-  ``'both'`` (default), ``'spatial'`` (temporal attention taken as the identity; the seed's
+  ``'both'`` (default), ``'spatial'`` (temporal attention taken as the identity; Du Toit's
   TimeSformer explanations apply Chefer's rule to the spatial maps only, which is this mode)
   or ``'temporal'`` (spatial attention as the identity: the cls row only reaches the tokens
   through the mean of the per-frame cls entries, so relevance flows cls → cls and the maps
@@ -79,7 +79,6 @@ and differentiated. All functions are pure and jit- and vmap-compatible.
 from __future__ import annotations
 
 import numbers
-import re
 from typing import Any
 
 import flax.linen as nn
@@ -89,6 +88,7 @@ from flax import struct, traverse_util
 
 from fer_jax.attribution.core import Target, Variables, inference_variables, target_logits
 from fer_jax.errors import UserError
+from fer_jax.naturalsort import natural_key
 
 HEAD_FUSIONS = ("mean", "min", "max")
 MODES = ("spatial", "temporal", "both")
@@ -115,12 +115,8 @@ class AttentionMap:
 # Collecting the maps
 
 
-def _natural_key(path: str) -> list:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
-
-
 def _paths(tree: dict) -> str:
-    return ", ".join(sorted(("/".join(k) for k in tree), key=_natural_key))
+    return ", ".join(sorted(("/".join(k) for k in tree), key=natural_key))
 
 
 def _layout(model: nn.Module) -> str:
@@ -220,7 +216,7 @@ def collect(model: nn.Module, variables: Variables, x: jnp.ndarray, target: Targ
         _check_shape(model, layout, kind, path, probs)
         block = "/".join(key[:-1]) if layout == "divided_space_time" else path
         blocks.setdefault(block, []).append(AttentionMap(path, kind, probs, grads.get(key)))
-    ordered = [blocks[b] for b in sorted(blocks, key=_natural_key)]
+    ordered = [blocks[b] for b in sorted(blocks, key=natural_key)]
     if layout == "divided_space_time":
         for block in ordered:
             kinds = [m.kind for m in block]
@@ -438,7 +434,7 @@ def chefer_relevance(model: nn.Module, variables: Variables, x: jnp.ndarray,
     ``Ā = mean_h[max(∇A ⊙ A, 0)]``.
 
     ``x [B, T, H, W, C]`` → maps ``[B, T, h, w]`` (TimeSformer) or ``[B, S-1]`` (generic).
-    ``mode`` (divided attention): ``'both'`` (default), ``'spatial'`` (the seed's choice) or
+    ``mode`` (divided attention): ``'both'`` (default), ``'spatial'`` (Du Toit's choice) or
     ``'temporal'``. One forward and one backward pass for the batch.
     """
     return _explain("chefer", model, variables, x, target, "mean", 0.0, mode, name)

@@ -1,5 +1,5 @@
 """Class activation maps on an intermediate layer: CAM, Grad-CAM, Grad-CAM++, LayerCAM,
-Eigen-CAM, and the landmark CAM of seed 002.
+Eigen-CAM, and the landmark CAM of Gund et al.
 
 Each method reads the activation ``A [B, *positions, D]`` of ``layer`` (3D CNN feature maps
 ``[B, T', H', W', D]``; transformer tokens reshaped to ``[B, T, h, w, D]`` by the model's
@@ -20,7 +20,7 @@ Each method reads the activation ``A [B, *positions, D]`` of ``layer`` (3D CNN f
   right singular vector, per example; class-agnostic (``target`` is ignored). The sign of a
   singular vector is arbitrary; it is chosen so that the map correlates positively with the
   channel sum of the activations.
-* Layer attention (seed 003): the channel mean ``(1/D) Σ_k A_k`` of the layer, with no
+* Layer attention (Belharbi et al.): the channel mean ``(1/D) Σ_k A_k`` of the layer, with no
   weights and no ReLU; class-agnostic. It is what AU-guided training aligns with the
   action-unit heatmaps (ATT-COS measures it).
 
@@ -165,7 +165,7 @@ CAM_METHODS = {"grad_cam": grad_cam, "grad_cam_pp": grad_cam_pp, "layer_cam": la
 def landmark_cam(model, variables: Variables, x: jnp.ndarray, target: Target = None,
                  layer: str | None = None, method: str = "grad_cam",
                  band: float = 75.0) -> jnp.ndarray:
-    """The landmark × frame activation map of seed 002 for ``tcn``: ``x [B, T, L, 2] →
+    """The landmark × frame activation map of Gund et al. for ``tcn``: ``x [B, T, L, 2] →
     [B, T − 1, L]``.
 
     The map of ``method`` on ``layer`` (default ``bn3``, ``[B, L', T']``) is upsampled to the

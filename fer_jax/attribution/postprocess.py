@@ -54,7 +54,7 @@ def normalise(maps: jnp.ndarray, method: str = "minmax", percentile: float = 99.
 def hotspots(maps: jnp.ndarray, threshold: float = 0.3, method: str = "maxabs") -> jnp.ndarray:
     """Boolean mask ``[B, …]`` of positions whose normalised value exceeds ``threshold``.
 
-    Seed 004 marks LRP relevance above 0.3 of the maximum (``method='maxabs'``).
+    Forsman & Singh mark LRP relevance above 0.3 of the maximum (``method='maxabs'``).
     """
     return normalise(maps, method) > threshold
 
@@ -71,7 +71,7 @@ def hotspot_counts(maps: jnp.ndarray, threshold: float = 0.3,
 
 
 def landmark_changes(maps: jnp.ndarray, band: float = 75.0) -> jnp.ndarray:
-    """Seed 002's post-processing of a landmark map ``[B, T, L] → [B, T − 1, L]``: normalise
+    """Gund et al.'s post-processing of a landmark map ``[B, T, L] → [B, T − 1, L]``: normalise
     each example to [0, 255], take the difference between successive frames, and set the
     differences inside ``[−band, band]`` to 0."""
     scaled = 255.0 * normalise(maps, "minmax")

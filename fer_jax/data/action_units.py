@@ -1,24 +1,24 @@
-"""Action-unit (AU) codebook and AU heatmaps from 68 facial landmarks (seed 003).
+"""Action-unit (AU) codebook and AU heatmaps from 68 facial landmarks (Belharbi et al.).
 
-Expressions and their AUs follow the codebook of seed 003 (Fig. 2). For an image with expression
-``e`` and 68 iBUG landmarks, ``au_map`` builds one heatmap ``A`` that marks where the AUs of ``e``
-are: each AU is a set of filled ellipses placed from the landmarks, the per-AU maps are combined by
-a pixel-wise max and min-max normalised to [0, 1]. Neutral faces have no AUs: their map is all
-zeros and they are "invalid" for the AU alignment loss and the CAM-COS / ATT-COS metrics
-(``is_valid``).
+Expressions and their AUs follow the codebook of Belharbi et al. (Fig. 2). For an image with
+expression ``e`` and 68 iBUG landmarks, ``au_map`` builds one heatmap ``A`` that marks where the
+AUs of ``e`` are: each AU is a set of filled ellipses placed from the landmarks, the per-AU maps
+are combined by a pixel-wise max and min-max normalised to [0, 1]. Neutral faces have no AUs:
+their map is all zeros and they are "invalid" for the AU alignment loss and the CAM-COS /
+ATT-COS metrics (``is_valid``).
 
 Landmarks are ``(x, y)`` pixel coordinates (pixel centres at integers), 0-based iBUG-68 indices:
 jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, outer lips 48-59, inner lips 60-67.
 
-Reading of the extract (``reference/seed-003-au-guided-cams.md``) implemented here
+Reading of the paper and of the authors' public code (``docs/papers.md``) implemented here
   * Each AU map starts as an ``[H, W]`` array filled with 1e-4; its ellipses are drawn filled
     with value 255 (axes are cv2 semi-axes, angle 0); the map is resized to 28x28 (bilinear),
     box-blurred 3x3 and resized back to ``[H, W]`` (bilinear).
-  * Constant sizes of the extract assume ~224-pixel faces: the radius 20 circles, the (25, 10)
+  * Constant sizes of the authors' code assume ~224-pixel faces: the radius 20 circles, the (25, 10)
     axes of AU25, the +20 of AU7 and the minimum axes 10 (AU4) and 5 (AU5, AU7) are multiplied
     by ``face_size / 224``, ``face_size`` defaulting to mean(height, width) (aligned face crops).
   * Axes written ``w/8``, ``h/10``, ``h/6``, ``w/10`` (AU1, AU2, AU6) use the image width and
-    height, as in the extract, without that scaling.
+    height, as in the authors' code, without that scaling.
   * Axes computed from landmark differences use absolute differences. A semi-axis shorter than
     one pixel (which an integer pipeline truncates to 0) is replaced by the minimum axis of its
     AU: 10 for AU4, 5 for AU5 and AU7 (scaled as above). AU17 and AU23/24/26/27 get the same
@@ -49,7 +49,7 @@ AU_CODEBOOK: dict[str, tuple[int, ...]] = {
     "sadness": (1, 4, 6, 15, 17),
     "surprise": (1, 2, 5, 26, 27),
 }
-"""Expression → AUs, as in the figure of seed 003 (the default)."""
+"""Expression → AUs, as in the figure of Belharbi et al. (the default)."""
 
 AU_CODEBOOK_CODE_VARIANT: dict[str, tuple[int, ...]] = {
     **AU_CODEBOOK, "disgust": (5, 9, 16, 17, 25, 26)}
@@ -63,10 +63,10 @@ ACTION_UNITS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 15, 16, 17, 20, 23
 """Every AU that ``au_region_map`` can draw."""
 
 REFERENCE_FACE_SIZE = 224.0
-"""Face size (pixels) for which the extract's constant radii are written."""
+"""Face size (pixels) for which the authors' code writes its constant radii."""
 
 MAP_WORK_SIZE = 28
-"""Intermediate resolution of the extract's resize → blur → resize smoothing."""
+"""Intermediate resolution of the authors' resize → blur → resize smoothing."""
 
 _BACKGROUND = 1e-4
 _FOREGROUND = 255.0
@@ -151,7 +151,7 @@ def _check_landmarks(landmarks: np.ndarray, video: bool = False) -> np.ndarray:
 
 
 def _scale(height: int, width: int, face_size: float | None) -> float:
-    """Factor applied to the extract's constant sizes: face_size / 224."""
+    """Factor applied to the authors' constant sizes: face_size / 224."""
     return (face_size if face_size is not None else (height + width) / 2) / REFERENCE_FACE_SIZE
 
 
@@ -247,7 +247,7 @@ def _draw(ellipses: list[Ellipse], height: int, width: int) -> np.ndarray:
 
 
 def _smooth(canvas: np.ndarray) -> np.ndarray:
-    """The extract's smoothing: resize to 28x28, 3x3 box blur, resize back (float32 [H, W])."""
+    """The authors' smoothing: resize to 28x28, 3x3 box blur, resize back (float32 [H, W])."""
     height, width = canvas.shape
     small = cv2.resize(canvas, (MAP_WORK_SIZE, MAP_WORK_SIZE), interpolation=cv2.INTER_LINEAR)
     small = cv2.blur(small, (3, 3))
@@ -262,8 +262,8 @@ def au_region_map(landmarks_68x2: np.ndarray, au: int, height: int, width: int,
                   face_size: float | None = None) -> np.ndarray:
     """One AU's map, float32 ``[H, W]``: ~1e-4 background, up to 255 inside its ellipses.
 
-    landmarks_68x2: ``[68, 2]`` (x, y) pixels. ``face_size`` (pixels) scales the extract's constant
-    sizes by ``face_size / 224``; default mean(height, width).
+    landmarks_68x2: ``[68, 2]`` (x, y) pixels. ``face_size`` (pixels) scales the authors'
+    constant sizes by ``face_size / 224``; default mean(height, width).
     """
     _check_au(au)
     _check_size(height, width, face_size)
@@ -288,7 +288,7 @@ def _class_map(p: Points, aus: tuple[int, ...], height: int, width: int, s: floa
 
 def au_map(landmarks_68x2: np.ndarray, expression: Union[str, int], height: int, width: int,
            face_size: float | None = None, codebook: Codebook = AU_CODEBOOK) -> np.ndarray:
-    """AU heatmap ``A`` of one face, float32 ``[H, W]`` in [0, 1] (seed 003).
+    """AU heatmap ``A`` of one face, float32 ``[H, W]`` in [0, 1] (Belharbi et al.).
 
     landmarks_68x2: ``[68, 2]`` (x, y) pixels; expression: name or integer label; codebook: a
     mapping name → AUs or a name of ``CODEBOOKS``. ``A`` = pixel-wise max of the class's AU maps,

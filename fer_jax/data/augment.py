@@ -1,6 +1,6 @@
 """Frame-consistent video augmentation.
 
-Parameters are drawn once per video (seed 001: "drawn once per video and applied to all
+Parameters are drawn once per video (Ayral's thesis: "drawn once per video and applied to all
 frames") and applied identically to every frame, so the motion between frames is untouched.
 Geometry (horizontal flip, rotation, random crop, resize) is composed into a single affine
 matrix and applied with one ``cv2.warpAffine`` per frame; the same matrix moves landmarks and

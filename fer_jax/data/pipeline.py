@@ -16,7 +16,7 @@ Evaluation
   consecutive frames at evenly spaced starts instead, whose logits the trainer averages.
   Evaluations with ground truth (``truth``: the attribution measurements) keep one clip.
 
-Video length (seed 001, §2.2.3.3)
+Video length (Ayral's thesis, §2.2.3.3)
   ``evenly_spaced`` resizes the video temporally: F frames spread over all L frames, so it
   never pads (a video shorter than F repeats frames by construction). The other selectors
   cut F consecutive frames and pad videos shorter than F by ``input.pad``: ``repeat`` the
@@ -31,8 +31,8 @@ normalisation happens on the accelerator), ``label`` int32 ``[B]``, ``index`` in
 (video index), ``mask`` bool ``[B]`` (True for real examples). Training batches also hold
 ``start`` int32 ``[B]`` (first frame of the clip), with a score-table sampler
 ``clean_video`` (the same clip without augmentation, for clean scoring) and, for AU-guided
-training, ``au_masks`` uint8 ``[B, F, S, S]`` (the seed-003 AU heatmaps × 255, drawn from the
-augmented landmarks, so they follow flips, crops and rotations). With
+training, ``au_masks`` uint8 ``[B, F, S, S]`` (the AU heatmaps of Belharbi et al. × 255, drawn
+from the augmented landmarks, so they follow flips, crops and rotations). With
 ``eval.full_video`` evaluation batches hold every frame, padded to ``eval.max_frames``, and
 ``length`` int32 ``[B]``; with ``eval.clips = K`` they hold ``video`` ``[B, K, F, S, S, C]``
 (landmarks ``[B, K, F, 68, 2]``) and ``clip_starts`` int32 ``[B, K]``.
@@ -107,9 +107,9 @@ def clip_at(start: int, num_frames: int, length: int,
 
 @dataclasses.dataclass(frozen=True)
 class EvenlySpaced:
-    """``num_frames`` evenly spaced frames over the whole video (seed 000's 8 frames): the
-    temporal resize of seed 001 §2.2.3.3. Never pads: a video shorter than ``num_frames``
-    repeats some of its frames by construction (``blank`` is all False)."""
+    """``num_frames`` evenly spaced frames over the whole video (Du Toit's 8 frames): the
+    temporal resize of Ayral's thesis, §2.2.3.3. Never pads: a video shorter than
+    ``num_frames`` repeats some of its frames by construction (``blank`` is all False)."""
 
     num_frames: int
 
@@ -127,7 +127,7 @@ class _Padding:
 
 @dataclasses.dataclass(frozen=True)
 class RandomClip(_Padding):
-    """``num_frames`` consecutive frames at a uniformly random start (seed 001, Eq. 3.7).
+    """``num_frames`` consecutive frames at a uniformly random start (Ayral, Eq. 3.7).
     Videos shorter than the clip start at 0 and are padded by ``pad`` (``clip_at``)."""
 
     num_frames: int
@@ -153,7 +153,7 @@ class CentreClip(_Padding):
 
 @dataclasses.dataclass(frozen=True)
 class SamplerClip(_Padding):
-    """Clip start drawn by a score-table sampler (fer_jax.sampling; seed 001, chapter 3);
+    """Clip start drawn by a score-table sampler (fer_jax.sampling; Ayral, chapter 3);
     short videos are padded by ``pad``.
 
     Picklable into Grain workers: the sampler's table is shared memory, and a draw for
@@ -245,7 +245,7 @@ def model_input(example: dict, modality: str, image_size: int) -> np.ndarray:
 
 
 def au_masks(example: dict, source: VideoSource, size: int, codebook: str) -> np.ndarray:
-    """Seed-003 AU heatmaps float32 ``[F, size, size]`` of a clip dict at ``size`` pixels:
+    """AU heatmaps (Belharbi et al.) float32 ``[F, size, size]`` of a clip dict at ``size`` px:
     the AUs of the clip's expression (``source.class_names[label]``, or the project's class
     order without names) drawn from its landmarks, radii scaled to the face (``size ×
     source.face_fraction``, default the whole frame); zeros for neutral."""
@@ -507,8 +507,8 @@ def eval_dataset(source: VideoSource, config, truth: tuple[str, ...] = (),
     ``batch_size`` (0: ``train.batch_size``; the last one smaller, ``pad_batch`` fills it).
 
     ``truth`` adds ground truth at the model's input size: 'landmarks' float32 [B, F, 68, 2]
-    (pixels), 'intensity' float32 [B, F], 'au_masks' float32 [B, F, S, S] (seed-003 AU
-    heatmaps of the video's label drawn from its landmarks; zeros for neutral).
+    (pixels), 'intensity' float32 [B, F], 'au_masks' float32 [B, F, S, S] (AU heatmaps
+    of Belharbi et al. for the video's label drawn from its landmarks; zeros for neutral).
 
     ``protocol``: the test protocol of the trainer's evaluation, ``eval.full_video`` (every
     frame) or ``eval.clips`` (K clips, ``_MultiClipElement``) when set; otherwise, and always

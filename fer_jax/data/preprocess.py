@@ -9,10 +9,10 @@ Steps
   2. Every video not yet in the cache is processed, in ``preprocess.workers`` processes:
      frames are read (``layouts.read_frames``), the face is tracked, aligned and cropped
      (``faces.FaceProcessor``; datasets of whole-scene videos such as HMDB are only resized;
-     RAF-DB's aligned faces keep their framing and get landmarks), the seed-003 AU heatmaps
-     are drawn from the crop landmarks for the video's expression, and the result is saved
-     as one ``.npz`` per video in the cache (written atomically, so a killed run leaves no
-     half files). A re-run skips every video that is already cached, so preprocessing
+     RAF-DB's aligned faces keep their framing and get landmarks), the AU heatmaps of
+     Belharbi et al. are drawn from the crop landmarks for the video's expression, and the
+     result is saved as one ``.npz`` per video in the cache (written atomically, so a killed
+     run leaves no half files). A re-run skips every video that is already cached, so preprocessing
      resumes where it stopped; failed videos are retried on every run.
   3. ``manifest.json`` lists the cached videos in name order and the TFDS builder
      (``data/tfds_builders.py``) writes them as ArrayRecord records.
@@ -102,8 +102,9 @@ def resize_short_side(frames: np.ndarray, size: int) -> np.ndarray:
 
 def _au_maps(landmarks: np.ndarray, expression: str, settings: Settings,
              faces: str) -> np.ndarray:
-    """uint8 [T, S, S]: seed-003 AU heatmaps × 255 (zeros without AUs or landmarks); the
-    extract's radii are scaled to the face inside the crop (``Settings.face_fraction``)."""
+    """uint8 [T, S, S]: AU heatmaps of Belharbi et al. × 255 (zeros without AUs or landmarks);
+    the radii of the authors' code are scaled to the face inside the crop
+    (``Settings.face_fraction``)."""
     size = settings.crop_size
     face_size = size * settings.face_fraction(faces)
     out = np.zeros((len(landmarks), size, size), np.uint8)

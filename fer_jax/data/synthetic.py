@@ -1,4 +1,8 @@
-"""The built-in procedural benchmark: synthetic face videos with full ground truth (SPEC §5).
+"""The built-in procedural benchmark: synthetic face videos with full ground truth.
+
+Real datasets need a manual download; this benchmark needs none. It is the default dataset, the
+test fixture of every module, and the ground truth (labels, subjects, per-frame intensity,
+landmarks and AU masks) against which the explanations and the sampler's draws are measured.
 
 Every video is a deterministic function of ``(config.seed, split, index)``: it can be rendered
 alone, in any order, in any process, and rendering a subset of its frames gives exactly the pixels
@@ -22,7 +26,7 @@ Identities (subjects)
   train / validation / test ranges of subject ids (subject-independent protocol).
 
 Expressions
-  Each action unit (AU) of the seed-003 codebook (``action_units.AU_CODEBOOK``, or its code
+  Each action unit (AU) of Belharbi et al.'s codebook (``action_units.AU_CODEBOOK``, or its code
   variant with ``codebook='code'``) is a fixed, left/right-symmetric displacement field over the
   68 landmarks in units of the subject's inter-ocular distance (e.g. AU1 lifts the inner brows by
   0.17, AU26 drops the chin by 0.15 and opens the lips). An expression moves the neutral shape by
@@ -73,6 +77,7 @@ import cv2
 import numpy as np
 
 from fer_jax.data import action_units
+from fer_jax.hashing import splitmix64
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 HELD_OUT_SUBJECTS = 0.15  # fraction of the subjects in each of validation and test
@@ -238,7 +243,8 @@ class SyntheticConfig:
 
     num_frames: frames per video, or an inclusive ``(min, max)`` pair drawn per video.
     onset_frames / apex_frames / offset_frames: inclusive ranges of the phase lengths.
-    codebook: 'figure' (seed 003's figure, default) or 'code' (disgust with AU5 for AU10).
+    codebook: 'figure' (Belharbi et al.'s figure, default) or 'code' (disgust with AU5 for
+      AU10).
     """
 
     num_classes: int = 7
@@ -296,20 +302,13 @@ def subject_ranges(num_subjects: int) -> dict[str, tuple[int, int]]:
 
 
 # --------------------------------------------------------------------------- hashing
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    x = x + np.uint64(0x9E3779B97F4A7C15)
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
 def _hash(*keys) -> np.ndarray:
     """uint64 hash of broadcast integer keys (vectorised, stable across processes)."""
     arrays = np.broadcast_arrays(*[np.atleast_1d(np.asarray(k, np.uint64)) for k in keys])
     h = np.zeros(arrays[0].shape, np.uint64)
     with np.errstate(over="ignore"):
         for key in arrays:
-            h = _splitmix64(h ^ key)
+            h = splitmix64(h ^ key)
     return h
 
 

@@ -13,8 +13,8 @@ Every record holds (T = kept frames, S = crop size):
   layout's integer facts), ``frames`` (T JPEG-encoded RGB images), ``frame_indices`` int32
   [T] (source frame numbers), and for face datasets ``valid`` bool [T] (a face was detected
   in that frame), ``landmarks`` float32 [T, 68, 2] (crop pixels; NaN when the backend has
-  none), ``au_maps`` uint8 [T, S, S] (seed-003 AU heatmaps × 255, zeros for classes without
-  AUs); with per-frame labels (UNBC) ``frame_labels`` float32 [T].
+  none), ``au_maps`` uint8 [T, S, S] (AU heatmaps of Belharbi et al. × 255, zeros for classes
+  without AUs); with per-frame labels (UNBC) ``frame_labels`` float32 [T].
 
 There is one TFDS split, ``videos``, in manifest order (sorted names); the experimental
 protocols (``data/protocols.py``) select records from it by their metadata, which

@@ -2,7 +2,7 @@
 
 A spec is an ``attribution.METHODS`` name, optionally followed by keyword options in
 parentheses (Python literals). Attention methods on divided space-time attention default to
-``mode='spatial'``, the seed-000 choice (the spatial attention of a divided block already
+``mode='spatial'``, Du Toit's choice (the spatial attention of a divided block already
 carries the temporal mixing before it); give ``mode='both'`` to propagate through both.
 
 >>> explainer = parse("rollout_grad(head_fusion='max')")
@@ -28,7 +28,8 @@ DISPLAY_NAMES = {
     "rollout_grad": "Rollout-Grad", "chefer_relevance": "TIBAV",
 }
 ATTENTION_METHODS = ("rollout", "rollout_grad", "chefer_relevance")
-# Seed 000's comparison for attention models; seeds 003/004's methods for convolutional ones.
+# Du Toit's comparison for attention models; the CAM family of Belharbi et al. and the LRP of
+# Forsman & Singh for convolutional ones.
 DEFAULT_METHODS = {"attention": "grad_cam,rollout,rollout_grad,chefer_relevance",
                    "convolutional": "grad_cam,grad_cam_pp,layer_cam,lrp"}
 

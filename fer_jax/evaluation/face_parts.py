@@ -1,6 +1,6 @@
 """Facial-part occlusion masks from 68 iBUG landmarks (JAX; jit and vmap compatible).
 
-Following the occlusion study of the TimeSformer-on-CREMA-D seed paper, the parts are the
+Following the occlusion study of Du Toit (TimeSformer on CREMA-D), the parts are the
 eyes (both together), the nose and the mouth, each occluded "extending all the way out to the
 sides almost as if the person is wearing a mask": a part is a horizontal band across the whole
 face width, placed per frame from that frame's landmarks.

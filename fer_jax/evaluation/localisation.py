@@ -1,8 +1,8 @@
-"""Explanations against ground truth: action-unit alignment (seed 003) and localisation.
+"""Explanations against ground truth: action-unit alignment (Belharbi et al.) and localisation.
 
 Per video (all functions map a batch to per-video values ``[B]``, jit/vmap-compatible):
 
-* ``au_cosine`` — CAM-COS / ATT-COS of seed 003: cosine between the map upsampled to the AU
+* ``au_cosine`` — CAM-COS / ATT-COS of Belharbi et al.: cosine between the map upsampled to the AU
   heatmap's size and the heatmap ``A``, over the whole clip (``T × H × W``). With
   ``resolution='map'`` ``A`` is resized to the map instead: the alignment term of AU-guided
   training (``fer_jax/au_guidance.py``) is this same cosine.
@@ -41,7 +41,7 @@ def au_cosine(maps: jnp.ndarray, au_maps: jnp.ndarray, resolution: str = "au"
     """``(cosine [B], valid [B])`` between ``maps [B, t, h, w]`` and ``au_maps [B, T, H, W]``
     over the whole clip; valid where ``A`` is not empty (not neutral, landmarks found).
 
-    ``resolution``: 'au' upsamples the maps to ``A`` (the metrics, seed 003 footnote 2),
+    ``resolution``: 'au' upsamples the maps to ``A`` (the metrics, Belharbi et al.'s footnote 2),
     'map' resizes ``A`` to the maps (linear with antialiasing: the training loss, whose maps
     are the layer's size)."""
     if resolution == "au":
@@ -65,7 +65,7 @@ def per_class_sums(values: jnp.ndarray, valid: jnp.ndarray, onehot: jnp.ndarray
 
 def class_means(sums, class_names, valid_classes) -> dict:
     """``sums [2, C]`` (totals, counts; host arrays) → per-class means, the macro mean over the
-    classes of ``valid_classes`` that have videos (seed 003: the six expressions, neutral
+    classes of ``valid_classes`` that have videos (Belharbi et al.: the six expressions, neutral
     left out), the mean over all videos and their number."""
     sums = np.asarray(sums, np.float64)
     mean = lambda total, count: float(total / count) if count else None  # noqa: E731

@@ -1,10 +1,10 @@
-"""Occlusion by attribution rank: the seed-000 test and deletion / insertion (RISE).
+"""Occlusion by attribution rank: Du Toit's test and deletion / insertion (RISE).
 
 Explanation maps are brought to a grid of cells ``[B, T, g, g]`` (one cell per model patch
-for a TimeSformer, seed 000's "patches"); cells are ranked by their value, ties broken at
+for a TimeSformer, Du Toit's "patches"); cells are ranked by their value, ties broken at
 random so that a flat map ranks its cells in random order rather than top-left first.
 
-* Seed-000 test: for every fraction p of cells (0, 10, …, 50 %) and number of frames f
+* Du Toit's test: for every fraction p of cells (0, 10, …, 50 %) and number of frames f
   (0 … 4), occlude the p most important cells *of every frame* and the f most important
   frames (highest map sum) — or the least important ones — and measure the accuracy.
   ``difference = accuracy(least occluded) − accuracy(most occluded)``: high when the
@@ -81,7 +81,7 @@ def _selected(rank: jnp.ndarray, count, size: int, most) -> jnp.ndarray:
 
 def occlusion_keep(cell_rank: jnp.ndarray, frame_rank: jnp.ndarray, num_cells, num_frames,
                    most) -> jnp.ndarray:
-    """Seed-000 mask: ``cell_rank`` int [B, T, n] (rank within its frame), ``frame_rank``
+    """Mask of Du Toit's test: ``cell_rank`` int [B, T, n] (rank within its frame), ``frame_rank``
     int [B, T]; occlude ``num_cells`` cells per frame and ``num_frames`` frames, the most
     (``most`` True) or least important. Returns keep bool [B, T, n] (True = visible)."""
     n, t = cell_rank.shape[-1], frame_rank.shape[-1]
@@ -131,7 +131,7 @@ def cell_counts(fractions, cells_per_frame: int) -> np.ndarray:
 
 def grid_conditions(fractions, frame_counts, cells_per_frame: int,
                     num_frames: int) -> np.ndarray:
-    """The seed-000 conditions as int [2 · P · F, 3] rows ``(cells, frames, most)``, in the
+    """The conditions of Du Toit's test as int [2 · P · F, 3] rows ``(cells, frames, most)``, in the
     order of an array ``[2, P, F]`` whose first axis is (most, least) important occluded."""
     frame_counts = np.asarray(frame_counts, np.int32)
     if frame_counts.ndim != 1 or frame_counts.min(initial=0) < 0 or \
@@ -154,7 +154,7 @@ def deletion_conditions(steps: int, num_cells: int) -> np.ndarray:
 
 
 def preview_keep(cells: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
-    """Keep masks bool ``[2, N, T, g, g]`` of seed 000's example figures for cell maps
+    """Keep masks bool ``[2, N, T, g, g]`` of Du Toit's example figures for cell maps
     ``[N, T, g, g]``: the ``fraction`` most (index 0) or least (1) important cells of every
     frame hidden."""
     n, t, g, _ = cells.shape

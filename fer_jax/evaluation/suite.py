@@ -1,20 +1,26 @@
 """All explanation measurements of one trained model on one split, batched under jit.
 
 ``measure(...)`` runs, for every explanation method, one jit-compiled step per batch that
-computes the maps and then every measurement from them (no host round trip in between):
+computes the maps and then every chosen measurement from them (no host round trip in
+between). The measurements are plug-ins, one module each in ``evaluation/measurements/``
+(``base.Measurement``: ``zero`` / ``add`` sums on the device, ``summarise`` on the host),
+chosen by ``config.explain.measurements`` ('' = all, in the registry's order) and skipped
+where the split lacks the ground truth they ``need``:
 
-* seed-000 occlusion grid (``occlusion.py``) and deletion / insertion curves;
-* ground truth, where the dataset provides it: AU alignment (CAM-COS, seed 003; maps of the
-  true class), AU-region energy share and pointing game, temporal correlation with the
-  expression intensity (``localisation.py``);
-* emotion trends (seed 000): class-average min-max-normalised maps over correctly classified
+* Du Toit's occlusion grid and deletion / insertion curves (``occlusion.py``; maps of the
+  predicted class);
+* ground truth, where the dataset provides it: AU-region energy share, pointing game, AU
+  alignment (CAM-COS, Belharbi et al.), temporal correlation with the expression intensity
+  (``localisation.py``; maps of the true class);
+* emotion trends (Du Toit): class-average min-max-normalised maps over correctly classified
   videos, per-frame mean intensity and its standard deviation.
 
-and once per batch, independently of the methods, the class probabilities (accuracy, F1,
-ROC-AUC, EER accuracy) and the facial-part occlusion confusion matrices (eyes, nose, mouth
-and their combinations located from landmarks). Sums live on the device and are fetched
-once at the end. Occlusion, deletion and trends use the maps of the predicted class, the
-ground-truth measurements those of the true class.
+The step builds one ``measurements.Batch`` (predictions; the maps of the predicted and of the
+true class, each computed once, on first use) and hands it to every measurement. Once per
+batch, independently of the methods, ``base_step`` computes the class probabilities
+(accuracy, F1, ROC-AUC, EER accuracy) and the facial-part occlusion confusion matrices (eyes,
+nose, mouth and their combinations located from landmarks). Sums live on the device and are
+fetched once at the end.
 """
 from __future__ import annotations
 
@@ -26,10 +32,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fer_jax.attribution.postprocess import normalise as normalise_maps
 from fer_jax.data import pipeline
 from fer_jax.errors import UserError
-from fer_jax.evaluation import face_parts, localisation, metrics, occlusion
+from fer_jax.evaluation import face_parts, metrics, occlusion
+from fer_jax.evaluation import measurements as measurements_lib
 from fer_jax.evaluation.explainers import Explainer
 from fer_jax.data.pipeline import normalise
 from fer_jax.evaluation.metrics import gather_predictions
@@ -53,70 +59,27 @@ def predict(model, variables, video, config) -> jnp.ndarray:
     return model.apply(variables, normalise(video, config), train=False)
 
 
-def _masked_sum(values, mask):
-    return jnp.sum(jnp.where(mask, values, 0.0))
+def context(config, class_names, settings: Settings) -> measurements_lib.Context:
+    """The measurements' ``Context`` of a run."""
+    return measurements_lib.Context(num_classes=config.dataset.num_classes,
+                                    num_frames=config.input.clip_frames,
+                                    class_names=tuple(class_names), settings=settings)
 
 
 # --------------------------------------------------------------------------- jitted steps
 def method_step(sums: dict, variables, batch: dict, key, *, model, config, explainer,
-                settings: Settings, grid_conditions, deletion_conditions, truth: bool):
-    """Adds one padded batch's measurements for ``explainer`` to ``sums`` (see ``zero``)."""
-    video, labels, mask = batch["video"], batch["label"], batch["mask"]
-    num_classes = config.dataset.num_classes
+                chosen: list, context: measurements_lib.Context):
+    """Adds one padded batch's measurements for ``explainer`` to ``sums`` (see ``zero``):
+    every measurement of ``chosen`` reads the same ``measurements.Batch``, whose maps are
+    computed once."""
     run = functools.partial(predict, model, variables, config=config)
-    x = normalise(video, config)
-    predicted = jnp.argmax(run(video), -1)
-    cells = occlusion.to_cells(explainer(model, variables, x, predicted), video.shape[1],
-                               settings.grid)
-    b, t, g, _ = cells.shape
-    keys = jax.random.split(key, 3)
-    cell_rank = occlusion.ranks(cells.reshape(b, t, g * g), keys[0])
-    frame_rank = occlusion.ranks(cells.sum(axis=(2, 3)), keys[1])
-    clip_rank = occlusion.ranks(cells.reshape(b, t * g * g), keys[2])
-
-    def occluded_hits(condition):
-        keep = occlusion.occlusion_keep(cell_rank, frame_rank, condition[0], condition[1],
-                                        condition[2] == 1)
-        logits = run(occlusion.occlude(video, keep.reshape(b, t, g, g), settings.fill))
-        return _masked_sum((jnp.argmax(logits, -1) == labels).astype(jnp.float32), mask)
-
-    def occluded_probability(condition):
-        keep = occlusion.deletion_keep(clip_rank, condition[0], condition[1] == 1)
-        logits = run(occlusion.occlude(video, keep.reshape(b, t, g, g), settings.fill))
-        p = jnp.take_along_axis(jax.nn.softmax(logits), predicted[:, None], axis=1)[:, 0]
-        return _masked_sum(p, mask)
-
-    out = dict(sums)
-    out["occlusion"] = sums["occlusion"] + jax.lax.map(occluded_hits, grid_conditions)
-    out["deletion"] = sums["deletion"] + jax.lax.map(occluded_probability, deletion_conditions)
-    out["videos"] = sums["videos"] + mask.sum()
-
-    onehot = jax.nn.one_hot(labels, num_classes)
-    correct = mask & (predicted == labels)
-    weights = onehot * correct[:, None]
-    shown = normalise_maps(cells)  # min-max per video
-    frame_mean = shown.mean(axis=(2, 3))
-    out["trend_maps"] = sums["trend_maps"] + jnp.einsum("bc,bthw->cthw", weights, shown)
-    out["trend_frame"] = sums["trend_frame"] + weights.T @ frame_mean
-    out["trend_frame_sq"] = sums["trend_frame_sq"] + weights.T @ frame_mean**2
-    out["trend_videos"] = sums["trend_videos"] + weights.sum(0)
-    if truth:
-        true_maps = explainer(model, variables, x, labels)
-        au, intensity = batch["au_masks"], batch["intensity"]
-        true_cells = occlusion.match_frames(true_maps, t).astype(jnp.float32)
-        measured = {
-            "au_cosine": localisation.au_cosine(true_cells, au),
-            "pointing_game": localisation.pointing_game(
-                true_cells, au, intensity, settings.min_intensity, settings.region_threshold),
-            "temporal_correlation": localisation.temporal_correlation(true_cells, intensity),
-        }
-        share, chance, valid = localisation.energy_inside(
-            true_cells, au, intensity, settings.min_intensity, settings.region_threshold)
-        measured["energy_inside"] = (share, valid)
-        measured["energy_chance"] = (chance, valid)
-        for name, (values, valid) in measured.items():
-            out[name] = sums[name] + localisation.per_class_sums(values, valid & mask, onehot)
-    return out
+    x = normalise(batch["video"], config)
+    view = measurements_lib.Batch(
+        batch, predicted=jnp.argmax(run(batch["video"]), -1), key=key, logits=run,
+        explain=lambda target: explainer(model, variables, x, target), context=context)
+    return {"videos": sums["videos"] + batch["mask"].sum(),
+            "measurements": {m.name: m.add(sums["measurements"][m.name], view, context)
+                             for m in chosen}}
 
 
 def base_step(sums: dict, variables, batch: dict, *, model, config, fill: float,
@@ -141,55 +104,19 @@ def base_step(sums: dict, variables, batch: dict, *, model, config, fill: float,
     return {"parts": sums["parts"] + jax.lax.map(confusion, masks)}, probabilities
 
 
-def zero(num_classes: int, num_frames: int, settings: Settings, truth: bool) -> dict:
-    """Empty sums of ``method_step``."""
-    shape = (2, len(settings.fractions), len(settings.frame_counts))
-    sums = {"occlusion": jnp.zeros(np.prod(shape)),
-            "deletion": jnp.zeros(2 * (settings.deletion_steps + 1)),
-            "videos": jnp.float32(0),
-            "trend_maps": jnp.zeros((num_classes, num_frames, settings.grid, settings.grid)),
-            "trend_frame": jnp.zeros((num_classes, num_frames)),
-            "trend_frame_sq": jnp.zeros((num_classes, num_frames)),
-            "trend_videos": jnp.zeros(num_classes)}
-    if truth:
-        for name in ("au_cosine", "pointing_game", "temporal_correlation", "energy_inside",
-                     "energy_chance"):
-            sums[name] = jnp.zeros((2, num_classes))
-    return sums
+def zero(chosen: list, context: measurements_lib.Context) -> dict:
+    """Empty sums of ``method_step``: the video count and each measurement's sums."""
+    return {"videos": jnp.float32(0),
+            "measurements": {m.name: m.zero(context) for m in chosen}}
 
 
 # --------------------------------------------------------------------------- summaries
-def summarise_method(sums: dict, settings: Settings, class_names, truth: bool) -> dict:
-    """Host sums of one method → the JSON-ready measurements (and trend arrays)."""
-    videos = float(sums["videos"])
-    shape = (2, len(settings.fractions), len(settings.frame_counts))
-    accuracy = sums["occlusion"].reshape(shape) / max(videos, 1)
-    difference = accuracy[1] - accuracy[0]
-    curves = sums["deletion"].reshape(2, -1) / max(videos, 1)
-    steps = np.linspace(0, 1, settings.deletion_steps + 1)
-    result = {
-        "occlusion": {"most": accuracy[0].tolist(), "least": accuracy[1].tolist(),
-                      "difference": difference.tolist(),
-                      # (0 %, 0 frames) is the clean accuracy in both rows: left out
-                      "mean_difference": float((difference.sum() - difference[0, 0])
-                                               / max(difference.size - 1, 1))},
-        "deletion": {"curve": curves[0].tolist(), "auc": float(np.trapezoid(curves[0], steps))},
-        "insertion": {"curve": curves[1].tolist(), "auc": float(np.trapezoid(curves[1], steps))},
-    }
-    counts = sums["trend_videos"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = sums["trend_frame"] / counts[:, None]
-        std = np.sqrt(np.maximum(sums["trend_frame_sq"] / counts[:, None] - mean**2, 0))
-        maps = sums["trend_maps"] / counts[:, None, None, None]
-    result["trends"] = {"frame_mean": np.where(counts[:, None] > 0, mean, np.nan),
-                        "frame_std": np.where(counts[:, None] > 0, std, np.nan),
-                        "maps": np.where(counts[:, None, None, None] > 0, maps, np.nan),
-                        "videos": counts.astype(int).tolist()}
-    if truth:
-        expressive = [n for n in class_names if n != "neutral"]
-        for name in ("au_cosine", "pointing_game", "temporal_correlation", "energy_inside",
-                     "energy_chance"):
-            result[name] = localisation.class_means(sums[name], class_names, expressive)
+def summarise_method(sums: dict, chosen: list, context: measurements_lib.Context) -> dict:
+    """Host sums of one method → the JSON-ready measurements (and trend arrays), in the
+    order of ``chosen``."""
+    result = {}
+    for m in chosen:
+        result.update(m.summarise(sums["measurements"][m.name], context))
     return result
 
 
@@ -209,12 +136,13 @@ def _progress(total: int, description: str):
 
 def measure(model, variables, config, source, explainers: list[Explainer],
             settings: Settings, batch_size: int, shard=lambda b: b, max_videos: int = 0,
-            seed: int = 0) -> dict:
-    """Runs every measurement on ``source``; returns JSON-ready results plus NumPy arrays
+            seed: int = 0, measurements: list | None = None) -> dict:
+    """Runs the measurements on ``source``; returns JSON-ready results plus NumPy arrays
     (``probabilities``, ``labels``, trend maps), see the module docstring.
 
-    ``shard`` puts a host batch on the devices (``train.Run.shard``); ``max_videos`` limits
-    the split (0 = all).
+    ``shard`` puts a host batch on the devices (``experiment.Run.shard``); ``max_videos`` limits
+    the split (0 = all); ``measurements`` (``base.Measurement`` list; default: those of
+    ``config.explain.measurements``) are run where the split has the ground truth they need.
     """
     if config.input.get("modality", "rgb") == "landmarks":
         raise UserError("explanation measurements occlude pixels; a landmark model has no "
@@ -224,14 +152,16 @@ def measure(model, variables, config, source, explainers: list[Explainer],
         raise UserError("the evaluated split has no videos")
     videos = np.arange(num_videos)
     fields = available_truth(source)
-    parts, truth = "landmarks" in fields, {"au_masks", "intensity"} <= set(fields)
-    num_classes, num_frames = config.dataset.num_classes, config.input.clip_frames
+    parts = "landmarks" in fields
+    if measurements is None:
+        measurements = measurements_lib.select(config.explain.get("measurements", ""))
+    chosen = measurements_lib.applicable(measurements, fields)
+    num_classes = config.dataset.num_classes
     class_names = list(getattr(source, "class_names", [])) or [str(c) for c in
                                                                  range(num_classes)]
-    grid_conditions = jnp.asarray(occlusion.grid_conditions(
-        settings.fractions, settings.frame_counts, settings.grid**2, num_frames))
-    deletion_conditions = jnp.asarray(occlusion.deletion_conditions(
-        settings.deletion_steps, num_frames * settings.grid**2))
+    run_context = context(config, class_names, settings)
+    for measurement in chosen:
+        measurement.check(run_context)
 
     def batches():
         return pipeline.iterate_eval(source, config, fields, batch_size, videos)
@@ -262,18 +192,16 @@ def measure(model, variables, config, source, explainers: list[Explainer],
     for explainer in explainers:
         started = time.perf_counter()
         step = jax.jit(functools.partial(
-            method_step, model=model, config=config, explainer=explainer, settings=settings,
-            grid_conditions=grid_conditions, deletion_conditions=deletion_conditions,
-            truth=truth), donate_argnums=(0,))
-        sums = zero(num_classes, num_frames, settings, truth)
+            method_step, model=model, config=config, explainer=explainer, chosen=chosen,
+            context=run_context), donate_argnums=(0,))
+        sums = zero(chosen, run_context)
         key = jax.random.key(seed)
         with _progress(num_videos, explainer.label) as bar:
             for i, batch in enumerate(batches()):
                 sums = step(sums, variables, shard(batch), jax.random.fold_in(key, i))
                 bar.update(int(batch["mask"].sum()))
         host = jax.tree.map(np.asarray, jax.device_get(sums))
-        results["methods"][explainer.label] = summarise_method(host, settings, class_names,
-                                                               truth)
+        results["methods"][explainer.label] = summarise_method(host, chosen, run_context)
         results["seconds"][explainer.label] = time.perf_counter() - started
     results["probabilities"], results["labels"] = probabilities, labels
     return results

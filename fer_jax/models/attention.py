@@ -1,4 +1,4 @@
-"""Visual attention modules for 3D CNNs (thesis seed 001, chapter 4).
+"""Visual attention modules for 3D CNNs (Ayral's thesis, chapter 4).
 
 Every module maps a channels-last volume to one of the same shape and dtype and is **exactly
 the identity at initialisation**: the last layer producing its gate, residual or transformation

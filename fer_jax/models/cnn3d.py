@@ -1,4 +1,4 @@
-"""3D CNNs of seed 001: inflated VGG-16, C3D, I3D Inception-v1, 3D ResNet-18 and ResNeXt-101.
+"""3D CNNs of Ayral's thesis: inflated VGG-16, C3D, I3D Inception-v1, 3D ResNet-18, ResNeXt-101.
 
 Every model maps channels-last video ``x [B, T, H, W, C]`` to float32 logits
 ``[B, num_classes]``; with ``dense=True`` it keeps the time axis (no temporal stride anywhere)

@@ -1,14 +1,14 @@
-"""Small 2D CNNs over landmark matrices and frame stacks (seeds 002 and 004).
+"""Small 2D CNNs over landmark matrices and frame stacks (Gund et al.; Forsman & Singh).
 
 Three Keras-era classifiers with the layer order, flatten order and trainable parameters of the
 Keras models as the papers describe them (the stated counts are met exactly for ``tcn`` and
 ``early_fusion_cnn``; for ``scn`` no reading of the text meets it, see below):
 
-* ``tcn`` — temporal convolutional network on facial landmarks (seed 002, Gund, Bharadwaj &
+* ``tcn`` — temporal convolutional network on facial landmarks (Gund, Bharadwaj &
   Nwogu, "Interpretable Emotion Classification Using Temporal Convolutional Models");
 * ``scn`` — the stacked convolutional network of the same paper, on 20 grayscale frames stacked
   as input channels;
-* ``early_fusion_cnn`` — the early-fusion video CNN of seed 004 (Forsman & Singh, LRP on
+* ``early_fusion_cnn`` — the early-fusion video CNN of Forsman & Singh (LRP on
   HMDB-51), 16 grayscale frames stacked as input channels.
 
 Common conventions
@@ -28,15 +28,15 @@ Common conventions
   and are not counted below.
 * Softmax is left to the loss: the models return logits (the papers' final softmax and the
   "softmax removed" copy used for LRP are both this output).
-* Neither paper mentions dropout (seed 004's Keras summary lists no Dropout layer), so
+* Neither paper mentions dropout (Forsman & Singh's Keras summary lists no Dropout layer), so
   ``dropout`` defaults to 0. When set, it is applied to the output of ``dense1`` (the input of
   ``classifier``) in training mode only, drawing from the ``'dropout'`` rng.
 * The final convolutional feature map is sown as ``intermediates/features`` (after its ReLU and
   BatchNorm, before the last max-pool), the map class activation maps are computed from; call
   ``apply(..., mutable=['intermediates'])`` or ``capture_intermediates=True`` to read it.
 
-``tcn`` (seed 002, section IV-B-2) — exactly 330,119 trainable parameters
---------------------------------------------------------------------------
+``tcn`` (Gund et al., section IV-B-2) — exactly 330,119 trainable parameters
+----------------------------------------------------------------------------
 Input ``[B, T=20, L=68, 2]`` (x, y per landmark per frame) is transposed to the paper's
 ``68 × 20 × 2`` matrix, ``[B, L, T, 2]``: height = landmarks, width = frames, channels =
 coordinates, so convolutions mix neighbouring landmarks and neighbouring frames and a map over
@@ -71,8 +71,8 @@ give the 16 × 4 map (and the same count); SAME convolutions are used, as in VGG
 block keeps the full 68 × 20 landmark × frame grid. The sown ``features`` map is ``bn3``'s
 output, ``[B, 33, 9, 64]`` at full size. Default dropout 0.
 
-``scn`` (seed 002, section IV-B-1) — stated 5,647,943; no reading reaches it
------------------------------------------------------------------------------
+``scn`` (Gund et al., section IV-B-1) — stated 5,647,943; no reading reaches it
+-------------------------------------------------------------------------------
 Input ``[B, 20, 224, 224, 1]`` is stacked to ``[B, 224, 224, 20]``. The text: three blocks,
 each "two mini-blocks of convolutional layers followed by a batch normalization layer" and a
 2×2 stride-2 max-pool, 3×3 filters, 64, 128 and 256 per block, ReLU; then a fourth block of
@@ -100,8 +100,8 @@ with a flatten or global-pooling head that gives 5,647,943. The reading nearest 
 ``bn6``'s output (before the third pool), ``[B, 56, 56, 256]`` at full size. Default
 dropout 0.
 
-``early_fusion_cnn`` (seed 004, Figure 4.1) — exactly 75,525,224 parameters
------------------------------------------------------------------------------
+``early_fusion_cnn`` (Forsman & Singh, Figure 4.1) — exactly 75,525,224 parameters
+----------------------------------------------------------------------------------
 Input ``[B, 16, 100, 100, 1]`` stacked to ``[B, 100, 100, 16]``; the Keras summary fixes every
 layer (VALID convolutions, biases everywhere, no BatchNorm, no dropout):
 
@@ -168,7 +168,7 @@ def _dense_head(module: nn.Module, x: jnp.ndarray, hidden: int, train: bool) -> 
 
 @models.register("tcn")
 class TemporalConvNet(nn.Module):
-    """Landmark TCN of seed 002: ``x [B, T, L, 2] → logits [B, num_classes]`` (float32).
+    """Landmark TCN of Gund et al.: ``x [B, T, L, 2] → logits [B, num_classes]`` (float32).
 
     ``x`` holds the (x, y) coordinates of ``L`` landmarks (68 in the paper) over ``T`` frames
     (20 in the paper). Convolutions run over the ``[L, T]`` grid with the coordinates as
@@ -205,7 +205,8 @@ class TemporalConvNet(nn.Module):
 
 @models.register("scn")
 class StackedConvNet(nn.Module):
-    """Stacked-frame CNN of seed 002: ``x [B, T, H, W, C] → logits [B, num_classes]`` (float32).
+    """Stacked-frame CNN of Gund et al.: ``x [B, T, H, W, C] → logits [B, num_classes]``
+    (float32).
 
     The paper's input is ``[B, 20, 224, 224, 1]``. One block per entry of ``features`` (three
     in the paper): two mini-blocks with that many filters and a 2×2/2 max-pool; then ``head``
@@ -250,7 +251,8 @@ class StackedConvNet(nn.Module):
 
 @models.register("early_fusion_cnn")
 class EarlyFusionCNN(nn.Module):
-    """Early-fusion CNN of seed 004: ``x [B, T, H, W, C] → logits [B, num_classes]`` (float32).
+    """Early-fusion CNN of Forsman & Singh: ``x [B, T, H, W, C] → logits [B, num_classes]``
+    (float32).
 
     The paper's input is ``[B, 16, 100, 100, 1]`` and ``num_classes`` 8. Sows
     ``intermediates/features`` ``[B, H-4, W-4, features[1]]`` (``conv2``'s output). Needs

@@ -1,4 +1,4 @@
-"""Pooling of per-frame features and scores (thesis seed 001, Table 2.1, Eqs. 2.1 and 3.3).
+"""Pooling of per-frame features and scores (Ayral's thesis, Table 2.1, Eqs. 2.1 and 3.3).
 
 Pure functions over the time axis of per-frame scores ``[B, T, C]`` or feature maps
 ``[B, T, H, W, D]``, plus two modules: ``AdaptiveSoftmaxPool`` (a learned β per class) and

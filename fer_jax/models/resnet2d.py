@@ -1,9 +1,9 @@
 """2D ResNet-50 (He et al. 2016, torchvision's v1.5 layout) for face images and per-frame video.
 
-Seed 003 trains a ResNet-50 on aligned face images (RAF-DB, AffectNet) and aligns the channel
-mean of its last stage with action-unit heatmaps. Its "large maps" variant sets the strides of
-``layer3`` and ``layer4`` to 1, so the last stage keeps 1/8 of the input resolution (28×28 at
-224 px) instead of 1/32 (7×7).
+Belharbi et al. train a ResNet-50 on aligned face images (RAF-DB, AffectNet) and align the
+channel mean of its last stage with action-unit heatmaps. Its "large maps" variant sets the
+strides of ``layer3`` and ``layer4`` to 1, so the last stage keeps 1/8 of the input resolution
+(28×28 at 224 px) instead of 1/32 (7×7).
 
 Inputs follow the zoo's contract, channels-last video ``x [B, T, H, W, C]``: every frame goes
 through the same 2D network (images are clips of ``T = 1``), the per-frame logits are averaged
@@ -81,7 +81,8 @@ class ResNet2D(nn.Module):
 
     @property
     def attribution_layer(self) -> str:
-        """Default CAM / layer-attention layer: the last residual block (seed 003's layer 5)."""
+        """Default CAM / layer-attention layer: the last residual block (Belharbi et al.'s
+        layer 5)."""
         return f"layer{len(self.stage_sizes)}_{self.stage_sizes[-1] - 1}"
 
     attribution_classifier = "fc"  # global average pool → fc: CAM applies

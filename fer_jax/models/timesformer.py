@@ -1,4 +1,4 @@
-"""TimeSformer (Bertasius et al. 2021; seed 000) with divided, joint or space-only attention.
+"""TimeSformer (Bertasius et al. 2021; Du Toit) with divided, joint or space-only attention.
 
 Tokens are kept structured instead of flattened: a cls token ``[B, D]`` and patch tokens
 ``[B, N, T, D]`` (N = h·w patches in row-major order, T frames). Flattening the patch tokens

@@ -1,4 +1,4 @@
-"""Temporal stochastic softmax clip sampling (thesis seed 001, chapter 3), host-side NumPy.
+"""Temporal stochastic softmax clip sampling (Ayral's thesis, chapter 3), host-side NumPy.
 
 >>> table = ScoreTable(np.maximum(num_frames - clip_length + 1, 1))  # N_v per video
 >>> sampler = make_sampler("stochastic_softmax", table, gamma=1.0, radius=clip_length)

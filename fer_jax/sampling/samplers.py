@@ -1,4 +1,4 @@
-"""Training-clip samplers over a ``ScoreTable`` (thesis seed 001, §3.2; Eqs. 3.5, 3.7–3.9).
+"""Training-clip samplers over a ``ScoreTable`` (Ayral's thesis, §3.2; Eqs. 3.5, 3.7–3.9).
 
 A sampler draws one clip start ``t ∈ [0, N_v)`` per (video, epoch) and may update the video's
 table row ``w_v`` with the clip's score ``s`` (the true-class logit of the un-augmented clip,
@@ -18,10 +18,11 @@ Phases (``phase(epoch)``)
     centre is replaced by s exactly).
 
 Determinism
-  The uniform variate of a draw is a splitmix64 hash of (seed, stream, epoch, video), never a
-  stateful RNG: a draw is a function of (seed, epoch, video, table row), the same in Grain
-  worker processes, threads and a resumed run. ``sample_many`` returns exactly ``sample`` of
-  each video and ``update_batch`` writes exactly what ``update`` writes, video by video.
+  The uniform variate of a draw is a splitmix64 hash (``fer_jax.hashing``) of (seed, stream,
+  epoch, video), never a stateful RNG: a draw is a function of (seed, epoch, video, table
+  row), the same in Grain worker processes, threads and a resumed run. ``sample_many``
+  returns exactly ``sample`` of each video and ``update_batch`` writes exactly what
+  ``update`` writes, video by video.
 
 Sharing with readers
   Pickling a sampler pickles its table by path (see ``table``); a reader process draws from
@@ -38,27 +39,19 @@ import operator
 import numpy as np
 
 from fer_jax.errors import UserError
+from fer_jax.hashing import splitmix64
 from fer_jax.sampling.table import ScoreTable
 
-_MASK = (1 << 64) - 1
 _DRAW, _EXPLORE = 1, 2  # hash streams
 _UNIT = 2.0 ** -53      # 53-bit uniform in [0, 1)
 
 
 # --------------------------------------------------------------------------- hashing
-def _splitmix64(x):
-    """splitmix64 finaliser of a Python int or a uint64 array (the same values for both)."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
-    return x ^ (x >> 31)
-
-
 def _key(*keys: int) -> int:
     """Chained hash of non-negative integer keys: ``h ← splitmix64(h ^ key)`` from h = 0."""
     h = 0
     for key in keys:
-        h = _splitmix64(h ^ key)
+        h = splitmix64(h ^ key)
     return h
 
 
@@ -154,7 +147,7 @@ class ClipSampler:
         phase = self.phase(epoch)
         v = self.table.check_video(video_index)
         lo, hi = self._offsets.item(v), self._offsets.item(v + 1)
-        h = _splitmix64(self._draw_key(epoch) ^ v)
+        h = splitmix64(self._draw_key(epoch) ^ v)
         if phase == "warmup":
             return ((h >> 32) * (hi - lo)) >> 32
         if phase == "exploration":
@@ -168,7 +161,7 @@ class ClipSampler:
         phase = self.phase(epoch)
         v = self._videos(video_indices)
         n = self._offsets[v + 1] - self._offsets[v]
-        h = _splitmix64(v.astype(np.uint64) ^ self._draw_key(epoch))
+        h = splitmix64(v.astype(np.uint64) ^ self._draw_key(epoch))
         if phase == "warmup":
             return (((h >> 32) * n.astype(np.uint64)) >> 32).astype(np.int64)
         if phase == "exploration":
@@ -307,7 +300,7 @@ class StochasticSoftmaxSampler(ClipSampler):
         segment end), each int64 [B], positions within the row."""
         slots = self.exploration_epochs
         n = self._offsets[v + 1] - self._offsets[v]
-        keys = _splitmix64(_splitmix64(v.astype(np.uint64) ^ self._explore_key)[:, None]
+        keys = splitmix64(splitmix64(v.astype(np.uint64) ^ self._explore_key)[:, None]
                            ^ np.arange(slots, dtype=np.uint64))
         j = np.argsort(keys, axis=1, kind="stable")[:, epoch - self.warmup_epochs]
         grid = ((n[:, None] - 1) * np.arange(slots) / (slots - 1) if slots > 1

@@ -1,4 +1,4 @@
-"""The score table of temporal stochastic softmax (thesis seed 001, §3.2.3.2): shared memory.
+"""The score table of temporal stochastic softmax (Ayral's thesis, §3.2.3.2): shared memory.
 
 One float32 row ``w_v`` of ``N_v = L_v − F + 1`` clip scores per training video (``N_v = 1``
 for videos shorter than F, which the pipeline pads to F frames), stored ragged in one flat

@@ -1,4 +1,4 @@
-"""Figures of attention modules for 3D CNNs (thesis seed 001, chapter 4 and section 2.3.2).
+"""Figures of attention modules for 3D CNNs (Ayral's thesis, chapter 4 and section 2.3.2).
 
 * :func:`mask_overlay` — mask attention (Figs. 4.7–4.10): the gates ``1 + tanh(...)`` of a
   spatial, spatiotemporal or temporal mask drawn over the faces, frame by frame.

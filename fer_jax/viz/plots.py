@@ -87,7 +87,7 @@ def _fraction_figure(num_fractions: int) -> Figure:
 
 def occlusion_curves(accuracy: Mapping, fractions: Sequence[float],
                      frame_counts: Sequence[int], title: str = "", path=None) -> bytes:
-    """Accuracy under occlusion, one subplot per spatial fraction (thesis seed 000).
+    """Accuracy under occlusion, one subplot per spatial fraction (Du Toit).
 
     ``accuracy``: method -> float [2, P, F]; index 0 = most important cells occluded
     (dashed), 1 = least important occluded (solid); P = len(fractions) spatial fractions,
@@ -323,9 +323,9 @@ def bar_table(values: Mapping, errors: Mapping | None = None, ylabel: str = "",
 
 def sweep_curves(values: Sequence[float], panels: Mapping[str, Mapping[str, tuple]],
                  xlabel: str, title: str = "", path=None) -> bytes:
-    """Measurements against a swept setting (e.g. seed 003's λ, Fig. 5): one panel per entry
-    of ``panels`` (panel title → series name → ``(means [V], sds [V])``, None where not
-    measured), the ``V`` setting ``values`` on the x axis (symmetric-log when 0 is among
+    """Measurements against a swept setting (e.g. the λ of Belharbi et al., Fig. 5): one panel
+    per entry of ``panels`` (panel title → series name → ``(means [V], sds [V])``, None where
+    not measured), the ``V`` setting ``values`` on the x axis (symmetric-log when 0 is among
     them), error bars = the standard deviations, and each series' value at the first
     setting (the baseline) drawn dashed."""
     _nonempty(panels, "panels")

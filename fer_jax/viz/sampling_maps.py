@@ -1,4 +1,4 @@
-"""Sampling maps of score-table clip samplers (thesis seed 001, Figs. 3.2–3.9).
+"""Sampling maps of score-table clip samplers (Ayral's thesis, Figs. 3.2–3.9).
 
 Top panel: for every epoch (y) the sampled clip as a bar over its frames ``start ..
 start + F − 1`` (x), coloured by phase (warm-up grey, exploration blue, exploitation orange),
