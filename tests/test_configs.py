@@ -20,9 +20,17 @@ def test_every_seed_experiment_has_a_config():
         assert name in CONFIGS
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+# Variants (``path:arg``) that change the model or its pooling; each is built at full size, and
+# trained at smoke size below unless another test trains it (the thesis' attention modules in
+# test_attention_modules.py, two-step video-level training included).
+VARIANTS = ["vgg16_3d_afew:softmax", "thesis_attention:mult_mask",
+            "thesis_attention:temporal_sa,video_level", "thesis_length:resize"]
+
+
+@pytest.mark.parametrize("name", CONFIGS + VARIANTS)
 def test_full_size_model_builds(name):
-    config = load(name)
+    name, _, variant = name.partition(":")
+    config = load(name, variant)
     model = experiment.build_model(config)
     x = jax.ShapeDtypeStruct((1,) + pipeline.input_shape(config), jnp.float32)
     variables = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x)
@@ -33,9 +41,7 @@ def test_full_size_model_builds(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", CONFIGS + ["vgg16_3d_afew:softmax", "thesis_attention:mult_mask",
-                                  "thesis_attention:temporal_sa,video_level",
-                                  "thesis_length:resize"])
+@pytest.mark.parametrize("name", CONFIGS + ["vgg16_3d_afew:softmax", "thesis_length:resize"])
 def test_smoke_config_trains_and_evaluates(name, tmp_path):
     name, _, variant = name.partition(":")
     config = load(name, ",".join(filter(None, [variant, "smoke"])))

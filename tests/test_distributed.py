@@ -47,13 +47,7 @@ PLAIN = ["--config=configs/synthetic.py:smoke", "--config.train.checkpoint_every
 
 @pytest.mark.parametrize("smoke, steps", [
     pytest.param(PLAIN, 12, id="no sampler"),
-    # With jax 0.10.2 / grain 0.2.18 the 2-process run leaves the 1-process one in the second
-    # (exploration) epoch — train loss 2.1656 vs 2.1673, parameters 2e-2 apart — although the
-    # drawn clips and the learned tables agree; it matched to 5.7e-6 with the versions it was
-    # written against. Kept as a known failure until the cause is found.
-    pytest.param(SMOKE, 18, id="stochastic softmax", marks=pytest.mark.xfail(
-        reason="2-process sampler run diverges from 1 process in epoch 2 with current "
-               "jax/grain", strict=False)),
+    pytest.param(SMOKE, 18, id="stochastic softmax"),
 ])
 def test_two_processes_match_one_process(tmp_path, smoke, steps):
     command = [sys.executable, "-m", "fer_jax.main", *smoke]

@@ -119,11 +119,16 @@ def _paths(tree: dict) -> str:
     return ", ".join(sorted(("/".join(k) for k in tree), key=natural_key))
 
 
-def _layout(model: nn.Module) -> str:
-    from fer_jax.models.timesformer import TimeSformer
+TOKEN_LAYOUTS = ("divided_space_time", "joint_space_time", "space_only")
 
-    if isinstance(model, TimeSformer):
-        return model.attention_type
+
+def _layout(model: nn.Module) -> str:
+    """The token layout the model declares: a TimeSformer-like model has an
+    ``attention_type`` in ``TOKEN_LAYOUTS`` and a ``patch_size`` (its maps are read back as
+    ``[B, T, h, w]``); any other model is ``'generic'``."""
+    layout = getattr(model, "attention_type", None)
+    if layout in TOKEN_LAYOUTS and hasattr(model, "patch_size"):
+        return layout
     return "generic"
 
 
