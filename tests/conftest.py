@@ -28,6 +28,17 @@ from absl import flags  # noqa: E402
 
 # Files of independent, costly tests: each test is its own unit of work for the test workers.
 INDEPENDENT_FILES = {"test_configs.py", "test_distributed.py", "test_readme.py"}
+# Files with the longest units of work (a test or a shared fixture of a minute or so) run first,
+# so that the two workers end together on short ones (pytest.ini: --no-loadscope-reorder).
+LONGEST_FIRST = ("test_distributed.py", "test_preemption.py", "test_sampler_training.py",
+                 "test_readme.py", "test_sweep.py", "test_train_cli.py", "test_report_cli.py",
+                 "test_configs.py", "test_au_guidance.py", "test_workdir_safety.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Orders the files as ``LONGEST_FIRST`` says (the rest after them, as collected)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @pytest.hookimpl(optionalhook=True)

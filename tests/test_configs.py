@@ -40,8 +40,15 @@ def test_full_size_model_builds(name):
         load(name, "nope")
 
 
+# Configs whose smoke run other tests already train and evaluate end to end, from the command
+# line: synthetic (test_train_cli.py), sampler_synthetic (test_sampler_training.py, three epochs
+# with test-time pooling), au_guided_synthetic (test_au_guidance.py).
+TRAINED_ELSEWHERE = {"synthetic", "sampler_synthetic", "au_guided_synthetic"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", CONFIGS + ["vgg16_3d_afew:softmax", "thesis_length:resize"])
+@pytest.mark.parametrize("name", [c for c in CONFIGS if c not in TRAINED_ELSEWHERE]
+                         + ["vgg16_3d_afew:softmax", "thesis_length:resize"])
 def test_smoke_config_trains_and_evaluates(name, tmp_path):
     name, _, variant = name.partition(":")
     config = load(name, ",".join(filter(None, [variant, "smoke"])))
