@@ -186,7 +186,8 @@ def defaults() -> ml_collections.ConfigDict:
                                   # ('' = the dataset's)
         stride=0,                 # video models: frames between sliding-clip starts
                                   # (0 = input.clip_frames // 2, at least 1)
-        batch_size=32,            # clips (frames of frame models) per forward pass
+        batch_size=32,            # clips (frames of frame models) per forward pass (fewer
+                                  # clips: padded to the next power of two only)
         chunk_frames=300,         # frames decoded and face-tracked at a time (memory bound)
         upsample=1,               # dlib detector upsampling (0 = faces above ~80 px only,
                                   # 4× faster; 2 = faces down to ~20 px)

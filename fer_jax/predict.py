@@ -222,7 +222,11 @@ def classify(predictor: Predictor, inputs: np.ndarray) -> tuple[np.ndarray, dict
     stride = int(config.predict.stride) or max(f // 2, 1)
     starts = clip_starts(n, f, stride)
     clips = np.stack([pipeline.clip_at(s, f, n, config.input.pad)[0] for s in starts])  # [K, F]
-    batch = max(int(config.predict.batch_size), 1)
+    # Fewer clips than a batch (an image, a short video) are padded to the next power of two,
+    # not to a whole batch: an image costs one clip, and at most log2(batch_size) + 1 batch
+    # shapes are ever compiled.
+    batch = min(max(int(config.predict.batch_size), 1),
+                1 << (len(clips) - 1).bit_length())
     logits_sum = np.zeros((n, len(predictor.class_names)), np.float64)
     counts = np.zeros(n, np.float64)
     maps_sum: dict[str, np.ndarray] = {}

@@ -54,6 +54,7 @@ def test_smoke_config_trains_and_evaluates(name, tmp_path):
     config = load(name, ",".join(filter(None, [variant, "smoke"])))
     assert config.dataset.name == "synthetic"
     config.train.epochs = 1
+    config.train.checkpoint_every_steps = 0  # the epoch end's (mid-epoch: test_preemption.py)
     result = train.train_and_evaluate(config, str(tmp_path))
     assert result["stopped"] == "completed" and result["epochs_completed"] == 1
     assert np.isfinite(result["final_validation"]["loss"])
