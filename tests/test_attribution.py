@@ -134,7 +134,63 @@ def test_cam_family_formulas(gapnet):
         v = np.linalg.svd(centred)[2][0]
         p = centred @ v
         p = p if p @ flat.sum(-1) >= 0 else -p
-        np.testing.assert_allclose(ei.reshape(-1), p, rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(ei.reshape(-1), np.maximum(p, 0), rtol=1e-3, atol=1e-4)
+    signed = np.asarray(attribution.eigen_cam(model, variables, x, layer="features", clip=False))
+    assert (signed < 0).any()
+    np.testing.assert_allclose(np.maximum(signed, 0), eigen, rtol=1e-6, atol=1e-7)
+
+
+class FlatNet(nn.Module):
+    """Conv features → flatten → linear: the gradient of a logit with respect to the features
+    changes sign over positions and channels (a GAP head gives one gradient per channel)."""
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        x = ConvAct(6, False, name="conv1")(x)
+        x = ConvAct(8, False, name="features")(x)
+        return nn.Dense(4, name="classifier")(x.reshape(len(x), -1))
+
+
+def _reference_cams(a: np.ndarray, g: np.ndarray) -> dict[str, np.ndarray]:
+    """pytorch-grad-cam's formulas transcribed for activations and gradients ``[B, *pos, D]``
+    (its ``[B, D, *pos]`` moved channels-last): the methods' weights, the weighted sum over
+    channels, then BaseCAM's ``np.maximum(cam, 0)``."""
+    axes = tuple(range(1, a.ndim - 1))
+    expand = (slice(None),) + (None,) * len(axes)
+    # GradCAM.get_cam_weights: np.mean(grads, axis=(2, 3))
+    grad_cam = np.maximum((g.mean(axis=axes)[expand] * a).sum(-1), 0)
+    # GradCAMPlusPlus.get_cam_weights
+    grads_power_2 = g**2
+    grads_power_3 = grads_power_2 * g
+    sum_activations = a.sum(axis=axes)
+    aij = grads_power_2 / (2 * grads_power_2 + sum_activations[expand] * grads_power_3 + 1e-6)
+    aij = np.where(g != 0, aij, 0)
+    weights = (np.maximum(g, 0) * aij).sum(axis=axes)
+    grad_cam_pp = np.maximum((weights[expand] * a).sum(-1), 0)
+    # LayerCAM.get_cam_image: spatial_weighted_activations = np.maximum(grads, 0) * activations
+    layer_cam = np.maximum((np.maximum(g, 0) * a).sum(-1), 0)
+    return {"grad_cam": grad_cam, "grad_cam_pp": grad_cam_pp, "layer_cam": layer_cam}
+
+
+def test_cam_family_matches_the_reference_with_mixed_sign_gradients():
+    model = FlatNet()
+    x = _video(11)
+    variables = model.init(jax.random.PRNGKey(12), x)
+    a, g, _ = attribution.activations_and_gradients(model, variables, x, 1, "features")
+    a, g = np.asarray(a, np.float64), np.asarray(g, np.float64)
+    for gi in g:  # the fixture the inner ReLUs act on: both signs in every example
+        assert (gi < 0).mean() > 0.2 and (gi > 0).mean() > 0.2
+    expected = _reference_cams(a, g)
+    for name, reference in expected.items():
+        ours = getattr(attribution, name)(model, variables, x, 1, "features")
+        np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-6, err_msg=name)
+    # Without their inner ReLU of the gradients, Grad-CAM++ and LayerCAM would differ here.
+    assert not np.allclose(expected["layer_cam"], np.maximum((g * a).sum(-1), 0), atol=1e-5)
+    axes = (1, 2, 3)
+    alpha = np.where(g != 0, g**2 / (2 * g**2 + a.sum(axis=axes)[:, None, None, None] * g**3
+                                     + 1e-6), 0)
+    without = np.maximum(((alpha * g).sum(axis=axes)[:, None, None, None] * a).sum(-1), 0)
+    assert not np.allclose(expected["grad_cam_pp"], without, atol=1e-5)
 
 
 def test_layer_cam_equals_grad_cam_for_positive_constant_gradients():

@@ -19,7 +19,8 @@ Each method reads the activation ``A [B, *positions, D]`` of ``layer`` (3D CNN f
 * Eigen-CAM (Muhammad & Yeasin 2020): projection of the centred activations on their first
   right singular vector, per example; class-agnostic (``target`` is ignored). The sign of a
   singular vector is arbitrary; it is chosen so that the map correlates positively with the
-  channel sum of the activations.
+  channel sum of the activations. Negative values are clipped to 0, as pytorch-grad-cam clips
+  every CAM (``clip=False``: the signed projection).
 * Layer attention (Belharbi et al.): the channel mean ``(1/D) Σ_k A_k`` of the layer, with no
   weights and no ReLU; class-agnostic. It is what AU-guided training aligns with the
   action-unit heatmaps (ATT-COS measures it).
@@ -91,8 +92,10 @@ def layer_cam(model, variables: Variables, x: jnp.ndarray, target: Target = None
 
 
 def eigen_cam(model, variables: Variables, x: jnp.ndarray, target: Target = None,
-              layer: str | None = None, reshape: Reshape | None = None) -> jnp.ndarray:
-    """Eigen-CAM ``[B, *positions]`` (forward pass only; ``target`` is ignored)."""
+              layer: str | None = None, reshape: Reshape | None = None,
+              clip: bool = True) -> jnp.ndarray:
+    """Eigen-CAM ``[B, *positions]`` (forward pass only; ``target`` is ignored); ``clip``:
+    negative values set to 0 (pytorch-grad-cam's CAMs), else the signed projection."""
     layer = default_layer(model) if layer is None else layer
     act, _ = layer_activations(model, variables, x, layer)
     a = _grid(model, act, x, reshape).astype(jnp.float32)
@@ -102,6 +105,8 @@ def eigen_cam(model, variables: Variables, x: jnp.ndarray, target: Target = None
     projection = jnp.einsum("bpd,bd->bp", centred, vt[:, 0])
     agreement = jnp.einsum("bp,bp->b", projection, flat.sum(axis=-1))
     projection = projection * jnp.where(agreement < 0, -1.0, 1.0)[:, None]
+    if clip:
+        projection = jax.nn.relu(projection)
     return projection.reshape(a.shape[:-1])
 
 
