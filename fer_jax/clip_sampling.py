@@ -5,8 +5,10 @@
 * one ``ScoreTable`` row of N = L − F + 1 clip scores per training video (N = 1 for videos
   shorter than F, which the pipeline pads to F frames), memory-mapped from a file in
   ``WORKDIR/sampler/process_<i>/`` that the Grain workers map too (``pipeline.SamplerClip``);
-* the jit'ed train step scores the un-augmented clip (eval mode, parameters before the update)
-  and returns the true-class logit per example; the loop hands these device arrays to ``add``
+* the jit'ed train step scores each clip and returns the true-class logit per example:
+  ``sampler.scoring='clean'`` (default) the un-augmented clip (eval mode, parameters before
+  the update; the pipeline then adds ``clean_video``), ``'augmented'`` the training clip's own
+  logits (train mode, same forward pass as the loss; see ``SCORINGS``); the loop hands these device arrays to ``add``
   without waiting for them, and ``flush`` applies them to the table on the host (at log points,
   checkpoints and epoch ends, where the loop synchronises anyway);
 * ``end_epoch`` applies the epoch's last updates and publishes the table for the next epoch,
@@ -33,6 +35,24 @@ from jax.experimental import multihost_utils
 
 from fer_jax import sampling
 from fer_jax.data import pipeline
+from fer_jax.errors import UserError
+
+# ``config.sampler.scoring``: what the table's score of the drawn clip is. 'clean' (fer_jax's
+# default): the true-class logit of the same clip without augmentation, in eval mode (no
+# dropout), with the parameters before the step's update: the method Ayral's thesis describes
+# (§3.3.2.6 "Clean sample scoring", Table 3.8, p. 93: 46.91 % on AFEW at γ = 10).
+# 'augmented': the true-class logit of the training forward pass itself (augmented clip,
+# train mode, parameters before the update), what the thesis calls "data-augmented scoring"
+# (46.65 % there) and what the author's public code does.
+SCORINGS = ("clean", "augmented")
+
+
+def check_scoring(config) -> str:
+    """``config.sampler.scoring`` ('clean' when absent); a one-line UserError otherwise."""
+    scoring = config.sampler.get("scoring", "clean")
+    if scoring not in SCORINGS:
+        raise UserError(f"sampler.scoring must be 'clean' or 'augmented', got {scoring!r}")
+    return scoring
 
 
 def _global(tree):
@@ -49,6 +69,7 @@ class ClipSampling:
 
     def __init__(self, config, source, workdir: Path):
         c, clip = config.sampler, config.input.clip_frames
+        self.scoring = check_scoring(config)
         lengths = np.array([source.num_frames(v) for v in range(len(source))], np.int64)
         # The table file lives in the workdir, one folder per process; files left there by a
         # killed run of this workdir are stale and removed.
@@ -67,6 +88,8 @@ class ClipSampling:
             kwargs.update(learning_rate=c.learning_rate, baseline_momentum=c.baseline_momentum)
         self.sampler = sampling.make_sampler(c.name, self.table, **kwargs)
         self.needs_scores = c.name != "uniform"
+        # the pipeline adds the un-augmented clip only for clean scoring
+        self.needs_clean_video = self.needs_scores and self.scoring == "clean"
         self.selector = pipeline.SamplerClip(self.sampler, clip,
                                              config.input.get("pad", "repeat"))
         self.clip_frames = clip
@@ -83,8 +106,8 @@ class ClipSampling:
 
     def add(self, batch: dict, scores: jax.Array | None, epoch: int) -> None:
         """Queues one step's table updates and sampling-map entries; ``batch`` is the step's
-        global (device) batch, ``scores`` its true-class clean logits ``[B]`` (None for the
-        uniform sampler). Nothing is waited for."""
+        global (device) batch, ``scores`` its true-class logits ``[B]`` (clean or training clip,
+        per ``scoring``; None for the uniform sampler). Nothing is waited for."""
         self.pending.append((batch["index"], batch["start"], scores, epoch))
 
     def flush(self) -> None:

@@ -218,6 +218,11 @@ def defaults() -> ml_collections.ConfigDict:
         learning_rate=0.1,        # reinforce only
         baseline_momentum=0.9,    # reinforce only
         map_videos=8,             # training videos drawn in sampling_maps/ (0 = none)
+        scoring="clean",          # the drawn clip's table score (true-class logit): 'clean' =
+                                  # the un-augmented clip, eval mode, pre-update parameters
+                                  # (default; the thesis' text, §3.3.2.6, Table 3.8 p. 93) |
+                                  # 'augmented' = the training forward pass's own logits
+                                  # (train mode; the author's public code)
     )
     return config
 

@@ -165,18 +165,20 @@ def apply_model(model, params, model_state: dict, x: jnp.ndarray, train: bool, r
 
 
 def train_step(state: TrainState, batch: dict, sums: dict, *, model, tx, config,
-               guidance: au_guidance.Guidance | None = None):
+               guidance: au_guidance.Guidance | None = None, scoring: str = "clean"):
     """One optimiser step on a sharded batch; adds the step's metrics to ``sums``.
 
     The loss is cross-entropy, plus ``guidance.weight · (1 − cos(T_l, A))`` with AU guidance
     (``au_guidance.py``; the batch then holds ``au_masks``). Returns ``(state, sums,
-    scores)``: with ``clean_video`` in the batch (a score-table sampler), ``scores`` float32
-    ``[B]`` is the true-class logit of the un-augmented clip in eval mode with the parameters
-    before this update (clean scoring); else None.
+    scores)``: with ``scoring='clean'`` and ``clean_video`` in the batch (a score-table
+    sampler), ``scores`` float32 ``[B]`` is the true-class logit of the un-augmented clip in
+    eval mode with the parameters before this update (clean scoring); with
+    ``scoring='augmented'`` the true-class logit of the training forward pass (augmented clip,
+    train mode, parameters before this update; ``clip_sampling.SCORINGS``); else None.
     """
     num_classes = config.dataset.num_classes
     scores = None
-    if "clean_video" in batch:
+    if scoring == "clean" and "clean_video" in batch:
         clean, _ = apply_model(model, state.params, state.model_state,
                                normalise(batch["clean_video"], config), train=False)
         scores = jnp.take_along_axis(clean, batch["label"][:, None], axis=1)[:, 0]
@@ -218,6 +220,9 @@ def train_step(state: TrainState, batch: dict, sums: dict, *, model, tx, config,
         cosine, valid = alignment
         sums["att_cos"] = sums["att_cos"] + jnp.where(valid, cosine, 0.0).sum()
         sums["att_count"] = sums["att_count"] + valid.sum()
+    if scoring == "augmented":
+        scores = jnp.take_along_axis(logits, batch["label"][:, None], axis=1)[:, 0]
+        scores = scores.astype(jnp.float32)
     return TrainState(state.step + 1, params, model_state, opt_state, state.rng), sums, scores
 
 
@@ -457,7 +462,7 @@ def _train_and_evaluate(config, run: Run) -> dict:
     guidance = run.guidance if run.guidance and run.guidance.trains else None
     dataset = pipeline.train_dataset(train_source, config, epochs, config.seed,
                                      selector=sampling and sampling.selector,
-                                     clean=bool(sampling and sampling.needs_scores),
+                                     clean=bool(sampling and sampling.needs_clean_video),
                                      au_maps=guidance is not None,
                                      process_index=jax.process_index(),
                                      process_count=jax.process_count())
@@ -476,8 +481,10 @@ def _train_and_evaluate(config, run: Run) -> dict:
                             f"{e}); move that step's folder away to resume from the one "
                             f"before") from None
 
-    step_fn = jax.jit(functools.partial(train_step, model=run.model, tx=tx, config=config,
-                                        guidance=guidance), donate_argnums=(0, 2))
+    step_fn = jax.jit(functools.partial(
+        train_step, model=run.model, tx=tx, config=config, guidance=guidance,
+        scoring=sampling.scoring if sampling and sampling.needs_scores else "clean"),
+        donate_argnums=(0, 2))
     zero = zero_train_sums()
     sums = jax.device_put({k: jnp.asarray((progress["train_sums"] or {}).get(k, v), v.dtype)
                            for k, v in zero.items()}, run.replicated)
