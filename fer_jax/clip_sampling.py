@@ -8,9 +8,9 @@
 * the jit'ed train step scores each clip and returns the true-class logit per example:
   ``sampler.scoring='clean'`` (default) the un-augmented clip (eval mode, parameters before
   the update; the pipeline then adds ``clean_video``), ``'augmented'`` the training clip's own
-  logits (train mode, same forward pass as the loss; see ``SCORINGS``); the loop hands these device arrays to ``add``
-  without waiting for them, and ``flush`` applies them to the table on the host (at log points,
-  checkpoints and epoch ends, where the loop synchronises anyway);
+  logits (train mode, same forward pass as the loss; see ``SCORINGS``); the loop hands these
+  device arrays to ``add`` without waiting for them, and ``flush`` applies them to the table
+  on the host (at log points, checkpoints and epoch ends, where the loop synchronises anyway);
 * ``end_epoch`` applies the epoch's last updates and publishes the table for the next epoch,
   which is what the workers wait for before drawing, so draws do not depend on prefetching;
 * the sampler state goes into every checkpoint, the sampling-map history into ``progress``;

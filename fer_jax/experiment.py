@@ -116,8 +116,6 @@ class Run:
         finally:
             checkpoints.close()
 
-    restore_trained = restore_best  # the earlier name
-
     def variable_shapes(self) -> dict:
         """ShapeDtypeStructs of ``{'params', **model_state}`` this config builds."""
         params, model_state = jax.eval_shape(self.init_variables, jax.random.PRNGKey(0))

@@ -48,7 +48,7 @@ TRAINED_ELSEWHERE = {"synthetic", "sampler_synthetic", "au_guided_synthetic"}
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [c for c in CONFIGS if c not in TRAINED_ELSEWHERE]
-                         + ["vgg16_3d_afew:softmax", "thesis_length:resize"])
+                         + [v for v in VARIANTS if not v.startswith("thesis_attention:")])
 def test_smoke_config_trains_and_evaluates(name, tmp_path):
     name, _, variant = name.partition(":")
     config = load(name, ",".join(filter(None, [variant, "smoke"])))
