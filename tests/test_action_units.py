@@ -96,6 +96,15 @@ def test_maximum_lies_inside_the_expected_region(face224, unit, centres):
     assert max(region[y, x] for x, y in far) < 1.0
 
 
+def test_lip_stretcher_follows_the_authors_code(face224):
+    # AU20: circles at mid(lm48, lm6) and mid(lm50, lm10), as in Belharbi et al.'s code
+    # (a symmetric lm54 on the right would move the second circle by |lm54 - lm50| / 2).
+    centres = au.au_ellipses(face224, 20, 224, 224)
+    expected = [(face224[48] + face224[6]) / 2, (face224[50] + face224[10]) / 2]
+    np.testing.assert_allclose([c[:2] for c in centres], expected)
+    assert np.hypot(*((face224[54] - face224[50]) / 2)) > 5  # the two readings differ here
+
+
 def test_constant_sizes_scale_with_face_size(face224):
     small = au.au_region_map(face224, 12, 224, 224, face_size=224)
     large = au.au_region_map(face224, 12, 224, 224, face_size=448)

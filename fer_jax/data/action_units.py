@@ -24,6 +24,8 @@ Reading of the paper and of the authors' public code (``docs/papers.md``) implem
     AU: 10 for AU4, 5 for AU5 and AU7 (scaled as above). AU17 and AU23/24/26/27 get the same
     guard with minimum 5, so that a closed mouth still yields a visible region instead of a
     degenerate ellipse.
+  * AU20 (lip stretcher) is drawn at mid(lm48, lm6) and mid(lm50, lm10), as in the authors'
+    code, which produced the paper's numbers (a symmetric reading would take lm54 on the right).
   * Centres and axes are drawn with 1/16-pixel precision (cv2 ``shift=4``) instead of being
     truncated to integers, which matters for small (e.g. 64x64) images.
   * An AU whose ellipses fall entirely outside the image contributes a constant map; if every AU
@@ -211,8 +213,8 @@ def _regions(p: Points, au: int, h: float, w: float, s: float) -> list[Ellipse]:
         return _circles([p[59], p[55]], r)
     if au == 17:
         return [_between(p, 59, 8, 5 * s)]
-    if au == 20:
-        return _circles([_midpoint(p, 48, 6), _midpoint(p, 54, 10)], r)
+    if au == 20:  # right side at mid(lm50, lm10), as in the authors' code
+        return _circles([_midpoint(p, 48, 6), _midpoint(p, 50, 10)], r)
     if au == 25:
         return [(p[i][0], p[i][1], 25 * s, 10 * s) for i in (51, 57)]
     # AU23, AU24, AU26, AU27: centre ((x48+x54)/2, (y51+y57)/2), axes ((x54-x48)/2, (y57-y51)/2).
