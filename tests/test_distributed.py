@@ -3,7 +3,6 @@ Gloo collectives) ends with the parameters of a 1-process run with the same glob
 with the score-table sampler, whose updates every process applies, so the clips drawn (and
 hence the parameters) only match when the tables stay identical across processes."""
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import jax
 import numpy as np
 import pytest
 
+import shared_runs
 from fer_jax import checkpointing, distributed
 from fer_jax.data import pipeline, sources
 from fer_jax.errors import UserError
@@ -20,13 +20,10 @@ from fer_jax.errors import UserError
 pytestmark = pytest.mark.slow  # end-to-end: deselect with -m 'not slow'
 
 REPO = Path(__file__).resolve().parents[1]
-# Stochastic softmax, 3 epochs: warm-up, exploration, exploitation (draws from the table).
-SMOKE = ["--config=configs/sampler_synthetic.py:smoke", "--config.train.checkpoint_every_steps=0"]
-
-
-def _env():
-    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
-                + " --xla_force_host_platform_device_count=1")
+# Stochastic softmax, 3 epochs: warm-up, exploration, exploitation (draws from the table); the
+# 2-process run saves at the epoch ends only.
+SMOKE = shared_runs.SAMPLER_SMOKE + ["--config.train.checkpoint_every_steps=0"]
+_env = shared_runs.one_device_env
 
 
 def _free_port() -> int:
@@ -47,11 +44,11 @@ def _params(workdir):
 # adds the score tables that every process must keep identical; how the rows of a plain batch
 # are split is tested on its own below.
 @pytest.mark.parametrize("smoke, steps", [pytest.param(SMOKE, 18, id="stochastic softmax")])
-def test_two_processes_match_one_process(tmp_path, smoke, steps):
+def test_two_processes_match_one_process(tmp_path, tmp_path_factory, smoke, steps):
+    # The one-process run is the sampler tests' reference (a checkpoint every 2 steps, which
+    # resumes bit-identically, so it ends with the same parameters as saving at epoch ends).
+    one = shared_runs.sampler_reference(tmp_path_factory)
     command = [sys.executable, "-m", "fer_jax.main", *smoke]
-    one = subprocess.run(command + [f"--workdir={tmp_path / 'one'}"], cwd=REPO, env=_env(),
-                         capture_output=True, text=True, timeout=300)
-    assert one.returncode == 0, one.stderr[-3000:]
     address = f"localhost:{_free_port()}"
     processes = [subprocess.Popen(
         command + [f"--workdir={tmp_path / 'two'}", f"--coordinator_address={address}",
@@ -62,11 +59,11 @@ def test_two_processes_match_one_process(tmp_path, smoke, steps):
     for p, (out, err) in zip(processes, outputs):
         assert p.returncode == 0, err[-3000:]
     assert "on 2 cpu device(s)" in outputs[0][0]
-    (step_one, a), (step_two, b) = _params(tmp_path / "one"), _params(tmp_path / "two")
+    (step_one, a), (step_two, b) = _params(one), _params(tmp_path / "two")
     assert step_one == step_two == steps
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_allclose(x, y, rtol=0, atol=1e-5)
-    metrics = [json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two")]
+    metrics = [json.loads((d / "metrics.json").read_text()) for d in (one, tmp_path / "two")]
     assert metrics[0]["final_validation"]["count"] == metrics[1]["final_validation"]["count"]
     assert metrics[1]["final_validation"]["accuracy"] == pytest.approx(
         metrics[0]["final_validation"]["accuracy"])

@@ -1,6 +1,5 @@
 """Score-table sampling inside training: artifacts, test-time pooling, exact resume."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,22 +11,20 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+import shared_runs
 from fer_jax import checkpointing
 
 pytestmark = pytest.mark.slow  # end-to-end: deselect with -m 'not slow'
 
 REPO = Path(__file__).resolve().parents[1]
-# 48 videos, batch 8: 6 steps per epoch; warm-up epoch 1, exploration epoch 2, exploitation 3.
-SMOKE = ["--config=configs/sampler_synthetic.py:smoke"]
+SMOKE = shared_runs.SAMPLER_SMOKE
 
 
 def _command(workdir, *overrides):
     return [sys.executable, "-m", "fer_jax.main", *SMOKE, f"--workdir={workdir}", *overrides]
 
 
-def _env():
-    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
-                + " --xla_force_host_platform_device_count=1")
+_env = shared_runs.one_device_env
 
 
 def _final_state(workdir: Path):
@@ -43,11 +40,7 @@ def _final_state(workdir: Path):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("reference")
-    result = subprocess.run(_command(workdir), cwd=REPO, env=_env(), capture_output=True,
-                            text=True, timeout=400)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir
+    return shared_runs.sampler_reference(tmp_path_factory)
 
 
 def test_run_writes_sampler_results_and_maps(reference):

@@ -1,0 +1,53 @@
+"""Command-line runs that several test files need, trained once per test run.
+
+The test workers (pytest-xdist) share a directory next to their own temporary directories; the
+first worker that asks for a run trains it there while holding a file lock, the others wait
+for it and reuse it. A shared workdir is read-only for the tests: a test that writes (resumes,
+kills, evaluates into it) makes its own run.
+"""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from filelock import FileLock
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Stochastic softmax at smoke size: 48 videos, batch 8, 6 steps per epoch; warm-up epoch 1,
+# exploration epoch 2, exploitation epoch 3 (draws from the score tables); a checkpoint every
+# 2 steps.
+SAMPLER_SMOKE = ["--config=configs/sampler_synthetic.py:smoke"]
+
+
+def one_device_env() -> dict:
+    """The environment of a command-line run on one CPU device."""
+    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+                + " --xla_force_host_platform_device_count=1")
+
+
+def shared_workdir(tmp_path_factory, name: str, flags: list[str], timeout: float = 400
+                   ) -> Path:
+    """The workdir of ``python -m fer_jax.main *flags``, trained once per test run (on one
+    CPU device) and shared by the test workers; a failed run fails every test that asks for
+    it, with the run's error output."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared_runs"
+    root.mkdir(exist_ok=True)
+    workdir, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(workdir, ignore_errors=True)  # what a failed attempt left
+            result = subprocess.run(
+                [sys.executable, "-m", "fer_jax.main", *flags, f"--workdir={workdir}"],
+                cwd=REPO, env=one_device_env(), capture_output=True, text=True,
+                timeout=timeout)
+            assert result.returncode == 0, result.stderr[-3000:]
+            done.touch()
+    return workdir
+
+
+def sampler_reference(tmp_path_factory) -> Path:
+    """The uninterrupted one-process run of ``SAMPLER_SMOKE`` (18 steps)."""
+    return shared_workdir(tmp_path_factory, "sampler_reference", SAMPLER_SMOKE)
