@@ -111,21 +111,21 @@ def test_parallel_runs_report_failures_and_the_others_go_on(tmp_path, capsys):
     assert not (tmp_path / "seed=0_batch_size=8" / "log.txt").exists()  # skipped: done
 
 
-def test_one_command_runs_a_sweep_of_four_configs_in_parallel(tmp_path, python):
-    """Two config files × two seeds, two runs at a time, tiny runs of one epoch."""
+def test_one_command_runs_a_sweep_of_two_configs_in_parallel(tmp_path, python):
+    """Two config files, two runs at a time, tiny runs of one epoch (how configs cross the
+    seeds: test_several_configs_are_one_more_axis_and_name_the_runs)."""
     shrink = ["--config.dataset.train_videos=16", "--config.dataset.validation_videos=8",
               "--config.train.epochs=1", "--config.train.checkpoint_every_steps=0"]
     result = subprocess.run(
         [python, "launch/sweep.py", "--config=configs/synthetic.py:smoke",
          "--config=configs/au_guided_synthetic.py:smoke", f"--workdir={tmp_path}",
-         "--seeds=0,1", "--parallel=2", *(f"--extra={flag}" for flag in shrink)],
+         "--seeds=0", "--parallel=2", *(f"--extra={flag}" for flag in shrink)],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    names = [f"config={c}_seed={s}" for c in ("synthetic_smoke", "au_guided_synthetic_smoke")
-             for s in (0, 1)]
+    names = [f"config={c}_seed=0" for c in ("synthetic_smoke", "au_guided_synthetic_smoke")]
     rows = _table_rows(result.stdout)
     assert [row.split()[0] for row in rows] == names  # in the order of the runs
     assert all(row.split()[1] != "-" for row in rows)  # best validation accuracy of each
     for i, name in enumerate(names, 1):
-        assert f"[{i}/4] finished {tmp_path / name} in " in result.stdout
+        assert f"[{i}/2] finished {tmp_path / name} in " in result.stdout
         assert '"stopped": "completed"' in (tmp_path / name / "log.txt").read_text()
