@@ -160,7 +160,8 @@ def defaults() -> ml_collections.ConfigDict:
     config.explain = dict(        # --mode=explain and --mode=report (fer_jax/explain.py)
         methods="",               # attribution methods, comma-separated, with options:
                                   # 'grad_cam,rollout(head_fusion="max")'; '' = the model's
-                                  # defaults (evaluation/explainers.py)
+                                  # defaults (evaluation/explainers.py; attention models: Du
+                                  # Toit's Grad-CAM, Rollout-min, Rollout-Grad-mean, TIBAV)
         split="test",
         videos="0,1,2,3",         # explain: video indices of the split to explain
         target="predicted",       # explain: predicted | label (the class explained)
