@@ -9,6 +9,10 @@ jitter, which the config keeps available (``input.augment``) for longer runs.
   python -m fer_jax.main --config=configs/synthetic.py --workdir=runs/synthetic
   python -m fer_jax.main --config=configs/synthetic.py:smoke --workdir=/tmp/smoke
 
+Its ``--mode=report`` compares Du Toit's explanation methods (``explain.methods=''``: the
+defaults for attention models, ``fer_jax/evaluation/explainers.py``): Grad-CAM, Rollout with his
+minimum over heads (Rollout-min), Rollout-Grad (Rollout-Grad-mean) and TIBAV.
+
 Arguments after ``:``: ``smoke`` (a tiny run of a few seconds used by the tests).
 Any field can be overridden: ``--config.train.epochs=3 --config.optimizer.learning_rate=1e-3``.
 """

@@ -11,6 +11,11 @@ TimeSformer recipe for the optimiser: SGD with momentum 0.9, learning rate 0.005
 decay, weight decay 1e-4, batch 8, 15 epochs; ImageNet-style normalisation (0.45, 0.225) and
 horizontal flips.
 
+Explanations (``--mode=report`` / ``explain``; ``explain.methods=''``, the defaults for attention
+models): the paper's Grad-CAM, Rollout with the minimum over heads ("For the standard Rollout
+method, the minimum attention head is used", Rollout-min), Rollout-Grad (no fusion stated:
+Rollout-Grad-mean) and TIBAV, on the spatial attention.
+
   python -m fer_jax.main --config=configs/timesformer_cremad.py --workdir=runs/cremad
   python -m fer_jax.main --config=configs/timesformer_cremad.py:smoke --workdir=/tmp/smoke
 """

@@ -160,7 +160,8 @@ def defaults() -> ml_collections.ConfigDict:
     config.explain = dict(        # --mode=explain and --mode=report (fer_jax/explain.py)
         methods="",               # attribution methods, comma-separated, with options:
                                   # 'grad_cam,rollout(head_fusion="max")'; '' = the model's
-                                  # defaults (evaluation/explainers.py)
+                                  # defaults (evaluation/explainers.py; attention models: Du
+                                  # Toit's Grad-CAM, Rollout-min, Rollout-Grad-mean, TIBAV)
         split="test",
         videos="0,1,2,3",         # explain: video indices of the split to explain
         target="predicted",       # explain: predicted | label (the class explained)
@@ -176,6 +177,9 @@ def defaults() -> ml_collections.ConfigDict:
         deletion_steps=16,        # deletion / insertion curve points − 1
         min_intensity=0.5,        # ground truth: frames at least this expressive count
         region_threshold=0.5,     # ground truth: AU heatmap level inside the region
+        cosine="normalised",      # ground truth, CAM-COS: normalised = each map min-max
+                                  # normalised to [0, 1] per video (after upsampling to the
+                                  # AU heatmap), as Belharbi et al. | raw (the signed map)
         examples_per_class=1,     # report: example videos per class with overlays
         measurements="",          # report: measurement names, comma-separated ('' = all;
                                   # the list: fer_jax/evaluation/measurements/__init__.py)
@@ -207,6 +211,12 @@ def defaults() -> ml_collections.ConfigDict:
         measure=False,            # report ATT-COS / CAM-COS in validation and --mode=eval
                                   # (always on when weight > 0; needs landmarks)
         cam_method="",            # CAM-COS map: '' = cam (GAP → linear heads) else grad_cam
+        cosine="normalised",      # reported ATT-COS / CAM-COS (not the loss, always the raw
+                                  # cosine): normalised = as Belharbi et al.'s evaluation code,
+                                  # CAM min-max normalised to [0, 1], layer attention shifted
+                                  # by −min where negative | minmax (both min-max) | raw (both
+                                  # as they are); per video over the clip, after upsampling
+                                  # to A (evaluation/localisation.py)
     )
     config.sampler = dict(        # score-table clip sampling (fer_jax/sampling; Ayral ch. 3)
         name="",                  # '' = input.train_clip | uniform | stochastic_softmax |

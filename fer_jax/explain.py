@@ -75,7 +75,8 @@ def settings(config, model) -> suite.Settings:
     return suite.Settings(grid=grid, fractions=tuple(e.fractions),
                           frame_counts=tuple(e.frame_counts), deletion_steps=e.deletion_steps,
                           fill=e.fill, min_intensity=e.min_intensity,
-                          region_threshold=e.region_threshold)
+                          region_threshold=e.region_threshold,
+                          cosine=e.get("cosine", "normalised"))
 
 
 def parse_videos(text: str, num_videos: int) -> list[int]:

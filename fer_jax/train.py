@@ -169,10 +169,11 @@ def train_step(state: TrainState, batch: dict, sums: dict, *, model, tx, config,
     """One optimiser step on a sharded batch; adds the step's metrics to ``sums``.
 
     The loss is cross-entropy, plus ``guidance.weight · (1 − cos(T_l, A))`` with AU guidance
-    (``au_guidance.py``; the batch then holds ``au_masks``). Returns ``(state, sums,
-    scores)``: with ``scoring='clean'`` and ``clean_video`` in the batch (a score-table
-    sampler), ``scores`` float32 ``[B]`` is the true-class logit of the un-augmented clip in
-    eval mode with the parameters before this update (clean scoring); with
+    (``au_guidance.py``; the batch then holds ``au_masks``; the raw cosine), whose ATT-COS
+    (``au_guidance.att_cos``: normalised as ``guidance.cosine`` says) is summed. Returns
+    ``(state, sums, scores)``: with ``scoring='clean'`` and ``clean_video`` in the batch (a
+    score-table sampler), ``scores`` float32 ``[B]`` is the true-class logit of the
+    un-augmented clip in eval mode with the parameters before this update (clean scoring); with
     ``scoring='augmented'`` the true-class logit of the training forward pass (augmented clip,
     train mode, parameters before this update; ``clip_sampling.SCORINGS``); else None.
     """
@@ -196,12 +197,12 @@ def train_step(state: TrainState, batch: dict, sums: dict, *, model, tx, config,
         if not aligned:
             return cross_entropy, (logits, model_state, cross_entropy, None)
         attention = au_guidance.layer_attention(model, taps.outputs(model), x, guidance.layers)
-        term, cosine, valid = au_guidance.alignment(
-            attention, batch["au_masks"].astype(jnp.float32) / 255)
+        term, _ = au_guidance.alignment(attention, au_maps)
         return (cross_entropy + guidance.weight * term,
-                (logits, model_state, cross_entropy, (cosine, valid)))
+                (logits, model_state, cross_entropy, attention))
 
-    (loss, (logits, model_state, cross_entropy, alignment)), grads = jax.value_and_grad(
+    au_maps = batch["au_masks"].astype(jnp.float32) / 255 if aligned else None
+    (loss, (logits, model_state, cross_entropy, attention)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
     extra = {"value": loss} if config.schedule.name == "plateau" else {}
     updates, opt_state = tx.update(grads, state.opt_state, state.params, **extra)
@@ -216,8 +217,8 @@ def train_step(state: TrainState, batch: dict, sums: dict, *, model, tx, config,
         "att_cos": sums["att_cos"],
         "att_count": sums["att_count"],
     }
-    if alignment is not None:
-        cosine, valid = alignment
+    if attention is not None:  # the reported ATT-COS, not the loss's raw R
+        cosine, valid = au_guidance.att_cos(attention, au_maps, guidance.att_normalise)
         sums["att_cos"] = sums["att_cos"] + jnp.where(valid, cosine, 0.0).sum()
         sums["att_count"] = sums["att_count"] + valid.sum()
     if scoring == "augmented":

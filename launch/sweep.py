@@ -21,8 +21,8 @@ skipped, so an interrupted sweep resumes. Options:
 * ``--eval`` also evaluates each run's best checkpoint on the test split (``--mode=eval``);
 * ``--report`` writes each run's explanation report (``--mode=report``) and adds a table
   ranking the explanation methods by their measurements, mean ± sd over the runs of each
-  setting (Du Toit's comparison of Grad-CAM, Rollout, Rollout-Grad and TIBAV for a
-  TimeSformer:
+  setting (Du Toit's comparison of Grad-CAM, Rollout-min, Rollout-Grad-mean and TIBAV for a
+  TimeSformer; rows are the methods' labels, which name the rollout family's head fusion:
 
     python launch/sweep.py --config=configs/synthetic.py --workdir=runs/explanations \
         --seeds=0,1,2 --report
@@ -34,7 +34,9 @@ At the end a table gives, in the order of the runs, each run's best validation a
 test accuracy, epoch of the best validation accuracy, for runs with a score-table sampler on
 the synthetic benchmark the Spearman correlation between the learned tables and the
 ground-truth intensity, for runs that measure the AU alignment (``au_guidance``, Belharbi et
-al.) the test ATT-COS and CAM-COS — and the mean ± sd of each over seeds per setting.
+al.) the test ATT-COS and CAM-COS (as ``--mode=eval`` measures them: the maps upsampled to
+the AU heatmap and normalised, ``au_guidance.cosine``) — and the mean ± sd of each over seeds
+per setting.
 ``--plot=KEY`` draws those columns against the values of the swept field KEY (mean ± sd over
 seeds) in ``WORKDIR/sweep_<KEY>.png``, e.g. the λ sweep of Belharbi et al. (their Fig. 5):
 

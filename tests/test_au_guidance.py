@@ -1,5 +1,5 @@
-"""AU-guided training (Belharbi et al.): the alignment term, its AU maps in the training pipeline,
-its effect on training, and the ATT-COS / CAM-COS it reports."""
+"""AU-guided training (Belharbi et al.): the alignment term (raw cosine), its AU maps in the
+training pipeline, its effect on training, and the ATT-COS / CAM-COS it reports (normalised)."""
 import functools
 import json
 import subprocess
@@ -17,7 +17,6 @@ from fast import fast_jit
 from fer_jax import attribution, au_guidance, configs, experiment, explain, models, train
 from fer_jax.data import action_units, augment, pipeline, sources
 from fer_jax.errors import UserError
-from fer_jax.evaluation import localisation
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,40 +29,55 @@ def _au(batch=3, frames=2, size=8, seed=0):
 
 def test_identical_maps_align_perfectly_and_neutral_samples_are_left_out():
     au = _au()
-    term, cosine, valid = au_guidance.alignment([au], au)
+    term, valid = au_guidance.alignment([au], au)
     np.testing.assert_array_equal(valid, [False, True, True])
-    np.testing.assert_allclose(cosine[1:], 1.0, atol=1e-6)
     assert abs(float(term)) < 1e-6
+    for how in ("shift", "raw"):  # A ≥ 0: both leave it as it is
+        cosine, reported_valid = au_guidance.att_cos([au], au, how)
+        np.testing.assert_allclose(cosine[1:], 1.0, atol=1e-6)
+        np.testing.assert_array_equal(reported_valid, valid)
     # The neutral example's own map does not matter.
     other = au.at[0].set(jax.random.uniform(jax.random.PRNGKey(5), au.shape[1:]))
     assert float(au_guidance.alignment([other], au)[0]) == pytest.approx(float(term), abs=1e-6)
     # Only neutral examples: no alignment term.
-    term, _, valid = au_guidance.alignment([au], jnp.zeros_like(au))
+    term, valid = au_guidance.alignment([au], jnp.zeros_like(au))
     assert float(term) == 0.0 and not valid.any()
 
 
-def test_term_is_the_masked_mean_of_one_minus_cosine_averaged_over_layers():
+def _cosine(x, y):
+    x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+    return np.dot(x, y) / np.linalg.norm(x) / np.linalg.norm(y)
+
+
+def test_term_is_the_masked_mean_of_one_minus_raw_cosine_averaged_over_layers():
+    """The loss (Eq. 2) takes the raw, signed layer attention, whatever the reported ATT-COS
+    does."""
     au = _au()
     a = jax.random.normal(jax.random.PRNGKey(1), au.shape)
     b = jax.random.normal(jax.random.PRNGKey(2), (3, 1, 4, 4))  # a coarser layer
-    cos_a = np.array([0.0] + [np.dot(x.ravel(), y.ravel()) / np.linalg.norm(x)
-                               / np.linalg.norm(y) for x, y in zip(np.asarray(a)[1:],
-                                                                   np.asarray(au)[1:])])
-    term_a, cosine, _ = au_guidance.alignment([a], au)
-    np.testing.assert_allclose(cosine[1:], cos_a[1:], rtol=1e-5)
-    np.testing.assert_allclose(term_a, np.mean(1 - cos_a[1:]), rtol=1e-5)
+    cos_a = np.array([_cosine(x, y) for x, y in zip(np.asarray(a)[1:], np.asarray(au)[1:])])
+    term_a, _ = au_guidance.alignment([a], au)
+    np.testing.assert_allclose(term_a, np.mean(1 - cos_a), rtol=1e-5)
     term_b = au_guidance.alignment([b], au)[0]
-    both, _, _ = au_guidance.alignment([a, b], au)
+    both, _ = au_guidance.alignment([a, b], au)
     np.testing.assert_allclose(both, (term_a + term_b) / 2, rtol=1e-6)
+    # The reported ATT-COS of the same signed map is the shifted one, far from the raw.
+    reported, _ = au_guidance.att_cos([a], au)
+    shifted = [_cosine(x - x.min(), y) for x, y in zip(np.asarray(a)[1:], np.asarray(au)[1:])]
+    np.testing.assert_allclose(reported[1:], shifted, rtol=1e-5)
+    assert np.abs(np.asarray(reported[1:]) - cos_a).min() > 0.3, (reported, cos_a)
+    # Several layers: the mean of their ATT-COS.
+    np.testing.assert_allclose(au_guidance.att_cos([a, b], au)[0],
+                               (reported + au_guidance.att_cos([b], au)[0]) / 2, rtol=1e-6)
 
 
 def test_au_maps_are_resized_to_the_layer_over_time_and_space():
     au = _au(frames=4, size=16)
     small = attribution.upsample(au, (2, 4, 4))  # what a C3D-like layer [T/2, H/4] sees
-    _, cosine, _ = au_guidance.alignment([small], au)
-    np.testing.assert_allclose(cosine[1:], 1.0, atol=1e-5)
+    term, _ = au_guidance.alignment([small], au)
+    assert abs(float(term)) < 1e-5  # A resized to the layer: the layer's own map
     # The evaluation's direction (map upsampled to A) scores the coarse map lower.
-    assert (localisation.au_cosine(small, au)[0][1:] < 1 - 1e-3).all()
+    assert (au_guidance.att_cos([small], au)[0][1:] < 1 - 1e-3).all()
 
 
 def test_gradient_of_the_term_matches_finite_differences():
@@ -74,8 +88,9 @@ def test_gradient_of_the_term_matches_finite_differences():
 
 
 def test_a_map_without_a_spatial_grid_is_refused():
-    with pytest.raises(UserError, match="spatial grid per frame"):
-        au_guidance.alignment([jnp.ones((3, 5))], _au())
+    for fn in (au_guidance.alignment, au_guidance.att_cos):
+        with pytest.raises(UserError, match="spatial grid per frame"):
+            fn([jnp.ones((3, 5))], _au())
 
 
 def _config(**guidance):
@@ -94,6 +109,14 @@ def test_options_resolve_per_model_and_bad_ones_are_refused():
     assert measured == au_guidance.Guidance(0.0, ("blocks_0", "blocks_1"), "grad_cam")
     with pytest.raises(UserError, match="must be >= 0"):
         au_guidance.from_config(_config(weight=-1.0), resnet)
+    # The reported ATT-COS / CAM-COS: the authors' evaluation by default, or another choice.
+    assert (guidance.cosine, guidance.att_normalise, guidance.cam_normalise) == (
+        "normalised", "shift", "minmax")
+    for cosine, modes in (("minmax", ("minmax", "minmax")), ("raw", ("raw", "raw"))):
+        chosen = au_guidance.from_config(_config(weight=4.0, cosine=cosine), resnet)
+        assert (chosen.att_normalise, chosen.cam_normalise) == modes
+    with pytest.raises(UserError, match="au_guidance.cosine must be one of normalised, minmax"):
+        au_guidance.from_config(_config(measure=True, cosine="l2"), resnet)
     config = _config(weight=1.0)
     config.input.modality = "landmarks"
     with pytest.raises(UserError, match="landmark model"):
@@ -221,6 +244,7 @@ def test_command_line_run_reports_att_cos_and_cam_cos(tmp_path):
     evaluated = metrics["best_validation"]  # what --mode=eval writes (experiment.Run.evaluate)
     alignment = evaluated["au_alignment"]
     assert alignment["layers"] == ["layer4_0"] and alignment["cam_method"] == "cam"
+    assert alignment["cosine"] == "normalised"
     for name in ("att_cos", "cam_cos"):
         measured = alignment[name]
         assert measured["per_class"]["neutral"] is None  # neutral has no AUs

@@ -2,12 +2,13 @@
 defaults per model family, errors and file-name keys."""
 import re
 
+import config_files
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fer_jax import attribution, models
+from fer_jax import attribution, experiment, models
 from fer_jax.attribution import attention
 from fer_jax.errors import UserError
 from fer_jax.evaluation import explainers
@@ -29,13 +30,13 @@ def cnn():
 # --------------------------------------------------------------------------- parse
 def test_attention_method_on_divided_attention_defaults_to_spatial():
     explainer = parse("rollout")
-    assert explainer == Explainer("rollout", {"mode": "spatial"}, "Rollout")
+    assert explainer == Explainer("rollout", {"mode": "spatial"}, "Rollout-mean")
 
 
 def test_explicit_mode_is_kept():
     explainer = parse("rollout(mode='both')")
     assert explainer.options == {"mode": "both"}
-    assert explainer.label == "Rollout (mode=both)"
+    assert explainer.label == "Rollout-mean (mode=both)"
 
 
 def test_no_spatial_default_without_divided_attention():
@@ -47,9 +48,22 @@ def test_no_spatial_default_without_divided_attention():
 def test_labels():
     assert parse("chefer_relevance").label == "TIBAV"
     assert parse("grad_cam_pp").label == "Grad-CAM++"
-    assert parse("rollout_grad(head_fusion='max')").label == "Rollout-Grad (head_fusion=max)"
+    assert parse("rollout_grad(head_fusion='max')").label == "Rollout-Grad-max"
     assert parse("rollout_grad(head_fusion='max')").options == {"head_fusion": "max",
                                                                  "mode": "spatial"}
+    assert parse("rollout(head_fusion='max', discard_ratio=0.5)").label == (
+        "Rollout-max (discard_ratio=0.5)")
+
+
+@pytest.mark.parametrize("name,shown", [("rollout", "Rollout"), ("rollout_grad", "Rollout-Grad")])
+def test_labels_name_the_head_fusion_given_or_not(name, shown):
+    """A label never hides which fusion over heads was used: the default (mean) included."""
+    labels = {fusion: parse(f"{name}(head_fusion={fusion!r})").label
+              for fusion in attention.HEAD_FUSIONS}
+    assert labels == {f: f"{shown}-{f}" for f in ("mean", "min", "max")}
+    assert parse(name).label == labels[attention.DEFAULT_HEAD_FUSION] == f"{shown}-mean"
+    # the default spelt out is the same explanation: same file key
+    assert parse(name).key == parse(f"{name}(head_fusion='mean')").key == name
 
 
 def test_options_are_python_literals():
@@ -100,9 +114,22 @@ def test_parse_all_defaults_for_a_timesformer(timesformer):
     found = parse_all("", timesformer)
     assert [e.name for e in found] == ["grad_cam", "rollout", "rollout_grad",
                                        "chefer_relevance"]
-    assert [e.label for e in found] == ["Grad-CAM", "Rollout", "Rollout-Grad", "TIBAV"]
-    assert all(e.options == {"mode": "spatial"} for e in found[1:])
+    # Du Toit's Rollout: the minimum over heads; Rollout-Grad keeps vit-explain's mean.
+    assert [e.label for e in found] == ["Grad-CAM", "Rollout-min", "Rollout-Grad-mean", "TIBAV"]
+    assert found[1].options == {"head_fusion": "min", "mode": "spatial"}
+    assert all(e.options == {"mode": "spatial"} for e in found[2:])
     assert parse_all("  ", timesformer) == found
+
+
+def test_du_toit_configs_report_rollout_with_the_minimum_over_heads():
+    """The synthetic TimeSformer (whose report reproduces Du Toit's ranking) and the CREMA-D
+    config explain with his Rollout by default."""
+    for name in ("synthetic", "timesformer_cremad"):
+        config = config_files.load(name)
+        found = parse_all(config.explain.methods, experiment.build_model(config))
+        rollout = [e for e in found if e.name == "rollout"]
+        assert [e.options.get("head_fusion") for e in rollout] == ["min"], name
+        assert [e.label for e in rollout] == ["Rollout-min"], name
 
 
 def test_parse_all_defaults_for_a_cnn(cnn):
@@ -119,7 +146,12 @@ def test_parse_all_refuses_duplicates(timesformer):
     # the same explanation written twice: the default mode spelt out
     with pytest.raises(UserError, match="listed twice"):
         parse_all("rollout,rollout(mode='spatial')", timesformer)
+    with pytest.raises(UserError, match="listed twice"):  # the default fusion spelt out
+        parse_all("rollout,rollout(head_fusion='mean')", timesformer)
     assert len(parse_all("rollout,rollout(mode='both')", timesformer)) == 2
+    fusions = parse_all("rollout(head_fusion='min'),rollout,rollout(head_fusion='max')",
+                        timesformer)
+    assert [e.label for e in fusions] == ["Rollout-min", "Rollout-mean", "Rollout-max"]
 
 
 @pytest.mark.parametrize("spec", ["rollout", "grad_cam,chefer_relevance",

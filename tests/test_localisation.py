@@ -3,6 +3,7 @@ maps: B = 2 videos, T = 3 frames, 8×8 pixels; the AU region is the top-left 4×
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from fast import fast_jit
 
 from fer_jax.evaluation import localisation
@@ -43,17 +44,107 @@ def test_au_cosine_orthogonal_support_is_zero():
     np.testing.assert_allclose(cosine, 0.0, atol=1e-6)
 
 
-def test_au_cosine_scale_invariant_and_hand_value():
-    """A constant map against a region of k = 16 of 64 pixels per frame:
-    cos = k·T / (√(64·T) · √(k·T)) = √(16/64) = 0.5, whatever the map's scale or size (a
-    constant 4×4 map is upsampled to a constant 8×8 one)."""
+def test_raw_au_cosine_scale_invariant_and_hand_value():
+    """The raw cosine (the training loss's): a constant map against a region of k = 16 of 64
+    pixels per frame: cos = k·T / (√(64·T) · √(k·T)) = √(16/64) = 0.5, whatever the map's
+    scale or size (a constant 4×4 map is upsampled to a constant 8×8 one)."""
     au = _region()
     for maps in (np.ones((B, T, S, S)), 7.0 * np.ones((B, T, S, S)), 0.1 * np.ones((B, T, 4, 4))):
-        cosine, _ = _call(localisation.au_cosine, maps.astype(np.float32), au)
+        cosine, _ = _call(localisation.au_cosine, maps.astype(np.float32), au, normalise="raw")
         np.testing.assert_allclose(cosine, 0.5, atol=1e-5)
     maps = np.asarray(jax.random.uniform(jax.random.key(0), (B, T, S, S)))
-    np.testing.assert_allclose(_call(localisation.au_cosine, 3.0 * maps, au)[0],
-                               _call(localisation.au_cosine, maps, au)[0], atol=1e-6)
+    for how in localisation.NORMALISATIONS:
+        np.testing.assert_allclose(_call(localisation.au_cosine, 3.0 * maps, au, normalise=how)[0],
+                                   _call(localisation.au_cosine, maps, au, normalise=how)[0],
+                                   atol=1e-6, err_msg=how)
+
+
+def test_constant_map_scores_zero_once_normalised():
+    """Min-max normalisation (the metric's default) turns a constant map into zeros: it says
+    nothing about where, so it scores 0 (not the raw 0.5 above) and no NaN."""
+    au = _region()
+    for value in (0.0, 1.0, -3.0):
+        cosine, valid = _call(localisation.au_cosine, np.full((B, T, 4, 4), value, np.float32),
+                              au)
+        np.testing.assert_array_equal(cosine, 0.0)
+        assert valid.all()
+
+
+def _minmax_cosine(maps: np.ndarray, au: np.ndarray) -> np.ndarray:
+    """Belharbi et al.'s CAM-COS in numpy: per video, min-max over the whole clip, then the
+    cosine with ``A`` (maps already at ``A``'s size)."""
+    out = []
+    for m, a in zip(maps.astype(np.float64), au.astype(np.float64)):
+        m = (m - m.min()) / (m.max() - m.min())
+        out.append((m * a).sum() / (np.linalg.norm(m) * np.linalg.norm(a)))
+    return np.asarray(out)
+
+
+def _toy_cam() -> np.ndarray:
+    """A CAM whose peak lies on the AU region but which has a large negative background that
+    differs between frames (so per-frame and per-clip normalisation differ)."""
+    rng = np.random.default_rng(0)
+    maps = rng.normal(-2.0, 0.3, (B, T, S, S)).astype(np.float32)
+    maps[:, :, :4, :4] += 2.5
+    maps[:, 1] -= 1.0
+    return maps
+
+
+def test_au_cosine_min_max_normalises_the_map_over_the_clip():
+    au = _region()
+    maps = _toy_cam()
+    normalised, _ = _call(localisation.au_cosine, maps, au)
+    raw, _ = _call(localisation.au_cosine, maps, au, normalise="raw")
+    np.testing.assert_allclose(normalised, _minmax_cosine(maps, au), rtol=1e-5)
+    assert (normalised > 0.6).all() and (raw < 0.3).all(), (normalised, raw)
+    # 'minmax' is the default, and a coarser map is upsampled to A before it is normalised.
+    coarse = maps[:, :, ::2, ::2]
+    up = np.asarray(localisation.to_pixels(jnp.asarray(coarse), jnp.asarray(au)))
+    np.testing.assert_allclose(_call(localisation.au_cosine, coarse, au, normalise="minmax")[0],
+                               _minmax_cosine(up, au), rtol=1e-5)
+
+
+def test_normalised_cosine_is_invariant_to_affine_rescaling_the_raw_one_is_not():
+    au = _region()
+    maps = np.asarray(jax.random.normal(jax.random.key(1), (B, T, S, S)))
+    base = _call(localisation.au_cosine, maps, au)[0]
+    raw = _call(localisation.au_cosine, maps, au, normalise="raw")[0]
+    for a, b in ((2.0, 0.0), (0.5, 3.0), (10.0, -7.0)):
+        rescaled = (a * maps + b).astype(np.float32)
+        np.testing.assert_allclose(_call(localisation.au_cosine, rescaled, au)[0], base,
+                                   atol=1e-5)
+        if b:
+            moved = _call(localisation.au_cosine, rescaled, au, normalise="raw")[0]
+            assert np.abs(moved - raw).max() > 0.1, (a, b, moved, raw)
+
+
+def test_a_map_with_negative_values_is_shifted():
+    """'minmax' maps a negative-valued map to [0, 1]; 'shift' (the authors' rule for layer
+    attention) subtracts the minimum only where the map has negative values."""
+    au = _region()
+    negative = _toy_cam()  # all values < 0.6, most negative
+    shifted = np.asarray(localisation.normalise_maps(jnp.asarray(negative), "shift"))
+    np.testing.assert_allclose(shifted, negative - negative.reshape(B, -1).min(1)[:, None, None,
+                                                                                  None],
+                               rtol=1e-6)
+    assert shifted.min() == 0.0
+    scaled = np.asarray(localisation.normalise_maps(jnp.asarray(negative), "minmax"))
+    assert scaled.min() == 0.0 and scaled.max() == 1.0
+    # A shift and a min-max normalisation differ only in scale: the same cosine.
+    np.testing.assert_allclose(_call(localisation.au_cosine, negative, au, normalise="shift")[0],
+                               _call(localisation.au_cosine, negative, au)[0], rtol=1e-5)
+    # A non-negative map is left as it is by 'shift': its raw cosine.
+    positive = negative - negative.min() + 0.5
+    np.testing.assert_array_equal(
+        np.asarray(localisation.normalise_maps(jnp.asarray(positive), "shift")), positive)
+    np.testing.assert_allclose(_call(localisation.au_cosine, positive, au, normalise="shift")[0],
+                               _call(localisation.au_cosine, positive, au, normalise="raw")[0],
+                               rtol=1e-6)
+
+
+def test_unknown_normalisation_is_refused():
+    with pytest.raises(ValueError, match="normalise must be one of minmax, shift, raw"):
+        localisation.au_cosine(jnp.ones((B, T, S, S)), jnp.asarray(_region()), normalise="l2")
 
 
 def test_au_cosine_neutral_video_is_invalid():
@@ -205,6 +296,8 @@ def test_jit_and_vmap_match_eager():
         "energy": lambda m, a, i: localisation.energy_inside(m, a, i),
         "pointing": lambda m, a, i: localisation.pointing_game(m, a, i),
         "cosine": lambda m, a, i: localisation.au_cosine(m, a),
+        "raw cosine": lambda m, a, i: localisation.au_cosine(m, a, normalise="raw"),
+        "shifted cosine": lambda m, a, i: localisation.au_cosine(m, a, normalise="shift"),
         "temporal": lambda m, a, i: localisation.temporal_correlation(m, i),
     }
     for name, fn in fns.items():

@@ -4,6 +4,7 @@ results, the ranking (HTML and console) and the report page through the registry
 
 ``suite.measure`` runs on 6 synthetic test videos with a parameter-free model (the logits are
 the mean brightness of 7 horizontal bands of the frame) explained by saliency."""
+import dataclasses
 import pkgutil
 import re
 
@@ -74,9 +75,10 @@ def source():
         image_size=SIZE, num_frames=12))
 
 
-def _measure(source, selection: str = "", chosen=None) -> dict:
-    return suite.measure(Bands(), {}, _config(selection), source, [explainers.parse("saliency")],
-                         SETTINGS, batch_size=4, measurements=chosen)
+def _measure(source, selection: str = "", chosen=None, settings=SETTINGS,
+             method: str = "saliency") -> dict:
+    return suite.measure(Bands(), {}, _config(selection), source, [explainers.parse(method)],
+                         settings, batch_size=4, measurements=chosen)
 
 
 def _leaves(tree, path="") -> dict:
@@ -187,6 +189,22 @@ def test_ranking_columns_of_the_default_selection(everything):
                      result["insertion"]["auc"], result["energy_inside"]["mean"],
                      result["energy_chance"]["mean"], result["pointing_game"]["mean"],
                      result["au_cosine"]["macro"], result["temporal_correlation"]["mean"]]]
+
+
+def test_cam_cos_normalises_the_maps_unless_raw_is_chosen(source):
+    """Input×Gradient maps are signed: min-max normalised (``explain.cosine='normalised'``,
+    the default) their CAM-COS is another number than the raw cosine's; an unknown choice is
+    refused before any batch is measured."""
+    label = "Input×Gradient"
+    normalised = _measure(source, "au_cosine", method="input_x_gradient")
+    raw = _measure(source, "au_cosine", method="input_x_gradient",
+                   settings=dataclasses.replace(SETTINGS, cosine="raw"))
+    ours, theirs = (r["methods"][label]["au_cosine"]["per_class"] for r in (normalised, raw))
+    pairs = [(ours[n], theirs[n]) for n in ours if ours[n] is not None]
+    assert pairs and all(0 <= a <= 1 for a, _ in pairs)
+    assert max(abs(a - b) for a, b in pairs) > 0.1, pairs
+    with pytest.raises(UserError, match="explain.cosine must be one of normalised, raw"):
+        _measure(source, "au_cosine", settings=dataclasses.replace(SETTINGS, cosine="minmax"))
 
 
 def test_a_measurement_defined_elsewhere_plugs_in(source, mean_map, capsys):

@@ -246,7 +246,7 @@ def test_a_trained_workdir_predicts_with_the_same_command(tmp_path):
     summary = predict.run(config, str(workdir))["results"][0]
     assert summary["status"] == "ok" and "best checkpoint" in summary["model"]["weights"]
     assert summary["model"]["classes"][0] == "neutral"  # the synthetic benchmark's order
-    assert set(summary["methods"]) == {"Grad-CAM", "Rollout"}
+    assert set(summary["methods"]) == {"Grad-CAM", "Rollout-mean"}
     assert (workdir / "predictions" / "single_face" / "overlay.mp4").is_file()
 
 

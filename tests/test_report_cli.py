@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow  # end-to-end: deselect with -m 'not slow'
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ["--config=configs/synthetic.py:smoke", "--config.train.epochs=1"]
-METHODS = {"grad_cam": "Grad-CAM", "rollout": "Rollout", "chefer_relevance": "TIBAV"}
+METHODS = {"grad_cam": "Grad-CAM", "rollout": "Rollout-mean", "chefer_relevance": "TIBAV"}
 FRACTIONS, FRAME_COUNTS, DELETION_STEPS, VIDEOS = (0.0, 0.5), (0, 1), 2, 8
 REPORT = [f"--config.explain.methods={','.join(METHODS)}",
           f"--config.explain.max_videos={VIDEOS}",

@@ -91,6 +91,7 @@ from fer_jax.errors import UserError
 from fer_jax.naturalsort import natural_key
 
 HEAD_FUSIONS = ("mean", "min", "max")
+DEFAULT_HEAD_FUSION = "mean"  # vit-explain's; Du Toit's Rollout takes "min" (explainers.py)
 MODES = ("spatial", "temporal", "both")
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -404,14 +405,17 @@ def _explain(method: str, model, variables, x, target, head_fusion, discard_rati
     return (r_cls, maps) if with_cls else maps
 
 
-def rollout(model: nn.Module, variables: Variables, x: jnp.ndarray, head_fusion: str = "mean",
-            discard_ratio: float = 0.0, *, mode: str = "both",
-            name: str = "attention_probs") -> jnp.ndarray:
+def rollout(model: nn.Module, variables: Variables, x: jnp.ndarray,
+            head_fusion: str = DEFAULT_HEAD_FUSION, discard_ratio: float = 0.0, *,
+            mode: str = "both", name: str = "attention_probs") -> jnp.ndarray:
     """Attention rollout (Abnar & Zuidema 2020): the cls row of ``Π_l (F_l + I)/rowsum``.
 
     ``x [B, T, H, W, C]`` → maps ``[B, T, h, w]`` (TimeSformer) or ``[B, S-1]`` (generic ViT
     sowing ``[B, heads, S, S]`` under ``name``); unnormalised: with the cls entry they sum to 1
-    per example. ``head_fusion``: ``'mean'``, ``'min'`` or ``'max'`` over heads;
+    per example. ``head_fusion``: ``'mean'`` (default, vit-explain's), ``'min'`` or ``'max'``
+    over heads (Du Toit takes the minimum: "For the standard Rollout method, the minimum
+    attention head is used because the other 2, namely the maximum or average, produced noisy
+    outputs." — the default of the report for attention models, ``evaluation/explainers.py``);
     ``discard_ratio`` (a Python float in [0, 1)): fraction of the lowest fused entries of each
     map zeroed (cls → cls spared); ``mode`` (divided attention): ``'both'``, ``'spatial'`` or
     ``'temporal'`` attention. One forward pass; no target (attention is class-agnostic).
@@ -420,8 +424,8 @@ def rollout(model: nn.Module, variables: Variables, x: jnp.ndarray, head_fusion:
 
 
 def rollout_grad(model: nn.Module, variables: Variables, x: jnp.ndarray, target: Target = None,
-                 head_fusion: str = "mean", discard_ratio: float = 0.0, *, mode: str = "both",
-                 name: str = "attention_probs") -> jnp.ndarray:
+                 head_fusion: str = DEFAULT_HEAD_FUSION, discard_ratio: float = 0.0, *,
+                 mode: str = "both", name: str = "attention_probs") -> jnp.ndarray:
     """Gradient-weighted rollout (vit-explain's ``grad_rollout``): rollout of
     ``max(fuse_h(∇A ⊙ A), 0)``, ``∇A = d target logit / d A``.
 

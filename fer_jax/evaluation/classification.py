@@ -71,7 +71,8 @@ def eval_step(variables: dict, batch: dict, sums: dict, *, model, backbone, conf
     batches (``eval.clips``, with ``clip_starts``) through ``clip_aggregate_logits``. With
     ``guidance`` (the batch holds ``au_masks``) the per-class sums of ATT-COS (layer
     attention of the guided layers, mean over layers) and CAM-COS (``guidance.cam_method``
-    for the true class) are added to ``sums['att_cos']`` / ``sums['cam_cos']`` ``[2, C]``."""
+    for the true class), normalised as ``guidance.cosine`` says (``au_guidance.COSINES``), are
+    added to ``sums['att_cos']`` / ``sums['cam_cos']`` ``[2, C]``."""
     num_classes = config.dataset.num_classes
     single = not ("length" in batch or "clip_starts" in batch)  # one clip per video
     x = normalise(batch["video"], config) if single else None
@@ -89,9 +90,10 @@ def eval_step(variables: dict, batch: dict, sums: dict, *, model, backbone, conf
     if guidance:
         au = batch["au_masks"]
         attention = au_guidance.layer_attention(model, taps.outputs(model), x, guidance.layers)
-        att_cos = jnp.mean(jnp.stack([localisation.au_cosine(a, au)[0] for a in attention]), 0)
+        att_cos, _ = au_guidance.att_cos(attention, au, guidance.att_normalise)
         cam = explainers.parse(guidance.cam_method, getattr(model, "attention_type", None))
-        cam_cos, valid = localisation.au_cosine(cam(model, variables, x, batch["label"]), au)
+        cam_cos, valid = localisation.au_cosine(cam(model, variables, x, batch["label"]), au,
+                                                normalise=guidance.cam_normalise)
         valid = valid & batch["mask"]
         out["att_cos"] = sums["att_cos"] + localisation.per_class_sums(att_cos, valid, onehot)
         out["cam_cos"] = sums["cam_cos"] + localisation.per_class_sums(cam_cos, valid, onehot)
@@ -102,7 +104,8 @@ def evaluate(run, variables: dict, source) -> dict:
     """Loss and classification metrics (``metrics.from_scores``: accuracy, F1, confusion,
     ROC-AUC, EER accuracy) of ``variables`` (``{'params': …, **model_state}``) on every video
     of ``source``; with AU guidance also ``au_alignment`` (ATT-COS and CAM-COS per class and
-    their macro mean over the expressions, neutral left out, as in Belharbi et al.)."""
+    their macro mean over the expressions, neutral left out, as in Belharbi et al.; with the
+    guided layers, the CAM method and ``cosine``, the normalisation of the maps)."""
     guidance, config = run.guidance, run.config
     step = jax.jit(functools.partial(eval_step, model=run.model, backbone=run.backbone,
                                      config=config, guidance=guidance),
@@ -129,5 +132,6 @@ def evaluate(run, variables: dict, source) -> dict:
         result["au_alignment"] = {
             "att_cos": localisation.class_means(sums["att_cos"], names, expressions),
             "cam_cos": localisation.class_means(sums["cam_cos"], names, expressions),
-            "layers": list(guidance.layers), "cam_method": guidance.cam_method}
+            "layers": list(guidance.layers), "cam_method": guidance.cam_method,
+            "cosine": guidance.cosine}
     return result

@@ -5,9 +5,18 @@ parentheses (Python literals). Attention methods on divided space-time attention
 ``mode='spatial'``, Du Toit's choice (the spatial attention of a divided block already
 carries the temporal mixing before it); give ``mode='both'`` to propagate through both.
 
+Labels name the head fusion of the rollout family, given or not (``HEAD_FUSION_METHODS``):
+``rollout`` is 'Rollout-mean', ``rollout(head_fusion='min')`` 'Rollout-min', ``rollout_grad``
+'Rollout-Grad-mean'. The default methods for attention models (``DEFAULT_METHODS``) are
+Du Toit's comparison with his Rollout, the minimum over heads: "For the standard Rollout
+method, the minimum attention head is used because the other 2, namely the maximum or average,
+produced noisy outputs." (Sec. 4.1.2). He states no head fusion for Rollout-Grad, nor a
+discard ratio for either: Rollout-Grad keeps vit-explain's mean (its ``grad_rollout``), and
+nothing is discarded (``discard_ratio=0``).
+
 >>> explainer = parse("rollout_grad(head_fusion='max')")
 >>> explainer.label, explainer.options
-('Rollout-Grad (head_fusion=max)', {'head_fusion': 'max', 'mode': 'spatial'})
+('Rollout-Grad-max', {'head_fusion': 'max', 'mode': 'spatial'})
 >>> maps = explainer(model, variables, x, target)           # [B, *positions]
 """
 from __future__ import annotations
@@ -17,6 +26,7 @@ import dataclasses
 import re
 
 from fer_jax import attribution
+from fer_jax.attribution import attention
 from fer_jax.errors import UserError
 
 DISPLAY_NAMES = {
@@ -28,9 +38,12 @@ DISPLAY_NAMES = {
     "rollout_grad": "Rollout-Grad", "chefer_relevance": "TIBAV",
 }
 ATTENTION_METHODS = ("rollout", "rollout_grad", "chefer_relevance")
-# Du Toit's comparison for attention models; the CAM family of Belharbi et al. and the LRP of
-# Forsman & Singh for convolutional ones.
-DEFAULT_METHODS = {"attention": "grad_cam,rollout,rollout_grad,chefer_relevance",
+# Methods with a ``head_fusion`` option: their label always says which (e.g. 'Rollout-min').
+HEAD_FUSION_METHODS = ("rollout", "rollout_grad")
+# Du Toit's comparison for attention models (his Rollout: the minimum over heads); the CAM
+# family of Belharbi et al. and the LRP of Forsman & Singh for convolutional ones.
+DEFAULT_METHODS = {"attention": "grad_cam,rollout(head_fusion='min'),rollout_grad,"
+                                "chefer_relevance",
                    "convolutional": "grad_cam,grad_cam_pp,layer_cam,lrp"}
 
 _SPEC = re.compile(r"^\s*([a-z_]+)\s*(?:\((.*)\))?\s*$", re.S)
@@ -42,16 +55,18 @@ class Explainer:
 
     name: str            # key of attribution.METHODS
     options: dict        # keyword options passed to the method
-    label: str           # display name, e.g. 'TIBAV' or 'Rollout (head_fusion=max)'
+    label: str           # display name, e.g. 'TIBAV' or 'Rollout-max (discard_ratio=0.9)'
 
     def __call__(self, model, variables, x, target=None):
         return attribution.METHODS[self.name](model, variables, x, target, **self.options)
 
     @property
     def key(self) -> str:
-        """File-name-safe identifier, e.g. 'rollout_grad-head_fusion=max'."""
+        """File-name-safe identifier, e.g. 'rollout_grad-head_fusion=max' (the defaults
+        ``mode='spatial'`` and ``head_fusion='mean'`` left out: 'rollout')."""
         extra = "-".join(f"{k}={v}" for k, v in sorted(self.options.items())
-                         if not (k == "mode" and v == "spatial"))
+                         if not (k == "mode" and v == "spatial")
+                         and not (k == "head_fusion" and v == attention.DEFAULT_HEAD_FUSION))
         return re.sub(r"[^A-Za-z0-9_.=-]", "", self.name + (f"-{extra}" if extra else ""))
 
 
@@ -80,12 +95,25 @@ def parse(spec: str, attention_type: str | None = "divided_space_time") -> Expla
                         f"e.g. rollout(head_fusion='max')")
     name = match.group(1)
     options = _options(name, match.group(2)) if match.group(2) else {}
-    label = DISPLAY_NAMES[name]
-    if options:
-        label += " (" + ", ".join(f"{k}={v}" for k, v in options.items()) + ")"
+    return Explainer(name, _with_mode(name, options, attention_type), label(name, options))
+
+
+def label(name: str, options: dict) -> str:
+    """Display name of method ``name`` with ``options`` as given: 'Grad-CAM',
+    'Grad-CAM (layer=blocks_0)'; methods with a head fusion name it, given or default:
+    'Rollout-mean', 'Rollout-mean (mode=both)', 'Rollout-Grad-min (discard_ratio=0.5)'."""
+    text, shown = DISPLAY_NAMES[name], dict(options)
+    if name in HEAD_FUSION_METHODS:
+        text += f"-{shown.pop('head_fusion', attention.DEFAULT_HEAD_FUSION)}"
+    if shown:
+        text += " (" + ", ".join(f"{k}={v}" for k, v in shown.items()) + ")"
+    return text
+
+
+def _with_mode(name: str, options: dict, attention_type: str | None) -> dict:
     if name in ATTENTION_METHODS and attention_type == "divided_space_time":
-        options.setdefault("mode", "spatial")
-    return Explainer(name, options, label)
+        options = {**options, "mode": options.get("mode", "spatial")}
+    return options
 
 
 def parse_all(specs: str, model) -> list[Explainer]:
@@ -104,9 +132,11 @@ def parse_all(specs: str, model) -> list[Explainer]:
             current += char
     parts.append(current)
     explainers = [parse(p, attention_type) for p in parts if p.strip()]
-    # by key: 'rollout' and "rollout(mode='spatial')" differ in label, not in maps or files
-    keys = [e.key for e in explainers]
-    duplicates = [e.label for e in explainers if keys.count(e.key) > 1]
+    # by key: 'rollout' and "rollout(mode='spatial')" differ in label, not in maps or files;
+    # by label: results are keyed by it
+    keys, labels = [e.key for e in explainers], [e.label for e in explainers]
+    duplicates = [e.label for e in explainers
+                  if keys.count(e.key) > 1 or labels.count(e.label) > 1]
     if duplicates:
         raise UserError(f"explanation method {duplicates[0]!r} is listed twice")
     if attention_type is None:

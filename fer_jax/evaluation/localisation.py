@@ -3,9 +3,10 @@
 Per video (all functions map a batch to per-video values ``[B]``, jit/vmap-compatible):
 
 * ``au_cosine`` — CAM-COS / ATT-COS of Belharbi et al.: cosine between the map upsampled to the AU
-  heatmap's size and the heatmap ``A``, over the whole clip (``T × H × W``). With
-  ``resolution='map'`` ``A`` is resized to the map instead: the alignment term of AU-guided
-  training (``fer_jax/au_guidance.py``) is this same cosine.
+  heatmap's size, normalised to [0, 1] (``normalise_maps``), and the heatmap ``A``, over the
+  whole clip (``T × H × W``). With ``resolution='map'`` and ``normalise='raw'`` it is instead
+  the alignment term of AU-guided training (``fer_jax/au_guidance.py``): ``A`` resized to the
+  map and the raw, signed map.
 * ``energy_inside`` — share of the positive attribution that falls inside the AU regions
   (``A ≥ threshold``) on the expressive frames; ``region_share`` is what a uniform map scores.
 * ``pointing_game`` — fraction of expressive frames whose map maximum lies inside the AU
@@ -22,6 +23,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from fer_jax.attribution import postprocess
 from fer_jax.attribution.postprocess import upsample
 
 EPS = 1e-8
@@ -36,21 +38,62 @@ def to_pixels(maps: jnp.ndarray, like: jnp.ndarray) -> jnp.ndarray:
     return upsample(maps, like.shape[1:])
 
 
-def au_cosine(maps: jnp.ndarray, au_maps: jnp.ndarray, resolution: str = "au"
-              ) -> tuple[jnp.ndarray, jnp.ndarray]:
+NORMALISATIONS = ("minmax", "shift", "raw")
+
+
+def normalise_maps(maps: jnp.ndarray, how: str) -> jnp.ndarray:
+    """``maps [B, ...]`` normalised per video over all its values (the whole clip):
+
+    * ``'minmax'``: ``(m − min) / (max − min)``, in [0, 1]; a constant map becomes all zeros
+      (it says nothing about where; the denominator is guarded). How Belharbi et al.'s code
+      normalises a CAM before CAM-COS (the CAM extractor's ``normalized=True``);
+    * ``'shift'``: ``m − min`` where the map has negative values, else ``m`` unchanged (as the
+      cosine ignores the scale, the same as dividing by the maximum after the shift): how their
+      code treats a layer attention before ATT-COS ("shift to yield always positive vals");
+    * ``'raw'``: ``m`` as it is, signed (the training loss, Eq. 2).
+    """
+    if how == "raw":
+        return maps
+    if how == "minmax":
+        return postprocess.normalise(maps, "minmax")
+    if how == "shift":
+        low = _flat(maps).min(axis=1).reshape((maps.shape[0],) + (1,) * (maps.ndim - 1))
+        return maps - jnp.minimum(low, 0.0)
+    raise ValueError(f"normalise must be one of {', '.join(NORMALISATIONS)}, got {how!r}")
+
+
+def au_cosine(maps: jnp.ndarray, au_maps: jnp.ndarray, resolution: str = "au",
+              normalise: str = "minmax") -> tuple[jnp.ndarray, jnp.ndarray]:
     """``(cosine [B], valid [B])`` between ``maps [B, t, h, w]`` and ``au_maps [B, T, H, W]``
     over the whole clip; valid where ``A`` is not empty (not neutral, landmarks found).
 
     ``resolution``: 'au' upsamples the maps to ``A`` (the metrics, Belharbi et al.'s footnote 2),
     'map' resizes ``A`` to the maps (linear with antialiasing: the training loss, whose maps
-    are the layer's size)."""
+    are the layer's size). ``normalise`` (``normalise_maps``), applied to the map after the
+    resizing, per video over ``T × H × W``: 'minmax' (default) for CAM-COS, 'shift' for
+    ATT-COS, 'raw' for the training loss. ``A`` is used as it is (already in [0, 1]; its scale
+    does not change the cosine).
+
+    Why normalised: Belharbi et al. evaluate maps that "are both normalized between [0, 1]"
+    (Sec. 4.1, Evaluation Metrics) and use the cosine because the values still differ from
+    ``A``'s; the raw cosine of a signed map is a different number (a map with a baseline or
+    negative values scores low however well its peaks fall on ``A``), and only the min-max
+    form is unchanged by ``a · m + b`` (a > 0). The paper does not say how the maps are brought
+    to [0, 1]; this follows the authors' public code (``dlib/learning/inference_wsol.py``):
+    the CAM is min-max normalised, the layer attention only shifted by ``−min`` when it has
+    negative values (a non-negative attention, e.g. after a ReLU, keeps its raw cosine). Their
+    code normalises each image at the map's resolution, then upsamples (bilinearly, clamped
+    to the same range); here the normalisation is per video over the whole clip after the
+    upsampling, which for bilinear interpolation differs only by where the extremes fall
+    between pixels. The training loss (Eq. 2) stays on the raw map: "the dynamic range of the
+    attention map is unknown beforehand" (Sec. 3.4), as in their ``AlignToHeatMap`` loss."""
     if resolution == "au":
         m, a = to_pixels(maps, au_maps), au_maps
     elif resolution == "map":
         m, a = maps, upsample(au_maps, maps.shape[1:])
     else:
         raise ValueError(f"resolution must be 'au' or 'map', got {resolution!r}")
-    m, a = _flat(m), _flat(a)
+    m, a = _flat(normalise_maps(m, normalise)), _flat(a)
     cosine = (m * a).sum(1) / (jnp.linalg.norm(m, axis=1) * jnp.linalg.norm(a, axis=1) + EPS)
     return cosine, _flat(au_maps).max(axis=1) > 0
 

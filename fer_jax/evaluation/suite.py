@@ -52,6 +52,7 @@ class Settings:
     fill: float = 0.0                           # occluded pixels, [0, 1] units
     min_intensity: float = 0.5                  # expressive frames for localisation
     region_threshold: float = 0.5               # AU heatmap level counted as inside
+    cosine: str = "normalised"                  # CAM-COS maps: normalised (min-max) | raw
 
 
 def predict(model, variables, video, config) -> jnp.ndarray:

@@ -106,8 +106,9 @@ OCCLUSION_SECTION = SectionSpec("Occlusion test", "occlusion", intro=(
 GROUND_TRUTH_SECTION = SectionSpec("Ground truth", "ground-truth", intro=(
     "Maps of the true class against the action-unit heatmaps of the expression (Belharbi "
     "et al.), drawn from the landmarks (neutral videos have none and are left out). CAM-COS: "
-    "cosine between map and heatmap per video, averaged per class; the macro mean is over "
-    "the expressive classes."), chart=("Localisation scores by method.",
+    "cosine between map (upsampled to the heatmap and min-max normalised to [0, 1] over the "
+    "video, unless explain.cosine='raw') and heatmap per video, averaged per class; the "
+    "macro mean is over the expressive classes."), chart=("Localisation scores by method.",
                                        "score (mean over videos)"))
 
 
