@@ -146,6 +146,10 @@ def defaults() -> ml_collections.ConfigDict:
         keep_checkpoints=2,
         best_metric="accuracy",      # validation metric that selects the best checkpoint
         early_stopping_patience=0,   # epochs without improvement before stopping (0 = off)
+        shuffle_labels=False,        # train on the training labels permuted over the videos
+                                     # (seeded by config.seed; validation keeps the true
+                                     # labels): the model of Adebayo et al.'s data
+                                     # randomisation test (explain.compare_workdir)
     )
     config.eval = dict(
         split="test",             # split used by --mode=eval
@@ -181,8 +185,14 @@ def defaults() -> ml_collections.ConfigDict:
                                   # normalised to [0, 1] per video (after upsampling to the
                                   # AU heatmap), as Belharbi et al. | raw (the signed map)
         examples_per_class=1,     # report: example videos per class with overlays
-        measurements="",          # report: measurement names, comma-separated ('' = all;
-                                  # the list: fer_jax/evaluation/measurements/__init__.py)
+        measurements="",          # report: measurement names, comma-separated ('' = the
+                                  # default ones: all but the sanity checks randomisation,
+                                  # input_invariance, data_randomisation; 'default' stands
+                                  # for them, e.g. 'default,randomisation'; the list:
+                                  # fer_jax/evaluation/measurements/__init__.py)
+        compare_workdir="",       # report, data_randomisation: workdir of the same model
+                                  # trained with train.shuffle_labels=True (its newest
+                                  # checkpoint is compared)
     )
     config.predict = dict(        # --mode=predict on any video / image / folder (fer_jax/predict.py)
         input="",                 # a video, an image, or a folder of them

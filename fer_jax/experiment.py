@@ -37,7 +37,7 @@ RESUME_KEYS = ("seed", "dataset", "model", "input.clip_frames", "input.image_siz
                "input.modality", "input.pad", "sampler", "optimizer.trainable",
                "input.train_clip", "train.batch_size", "optimizer.name",
                "optimizer.accumulation_steps", "schedule.name", "au_guidance.weight",
-               "au_guidance.layers")
+               "au_guidance.layers", "train.shuffle_labels")
 
 # What a trained model's checkpoint must agree with to be evaluated (any split size).
 MODEL_KEYS = ("model", "dataset.num_classes", "input.clip_frames", "input.image_size",
@@ -102,16 +102,17 @@ class Run:
         variables.pop("intermediates", None)
         return variables.pop("params"), variables
 
-    def restore_best(self, workdir: Path | None = None) -> tuple[dict, str, int]:
+    def restore_best(self, workdir: Path | None = None, prefer_best: bool = True
+                     ) -> tuple[dict, str, int]:
         """``(variables, 'best' | 'latest', step)`` of the best (else newest) checkpoint of
         ``workdir`` (default: the run's), read-only, after checking that it holds a model
-        of this config (``MODEL_KEYS``)."""
+        of this config (``MODEL_KEYS``); ``prefer_best=False``: the newest (else best)."""
         workdir = Path(workdir or self.workdir)
         check_same_experiment(self.config, workdir, MODEL_KEYS)
         checkpoints = checkpointing.Checkpoints(workdir, self.config.train.keep_checkpoints,
                                                 read_only=True)
         try:
-            return checkpoints.restore_variables(self.replicated,
+            return checkpoints.restore_variables(self.replicated, prefer_best=prefer_best,
                                                  template=self.variable_shapes())
         finally:
             checkpoints.close()

@@ -18,13 +18,18 @@ explain
 report
   ``evaluation.suite.measure`` on ``explain.split`` (occlusion test, deletion / insertion,
   ground-truth localisation and AU alignment where the dataset has them, emotion trends,
-  facial-part occlusion, classification metrics), then ``WORKDIR/report.html`` (opens offline),
-  ``report.json`` (every figure in the report) and ``report_trends.npz`` (class-average maps).
+  facial-part occlusion, classification metrics; the sanity checks when named in
+  ``explain.measurements``), then ``WORKDIR/report.html`` (opens offline), ``report.json``
+  (every figure in the report) and ``report_trends.npz`` (class-average maps). With
+  ``explain.compare_workdir`` the newest checkpoint of that workdir (the same model, e.g.
+  trained with ``train.shuffle_labels``) is loaded too, for the ``data_randomisation``
+  measurement.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -224,18 +229,52 @@ def choose_examples(labels: np.ndarray, predicted: np.ndarray, per_class: int,
     return [int(v) for v in chosen]
 
 
+COMPARED = "data_randomisation"  # the measurement that reads explain.compare_workdir
+
+
+def load_compare(run: experiment.Run, workdir: str) -> tuple[dict, str, int, Path]:
+    """``(variables, 'latest' | 'best', step, path)`` of the newest checkpoint of another
+    workdir of the same model (``explain.compare_workdir``): the newest, because a model
+    trained on permuted labels has a meaningless best validation score."""
+    path = Path(workdir).expanduser().absolute()
+    if path == run.workdir:
+        raise UserError(f"explain.compare_workdir is the workdir being reported ({path}); give "
+                        f"the workdir of the other model (e.g. trained with "
+                        f"--config.train.shuffle_labels=True)")
+    if not path.is_dir():
+        raise UserError(f"explain.compare_workdir {path} does not exist")
+    variables, which, step = run.restore_best(path, prefer_best=False)
+    return variables, which, step, path
+
+
 def report(config, workdir: str) -> dict:
     """``--mode=report`` (module docstring); returns the measurements (JSON part)."""
     from fer_jax.viz import report as report_lib
     e = config.explain
     chosen = measurements_lib.select(e.get("measurements", ""))  # names checked first
+    compare = str(e.get("compare_workdir", "") or "")
+    if compare and COMPARED not in [m.name for m in chosen]:
+        raise UserError(f"explain.compare_workdir is only read by the {COMPARED} "
+                        f"measurement; add it to explain.measurements (e.g. "
+                        f"--config.explain.measurements=default,{COMPARED})")
+    if not compare and COMPARED in [m.name for m in chosen]:
+        raise UserError(f"the {COMPARED} measurement needs explain.compare_workdir: the "
+                        f"workdir of the same model trained with "
+                        f"--config.train.shuffle_labels=True")
     trained = load(config, workdir)
+    references, compared = {}, {}
+    if compare:
+        variables, which, step, path = load_compare(trained.run, compare)
+        references["compare"] = variables
+        compared = {"compare_workdir": str(path), "compare_checkpoint": which,
+                    "compare_step": step}
     options = settings(config, trained.run.model)
     results = suite.measure(trained.run.model, trained.variables, config, trained.source,
                             trained.explainers, options,
                             batch_size=e.batch_size or config.train.batch_size,
                             shard=trained.run.shard, max_videos=e.max_videos,
-                            seed=config.seed, measurements=chosen)
+                            seed=config.seed, measurements=chosen, references=references)
+    results.update(compared)
     labels, probabilities = results.pop("labels"), results.pop("probabilities")
     videos = choose_examples(labels, probabilities.argmax(-1), e.examples_per_class,
                              config.dataset.num_classes)

@@ -75,6 +75,8 @@ def _print_report(results: dict) -> None:
         cells = [column.value for column in row] + [results["seconds"][label]]
         print(f"{label:<22s}" + "".join("         -" if v is None else f"{v:>10.3f}"
                                         for v in cells))
+    for name, reason in (results.get("skipped") or {}).items():
+        print(f"skipped: {name} ({reason})")
     print(f"report: {Path(results['workdir']) / 'report.html'}")
 
 

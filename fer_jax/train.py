@@ -49,7 +49,7 @@ import optax
 from fer_jax import atomic_files, au_guidance, checkpointing
 from fer_jax.attribution import LayerTaps
 from fer_jax.clip_sampling import ClipSampling
-from fer_jax.data import pipeline
+from fer_jax.data import pipeline, sources
 from fer_jax.data.pipeline import normalise
 from fer_jax.errors import UserError
 from fer_jax.experiment import Run, check_input_config, check_same_experiment, \
@@ -413,6 +413,10 @@ def _train_and_evaluate(config, run: Run) -> dict:
     is_chief = jax.process_index() == 0
 
     train_source, val_source = run.source("train"), run.source("validation")
+    if config.train.get("shuffle_labels"):  # Adebayo et al.'s data randomisation
+        train_source = sources.ShuffledLabels(train_source, config.seed)
+        print(f"Training on permuted labels (train.shuffle_labels, seed {config.seed}); "
+              f"validation keeps the true labels", flush=True)
     batch_size, epochs = config.train.batch_size, config.train.epochs
     steps_per_epoch = pipeline.steps_per_epoch(len(train_source), batch_size)
     tx, schedule = make_optimizer(config, steps_per_epoch)

@@ -25,6 +25,7 @@ ALL_KEYS = ["occlusion", "deletion", "insertion", "energy_inside", "energy_chanc
             "pointing_game", "au_cosine", "temporal_correlation", "trends"]
 DEFAULT = ["occlusion", "deletion", "energy_share", "pointing_game", "au_cosine",
            "intensity_correlation", "trends"]
+OPTIONAL = ["randomisation", "input_invariance", "data_randomisation"]  # tests/test_sanity.py
 SECTIONS = ["summary", "ranking", "examples", "occlusion", "ground-truth", "trends",
             "face-parts", "settings"]
 
@@ -106,12 +107,14 @@ def mean_map():
 def test_registry_lists_every_module():
     modules = {m.name for m in pkgutil.iter_modules(measurements.__path__)} - {"base"}
     assert set(measurements.MODULES) == modules
-    assert measurements.names() == DEFAULT
+    assert measurements.names() == DEFAULT + OPTIONAL
     keys = [k for n in measurements.names() for k in measurements.get(n).result_keys]
-    assert keys == ALL_KEYS
+    assert keys == ALL_KEYS + OPTIONAL
     for name in measurements.names():
         assert measurements.get(name).name == name
-    assert [m.name for m in measurements.select("")] == measurements.names()
+    assert [m.name for m in measurements.select("")] == DEFAULT
+    assert [m.name for m in measurements.select("default")] == DEFAULT
+    assert measurements.optional() == OPTIONAL
     assert [m.name for m in measurements.select(" trends, occlusion,trends ")] == [
         "occlusion", "trends"]  # the registry's order
     truthless = measurements.applicable(measurements.select(""), ("landmarks",))

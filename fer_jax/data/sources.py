@@ -5,10 +5,43 @@ the records written by ``--mode=preprocess`` and splits them by ``dataset.protoc
 """
 from __future__ import annotations
 
+import numpy as np
+
 from fer_jax.data.pipeline import VideoSource
 from fer_jax.errors import UserError
 
 SPLITS = ("train", "validation", "test")
+SHUFFLE_SALT = 0x5A17  # keeps the label permutation apart from other draws of the same seed
+
+
+class ShuffledLabels:
+    """A split whose labels are permuted over its videos (the data randomisation test of
+    Adebayo et al., ``config.train.shuffle_labels``): video ``i`` gets the label of video
+    ``permutation[i]``, so the class counts stay those of the split while a label says
+    nothing about the video. Frames and every other field are the source's; ``load`` returns
+    the permuted ``label``. The permutation depends on ``seed`` alone (and the split size)."""
+
+    def __init__(self, source: VideoSource, seed: int):
+        self.source = source
+        self.permutation = np.random.default_rng([int(seed), SHUFFLE_SALT]).permutation(
+            len(source))
+        self.labels = np.asarray(source.labels, np.int32)[self.permutation]
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def num_frames(self, index: int) -> int:
+        return self.source.num_frames(index)
+
+    def load(self, index: int, frame_indices=None, **kwargs) -> dict:
+        example = self.source.load(index, frame_indices, **kwargs)
+        example["label"] = np.int32(self.labels[index])
+        return example
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name == "source":  # unpickling: no source yet
+            raise AttributeError(name)
+        return getattr(self.source, name)
 
 
 def _synthetic(config, split: str) -> VideoSource:

@@ -15,8 +15,15 @@ where the split lacks the ground truth they ``need``:
 * emotion trends (Du Toit): class-average min-max-normalised maps over correctly classified
   videos, per-frame mean intensity and its standard deviation.
 
-The step builds one ``measurements.Batch`` (predictions; the maps of the predicted and of the
-true class, each computed once, on first use) and hands it to every measurement. Once per
+* the sanity checks, when named (``evaluation/sanity.py``): cascading parameter
+  randomisation and data randomisation (Adebayo et al.), input invariance (Kindermans et al.).
+
+Before any batch, ``prepare`` gives each measurement the chance to make arrays of its own
+once per run (re-initialised parameters, shifted-input parameters, another model's variables;
+passed to every step as traced arguments) or to bow out (``measurements.Skip``: logged, listed
+in ``results['skipped']``). The step builds one ``measurements.Batch`` (predictions; the maps
+of the predicted and of the true class, each computed once, on first use) and hands it to
+every measurement. Once per
 batch, independently of the methods, ``base_step`` computes the class probabilities
 (accuracy, F1, ROC-AUC, EER accuracy) and the facial-part occlusion confusion matrices (eyes,
 nose, mouth and their combinations located from landmarks). Sums live on the device and are
@@ -31,6 +38,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from fer_jax.data import pipeline
 from fer_jax.errors import UserError
@@ -60,24 +68,61 @@ def predict(model, variables, video, config) -> jnp.ndarray:
     return model.apply(variables, normalise(video, config), train=False)
 
 
-def context(config, class_names, settings: Settings) -> measurements_lib.Context:
-    """The measurements' ``Context`` of a run."""
+def context(config, class_names, settings: Settings,
+            references: dict | None = None) -> measurements_lib.Context:
+    """The measurements' ``Context`` of a run; ``references``: other trained models'
+    variables by name (``explain.compare_workdir``'s as ``'compare'``)."""
     return measurements_lib.Context(num_classes=config.dataset.num_classes,
                                     num_frames=config.input.clip_frames,
-                                    class_names=tuple(class_names), settings=settings)
+                                    class_names=tuple(class_names), settings=settings,
+                                    seed=int(config.get("seed", 0)),
+                                    references=dict(references or {}))
+
+
+def _placed_like(arrays, variables):
+    """``arrays`` on the devices (and sharding) of ``variables``' first leaf, if it has one."""
+    leaves = jax.tree.leaves(variables)
+    sharding = getattr(leaves[0], "sharding", None) if leaves else None
+    return jax.device_put(arrays, sharding) if sharding is not None else arrays
+
+
+def prepare(chosen: list, model, variables, config, context: measurements_lib.Context
+            ) -> tuple[list, dict, measurements_lib.Context, dict[str, str]]:
+    """Each measurement's ``prepare`` → ``(kept, arrays, context, skipped)``: the
+    measurements that run, their ``Prepared.arrays`` by name (placed like ``variables``),
+    ``context`` with their ``Prepared.setup``, and ``{name: reason}`` of those that raised
+    ``measurements.Skip`` (each logged as one line)."""
+    x = jnp.zeros((1,) + pipeline.input_shape(config), jnp.float32)
+    kept, arrays, setup, skipped = [], {}, {}, {}
+    for measurement in chosen:
+        try:
+            prepared = measurement.prepare(model, variables, x, context)
+        except measurements_lib.Skip as e:
+            skipped[measurement.name] = str(e)
+            logging.warning("measurement %s skipped: %s", measurement.name, e)
+            continue
+        kept.append(measurement)
+        if prepared is not None and prepared.arrays is not None:
+            arrays[measurement.name] = _placed_like(prepared.arrays, variables)
+        if prepared is not None and prepared.setup is not None:
+            setup[measurement.name] = prepared.setup
+    return kept, arrays, dataclasses.replace(context, setup=setup), skipped
 
 
 # --------------------------------------------------------------------------- jitted steps
-def method_step(sums: dict, variables, batch: dict, key, *, model, config, explainer,
-                chosen: list, context: measurements_lib.Context):
+def method_step(sums: dict, variables, batch: dict, key, prepared: dict | None = None, *,
+                model, config, explainer, chosen: list,
+                context: measurements_lib.Context):
     """Adds one padded batch's measurements for ``explainer`` to ``sums`` (see ``zero``):
     every measurement of ``chosen`` reads the same ``measurements.Batch``, whose maps are
-    computed once."""
+    computed once; ``prepared``: the arrays of ``prepare`` by measurement name."""
     run = functools.partial(predict, model, variables, config=config)
     x = normalise(batch["video"], config)
     view = measurements_lib.Batch(
         batch, predicted=jnp.argmax(run(batch["video"]), -1), key=key, logits=run,
-        explain=lambda target: explainer(model, variables, x, target), context=context)
+        explain=lambda v, inputs, target: explainer(model, v, inputs, target),
+        context=context, variables=variables, x=x,
+        apply=lambda v, inputs: model.apply(v, inputs, train=False), prepared=prepared)
     return {"videos": sums["videos"] + batch["mask"].sum(),
             "measurements": {m.name: m.add(sums["measurements"][m.name], view, context)
                              for m in chosen}}
@@ -137,13 +182,17 @@ def _progress(total: int, description: str):
 
 def measure(model, variables, config, source, explainers: list[Explainer],
             settings: Settings, batch_size: int, shard=lambda b: b, max_videos: int = 0,
-            seed: int = 0, measurements: list | None = None) -> dict:
+            seed: int = 0, measurements: list | None = None,
+            references: dict | None = None) -> dict:
     """Runs the measurements on ``source``; returns JSON-ready results plus NumPy arrays
     (``probabilities``, ``labels``, trend maps), see the module docstring.
 
     ``shard`` puts a host batch on the devices (``experiment.Run.shard``); ``max_videos`` limits
     the split (0 = all); ``measurements`` (``base.Measurement`` list; default: those of
-    ``config.explain.measurements``) are run where the split has the ground truth they need.
+    ``config.explain.measurements``) are run where the split has the ground truth they need;
+    ``references``: other trained models' variables by name (``Context.references``).
+    ``results['skipped']`` holds ``{name: reason}`` of those ``prepare`` left out,
+    ``results['setup']`` what the others' ``prepare`` found.
     """
     if config.input.get("modality", "rgb") == "landmarks":
         raise UserError("explanation measurements occlude pixels; a landmark model has no "
@@ -160,9 +209,11 @@ def measure(model, variables, config, source, explainers: list[Explainer],
     num_classes = config.dataset.num_classes
     class_names = list(getattr(source, "class_names", [])) or [str(c) for c in
                                                                  range(num_classes)]
-    run_context = context(config, class_names, settings)
+    run_context = context(config, class_names, settings, references)
     for measurement in chosen:
         measurement.check(run_context)
+    chosen, prepared, run_context, skipped = prepare(chosen, model, variables, config,
+                                                      run_context)
 
     def batches():
         return pipeline.iterate_eval(source, config, fields, batch_size, videos)
@@ -182,7 +233,8 @@ def measure(model, variables, config, source, explainers: list[Explainer],
     probabilities, labels = gather_predictions(probabilities, labels, masks)
     results = {"classification": metrics.from_scores(probabilities, labels, class_names),
                "videos": num_videos, "class_names": class_names,
-               "truth": list(fields), "methods": {}, "seconds": {}}
+               "truth": list(fields), "methods": {}, "seconds": {}, "skipped": skipped,
+               "setup": dict(run_context.setup)}
     if parts:
         confusions = np.asarray(jax.device_get(sums["parts"])).astype(np.int64)
         names = ["none"] + [face_parts.combination_name(c) for c in face_parts.COMBINATIONS]
@@ -199,7 +251,8 @@ def measure(model, variables, config, source, explainers: list[Explainer],
         key = jax.random.key(seed)
         with _progress(num_videos, explainer.label) as bar:
             for i, batch in enumerate(batches()):
-                sums = step(sums, variables, shard(batch), jax.random.fold_in(key, i))
+                sums = step(sums, variables, shard(batch), jax.random.fold_in(key, i),
+                            prepared)
                 bar.update(int(batch["mask"].sum()))
         host = jax.tree.map(np.asarray, jax.device_get(sums))
         results["methods"][explainer.label] = summarise_method(host, chosen, run_context)

@@ -1,5 +1,5 @@
 """Figures of explanation reports: occlusion curves, confusion matrices, class trends,
-deletion/insertion curves and grouped bar charts.
+deletion/insertion curves, randomisation curves and grouped bar charts.
 
 Every function returns the figure as PNG bytes (100 dpi) so reports can embed it, and also
 writes them to ``path`` when given. Drawn with matplotlib's Agg canvas, without pyplot.
@@ -289,6 +289,31 @@ def deletion_insertion(curves: Mapping, fractions, title: str = "", path=None) -
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     axes[0].set_ylabel("mean target probability")
+    return finish(fig, title, path)
+
+
+def randomisation_curves(curves: Mapping, stages: Sequence[str], title: str = "",
+                         path=None) -> bytes:
+    """Cascading randomisation (Adebayo et al., Fig. 2 style): one panel per similarity score,
+    method -> {score name: [D] values (None where undefined)}, against the depth: the
+    ``stages`` [D] randomised cumulatively from the top (tick ``d``: up to ``stages[d]``)."""
+    _nonempty(curves, "randomisation curves")
+    scores = list(dict.fromkeys(score for curve in curves.values() for score in curve))
+    depth = np.arange(1, len(stages) + 1)
+    fig = figure(max(7.5, 3.2 * len(scores)), 3.6)
+    axes = np.atleast_1d(fig.subplots(1, len(scores), sharey=True, squeeze=False)[0])
+    for colour, (method, curve) in enumerate(curves.items()):
+        for ax, score in zip(axes, scores):
+            values = _array([np.nan if v is None else v for v in curve.get(score, [])],
+                            depth.shape, f"{score} curve of {method!r}")
+            ax.plot(depth, values, "o-", color=f"C{colour}", label=method, markersize=3)
+    for ax, score in zip(axes, scores):
+        ax.set(title=score, xlabel="randomised down to")
+        ax.set_xticks(depth, list(stages), rotation=60, ha="right", fontsize="x-small")
+        ax.axhline(0, color="0.6", linewidth=0.8)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("similarity to the trained model's maps")
+    axes[-1].legend(fontsize="small")
     return finish(fig, title, path)
 
 

@@ -62,7 +62,9 @@ def _summary(doc: html.Report, results: dict) -> None:
         f"Model {results['model']}, {results['checkpoint']} checkpoint at step "
         f"{results['checkpoint_step']}, {results['videos']} videos of the "
         f"{results['split']} split. Ground truth used: "
-        f"{', '.join(results['truth']) or 'none (classification and occlusion only)'}."))
+        f"{', '.join(results['truth']) or 'none (classification and occlusion only)'}."
+        + "".join(f" Measurement {name} left out: {reason}."
+                  for name, reason in (results.get("skipped") or {}).items())))
     section.table(["accuracy", "macro F1", "macro accuracy", "ROC-AUC (macro)",
                    "EER accuracy (macro)"],
                   [[c["accuracy"], c["macro_f1"], c["macro_accuracy"], c.get("roc_auc"),

@@ -3,7 +3,8 @@
 Every module of ``MODULES`` defines ``MEASUREMENT``, an instance of ``base.Measurement``
 (the interface: sums on the device, results, ranking columns, report section); this registry
 holds them by ``name``. ``config.explain.measurements`` chooses which run (``select``:
-'' = all registered, else comma-separated names; always in the order below), and
+'' = the default ones, every registered measurement but the optional sanity checks; else
+comma-separated names, where ``default`` stands for those; always in the order below), and
 ``evaluation.suite``, ``report.json``, the HTML report and the console table go through the
 chosen ones without naming any. ``register`` adds one from elsewhere (a test, a script).
 
@@ -17,10 +18,16 @@ pointing_game               pointing_game                            au_masks, i
 au_cosine                   au_cosine                                au_masks, intensity
 intensity_correlation       temporal_correlation                     au_masks, intensity
 trends                      trends (→ trend_videos, .npz)            —
+randomisation               randomisation                            —
+input_invariance            input_invariance                         —
+data_randomisation          data_randomisation                       —
 ==========================  =======================================  =====================
 
+The last three, the sanity checks (``evaluation/sanity.py``), are optional: they run only
+when named.
+
 The order is that of the report: the ranking columns, then the sections (occlusion test,
-ground truth, emotion trends).
+ground truth, emotion trends, sanity checks).
 """
 from __future__ import annotations
 
@@ -30,16 +37,21 @@ from fer_jax.errors import UserError
 from fer_jax.evaluation.measurements.base import (  # noqa: F401
     GROUND_TRUTH_SECTION,
     OCCLUSION_SECTION,
+    SANITY_SECTION,
     Batch,
     Column,
     Context,
     Measurement,
     PerVideoMean,
+    Prepared,
     SectionSpec,
+    Skip,
 )
 
 MODULES = ("occlusion_test", "deletion", "energy_share", "pointing_game", "au_cosine",
-           "intensity_correlation", "trends")
+           "intensity_correlation", "trends", "randomisation", "input_invariance",
+           "data_randomisation")
+DEFAULT = "default"  # in config.explain.measurements: the measurements that are not optional
 
 _REGISTRY: dict[str, Measurement] = {}
 
@@ -74,15 +86,26 @@ def get(name: str) -> Measurement:
     """The measurement called ``name``; unknown → ``UserError`` naming the choices."""
     if name not in _REGISTRY:
         raise UserError(f"unknown measurement {name!r} in explain.measurements; choose from "
-                        f"{', '.join(_REGISTRY)} (comma-separated; '' = all)")
+                        f"{', '.join(_REGISTRY)} (comma-separated; '' or '{DEFAULT}' = all "
+                        f"but the optional {', '.join(optional())})")
     return _REGISTRY[name]
 
 
+def optional() -> list[str]:
+    """The measurements that run only when named (``Measurement.optional``)."""
+    return [m.name for m in _REGISTRY.values() if m.optional]
+
+
 def select(text: str = "") -> list[Measurement]:
-    """``config.explain.measurements``: '' = all registered, else the comma-separated names;
-    in the registry's order either way (that of the report's columns and sections)."""
-    chosen = {get(n.strip()).name for n in str(text or "").split(",") if n.strip()}
-    return [m for m in _REGISTRY.values() if not chosen or m.name in chosen]
+    """``config.explain.measurements``: '' = the default measurements (every registered one
+    that is not ``optional``), else the comma-separated names, ``default`` standing for the
+    default ones (``'default,randomisation'``); in the registry's order either way (that of
+    the report's columns and sections)."""
+    names = [n.strip() for n in str(text or "").split(",") if n.strip()] or [DEFAULT]
+    chosen = {m.name for m in _REGISTRY.values() if not m.optional} if DEFAULT in names \
+        else set()
+    chosen |= {get(n).name for n in names if n != DEFAULT}
+    return [m for m in _REGISTRY.values() if m.name in chosen]
 
 
 def applicable(chosen: list[Measurement], fields) -> list[Measurement]:

@@ -9,15 +9,23 @@ package; ``__init__.py`` registers them by ``name``.
 
 ``add`` receives a ``Batch``: the padded batch plus what every measurement would otherwise
 recompute (predictions, maps of the predicted class on the occlusion grid, maps of the true
-class; the maps are computed on first use, once per step). ``Context`` holds what is fixed
-for the run (classes, frames, the ``suite.Settings``).
+class; the maps are computed on first use, once per step), and the means to explain or run
+the model with other parameters or inputs (the sanity checks). ``Context`` holds what is
+fixed for the run (classes, frames, the ``suite.Settings``, other trained models, what
+``prepare`` found).
+
+A measurement that needs arrays of its own besides the batch (e.g. re-initialised
+parameters) makes them once per run in ``prepare`` (host side, before any batch): they reach
+every step as traced arguments, ``batch.prepared[name]``, not as constants compiled into it.
+``prepare`` raises ``Skip`` where the measurement cannot run on this model: the run goes on
+without it and says so (``results['skipped']``).
 """
 from __future__ import annotations
 
 import abc
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import jax
@@ -30,14 +38,37 @@ if TYPE_CHECKING:  # the report page (fer_jax/viz/report.py) and the options (su
     from fer_jax.viz.report import Page
 
 
+class Skip(Exception):
+    """Raised by ``Measurement.prepare`` when the measurement cannot run on this model (e.g.
+    no parameters to randomise, no first layer that can absorb an input shift); the message
+    is the one-line reason ``suite.measure`` logs and keeps in ``results['skipped']``."""
+
+
+class Prepared(NamedTuple):
+    """What ``Measurement.prepare`` returns: ``arrays``, a pytree of device arrays handed to
+    every step as ``batch.prepared[name]`` (traced), and ``setup``, JSON-ready facts about
+    the run (e.g. the stages randomised), in ``context.setup[name]`` for ``add`` and
+    ``summarise`` and in ``results['setup'][name]``."""
+
+    arrays: Any = None
+    setup: dict | None = None
+
+
 @dataclasses.dataclass(frozen=True)
 class Context:
-    """What is fixed for a run: class count and names, clip frames, the options."""
+    """What is fixed for a run: class count and names, clip frames, the options; ``seed``
+    (``config.seed``); ``references``: other trained models' variables by name (``'compare'``:
+    those of ``explain.compare_workdir``); ``setup``: ``Prepared.setup`` of each prepared
+    measurement by name."""
 
     num_classes: int
     num_frames: int
     class_names: tuple[str, ...]
     settings: Settings
+    seed: int = 0
+    references: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False,
+                                                      repr=False)
+    setup: Mapping[str, dict] = dataclasses.field(default_factory=dict, compare=False)
 
     @property
     def expressive(self) -> list[str]:
@@ -48,32 +79,59 @@ class Context:
 class Batch:
     """One padded batch as the measurements see it, built once per jitted step.
 
-    ``video`` uint8 [B, T, H, W, C] (pixels, not normalised), ``labels`` int [B], ``mask``
-    bool [B] (False: padding), ``predicted`` int [B], ``onehot`` float [B, C] (of
-    ``labels``), ``key`` (a PRNG key of this batch), ``data`` (the batch dict, for ground
-    truth fields not named here), ``au_masks`` [B, T, H, W] and ``intensity`` [B, T] (None
-    where the split has none); ``logits(video)`` runs the model on pixel clips. ``cells``:
-    maps of the predicted class on the occlusion grid [B, T, g, g]; ``true_cells``: maps of
-    the true class matched to the frames [B, T, h, w]; each is computed on first use.
+    ``video`` uint8 [B, T, H, W, C] (pixels, not normalised), ``x`` float [B, T, H, W, C] (the
+    clips as the model takes them, normalised), ``labels`` int [B], ``mask`` bool [B] (False:
+    padding), ``predicted`` int [B], ``onehot`` float [B, C] (of ``labels``), ``key`` (a PRNG
+    key of this batch), ``data`` (the batch dict, for ground truth fields not named here),
+    ``au_masks`` [B, T, H, W] and ``intensity`` [B, T] (None where the split has none);
+    ``logits(video)`` runs the model on pixel clips. ``cells``: maps of the predicted class on
+    the occlusion grid [B, T, g, g]; ``true_cells``: maps of the true class matched to the
+    frames [B, T, h, w]; each is computed on first use.
+
+    With other parameters or inputs (sanity checks): ``variables`` (the trained model's),
+    ``prepared`` (this run's ``Prepared.arrays`` by measurement name), ``explain(target,
+    variables, x)`` (the method's raw maps), ``cells_of(variables, x, target)`` (them on the
+    occlusion grid, [B, T, g, g]; target: the predicted class) and ``apply(variables, x)``
+    (logits [B, C] of normalised clips); ``None`` stands for the trained model's or the
+    batch's own.
     """
 
     def __init__(self, data: dict, *, predicted: jnp.ndarray, key: jax.Array,
-                 logits: Callable, explain: Callable, context: Context):
+                 logits: Callable, explain: Callable, context: Context,
+                 variables: Any = None, x: jnp.ndarray | None = None,
+                 apply: Callable | None = None, prepared: dict | None = None):
         self.data = data
         self.video, self.labels, self.mask = data["video"], data["label"], data["mask"]
         self.au_masks, self.intensity = data.get("au_masks"), data.get("intensity")
         self.predicted, self.key, self.logits = predicted, key, logits
         self.onehot = jax.nn.one_hot(self.labels, context.num_classes)
-        self._explain, self._context = explain, context
+        self.variables, self.x, self.prepared = variables, x, prepared or {}
+        self._explain, self._apply, self._context = explain, apply, context
+
+    def explain(self, target: jnp.ndarray, variables: Any = None,
+                x: jnp.ndarray | None = None) -> jnp.ndarray:
+        """The method's maps of ``target`` [B] (its own shape, e.g. [B, T', h, w])."""
+        return self._explain(self.variables if variables is None else variables,
+                             self.x if x is None else x, target)
+
+    def cells_of(self, variables: Any = None, x: jnp.ndarray | None = None,
+                 target: jnp.ndarray | None = None) -> jnp.ndarray:
+        """``explain`` on the occlusion grid [B, T, g, g] (target: the predicted class)."""
+        maps = self.explain(self.predicted if target is None else target, variables, x)
+        return occlusion.to_cells(maps, self.video.shape[1], self._context.settings.grid)
+
+    def apply(self, variables: Any = None, x: jnp.ndarray | None = None) -> jnp.ndarray:
+        """Logits [B, C] of normalised clips (default: the batch's) under ``variables``."""
+        return self._apply(self.variables if variables is None else variables,
+                           self.x if x is None else x)
 
     @functools.cached_property
     def cells(self) -> jnp.ndarray:
-        return occlusion.to_cells(self._explain(self.predicted), self.video.shape[1],
-                                  self._context.settings.grid)
+        return self.cells_of()
 
     @functools.cached_property
     def true_cells(self) -> jnp.ndarray:
-        return occlusion.match_frames(self._explain(self.labels),
+        return occlusion.match_frames(self.explain(self.labels),
                                       self.video.shape[1]).astype(jnp.float32)
 
 
@@ -112,19 +170,34 @@ GROUND_TRUTH_SECTION = SectionSpec("Ground truth", "ground-truth", intro=(
                                        "score (mean over videos)"))
 
 
+SANITY_SECTION = SectionSpec("Sanity checks", "sanity", intro=(
+    "Do the maps depend on what the model learned, and only on that? Adebayo et al. (2018, "
+    "'Sanity Checks for Saliency Maps'): maps of the model with its parameters re-initialised "
+    "from the output down, and of a model trained on permuted labels, against the trained "
+    "model's maps (a method passes when they differ); Kindermans et al. (2019, 'The "
+    "(Un)reliability of Saliency Methods'): maps of the model after a constant input shift "
+    "that its first layer absorbs (a method passes when they do not change). Maps of the "
+    "predicted class on the occlusion grid, absolute values; Spearman rank correlation, SSIM "
+    "of min-max normalised maps and the share of the top 10 % cells in common "
+    "(fer_jax/evaluation/sanity.py)."))
+
+
 class Measurement(abc.ABC):
     """One explanation measurement (a module of this package defines one, ``MEASUREMENT``).
 
     ``name``: the registry key (``config.explain.measurements``); ``keys``: the keys of its
     results in each method's entry of ``report.json`` (default: ``(name,)``); ``needs``:
     ground-truth batch fields it requires (it is skipped where the split lacks one);
-    ``description``: a sentence for the intro of the method ranking (with ``columns``).
+    ``description``: a sentence for the intro of the method ranking (with ``columns``);
+    ``optional``: run only when named in ``config.explain.measurements``, not by default
+    (the sanity checks, which compute every method's maps again several times).
     """
 
     name: ClassVar[str]
     keys: ClassVar[tuple[str, ...]] = ()
     needs: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
+    optional: ClassVar[bool] = False
 
     @property
     def result_keys(self) -> tuple[str, ...]:
@@ -132,6 +205,14 @@ class Measurement(abc.ABC):
 
     def check(self, context: Context) -> None:
         """Raises ``UserError`` for options it cannot use, before any batch is measured."""
+
+    def prepare(self, model, variables: dict, x: jnp.ndarray,
+                context: Context) -> Prepared | None:
+        """Once per run, on the host, before any batch: the arrays every step needs besides
+        the batch (``Prepared``), or None (the default: nothing). ``x``: zeros of one
+        normalised clip ``[1, T, H, W, C]`` (for ``model.init``). Raises ``Skip`` where the
+        measurement cannot run on this model."""
+        return None
 
     @abc.abstractmethod
     def zero(self, context: Context) -> dict:
