@@ -22,7 +22,9 @@ skipped, so an interrupted sweep resumes. Options:
 * ``--report`` writes each run's explanation report (``--mode=report``) and adds a table
   ranking the explanation methods by their measurements, mean ± sd over the runs of each
   setting (Du Toit's comparison of Grad-CAM, Rollout-min, Rollout-Grad-mean and TIBAV for a
-  TimeSformer; rows are the methods' labels, which name the rollout family's head fusion:
+  TimeSformer; rows are the methods' labels, which name the rollout family's head fusion;
+  columns are the ranking columns of the measurements the reports hold, the sanity checks
+  among them when ``--extra=--config.explain.measurements=default,randomisation`` names them:
 
     python launch/sweep.py --config=configs/synthetic.py --workdir=runs/explanations \
         --seeds=0,1,2 --report
@@ -292,18 +294,6 @@ def main(argv=None) -> int:
     return 0 if all(done) else 1
 
 
-# Method measurements in report.json → table columns (higher is better unless marked ↓).
-EXPLANATION_COLUMNS = {
-    "occlusion difference": ("occlusion", "mean_difference"),
-    "difference at 50 %": ("occlusion", "difference_50"),
-    "deletion AUC ↓": ("deletion", "auc"),
-    "insertion AUC": ("insertion", "auc"),
-    "AU energy share": ("energy_inside", "mean"),
-    "pointing game": ("pointing_game", "mean"),
-    "CAM-COS": ("au_cosine", "macro"),
-}
-
-
 def explanation_reports(root: Path, results) -> dict[str, list[dict]]:
     """report.json of every run that has one, grouped by setting (runs without seeds)."""
     groups: dict[str, list[dict]] = {}
@@ -314,31 +304,44 @@ def explanation_reports(root: Path, results) -> dict[str, list[dict]]:
     return groups
 
 
-def _measurement(method: dict, group: str, key: str) -> float | None:
-    if key == "difference_50":  # largest share of cells occluded, no frame occluded
-        return method["occlusion"]["difference"][-1][0]
-    return (method.get(group) or {}).get(key)
+def method_columns(result: dict) -> list:
+    """The ranking columns (``measurements.base.Column``) that the registered measurements
+    read from one method's entry of report.json, in the report's order."""
+    from fer_jax.evaluation import measurements
+    return [column for name in measurements.names()
+            for column in measurements.get(name).columns(result)]
 
 
 def explanation_table(reports: list[dict]) -> str:
-    """Markdown table: one row per method, mean ± sd over ``reports`` of each measurement,
-    and the method's rank (1 = best) by the mean occlusion difference."""
+    """Markdown table: one row per method, mean ± sd over ``reports`` of every ranking column
+    the reports hold (those of the measurements that ran, the sanity checks included), and
+    the method's rank (1 = best) by the first of them that has a better direction (the mean
+    occlusion difference when the occlusion test ran)."""
     methods = list(reports[0]["methods"])
-    stats = {}
-    for method in methods:
-        for column, (group, key) in EXPLANATION_COLUMNS.items():
-            values = [v for r in reports if method in r["methods"]
-                      for v in [_measurement(r["methods"][method], group, key)]
-                      if v is not None]
-            stats[method, column] = ((statistics.mean(values),
-                                      statistics.stdev(values) if len(values) > 1 else 0.0)
-                                     if values else None)
-    order = sorted(methods, key=lambda m: -stats[m, "occlusion difference"][0])
-    lines = ["| rank | method | " + " | ".join(EXPLANATION_COLUMNS) + " |",
-             "|---|---|" + "---|" * len(EXPLANATION_COLUMNS)]
+    values: dict[tuple[str, str], list[float]] = {}
+    headers: dict[str, str | None] = {}  # header → better direction, in column order
+    for report in reports:
+        for method in methods:
+            for column in method_columns(report["methods"].get(method) or {}):
+                if column.value is None:
+                    continue
+                headers.setdefault(column.header, column.best)
+                values.setdefault((method, column.header), []).append(float(column.value))
+
+    def stat(method, header):
+        v = values.get((method, header))
+        return (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0) if v else None
+
+    key = next((h for h, best in headers.items() if best), None)
+    sign = -1 if key and headers[key] == "max" else 1
+    order = sorted(methods, key=lambda m: (stat(m, key) is None,
+                                           sign * (stat(m, key) or (0.0,))[0])) \
+        if key else methods
+    lines = ["| rank | method | " + " | ".join(headers) + " |",
+             "|---|---|" + "---|" * len(headers)]
     for rank, method in enumerate(order, 1):
         cells = [f"{s[0]:.3f} ± {s[1]:.3f}" if s else "–"
-                 for s in (stats[method, c] for c in EXPLANATION_COLUMNS)]
+                 for s in (stat(method, h) for h in headers)]
         lines.append(f"| {rank} | {method} | " + " | ".join(cells) + " |")
     accuracy = [r["classification"]["accuracy"] for r in reports]
     seconds = [sum(r["seconds"].values()) for r in reports]

@@ -1,6 +1,6 @@
 """launch/sweep.py: the runs of a sweep (product, zip, several configs), the summary table
 (with the AU-alignment columns) and the plot of finished runs, failures under --parallel, and
-one real sweep of four tiny runs."""
+one real sweep of two tiny runs."""
 import importlib.util
 import json
 import subprocess
@@ -129,3 +129,22 @@ def test_one_command_runs_a_sweep_of_two_configs_in_parallel(tmp_path, python):
     for i, name in enumerate(names, 1):
         assert f"[{i}/2] finished {tmp_path / name} in " in result.stdout
         assert '"stopped": "completed"' in (tmp_path / name / "log.txt").read_text()
+
+
+def test_explanation_table_takes_the_columns_of_the_measurements_that_ran():
+    def report(occlusion, spearman, accuracy):
+        return {"classification": {"accuracy": accuracy}, "videos": 10, "seconds": {"a": 2.0},
+                "methods": {
+                    "Flat": {"occlusion": {"mean_difference": 0.0, "difference": [[0.0]]},
+                             "randomisation": {"final_spearman": 0.9}},
+                    "Good": {"occlusion": {"mean_difference": occlusion,
+                                           "difference": [[occlusion + 0.1]]},
+                             "randomisation": {"final_spearman": spearman}}}}
+
+    table = sweep.explanation_table([report(0.3, 0.1, 0.8), report(0.5, 0.3, 0.6)])
+    lines = table.splitlines()
+    assert "occlusion difference (mean)" in lines[0] and "randomisation ρ ↓" in lines[0]
+    assert "deletion" not in lines[0]  # not in the reports: no column
+    assert lines[2].startswith("| 1 | Good | 0.400 ± 0.141 | 0.500 ± 0.141 | 0.200 ± 0.141 |")
+    assert lines[3].startswith("| 2 | Flat | 0.000 ± 0.000 |")
+    assert "Test accuracy 0.700 ± 0.141 over 10 videos" in table
