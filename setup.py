@@ -42,6 +42,9 @@ setuptools.setup(
         # download cache (fer_jax never downloads them); openpyxl reads SAMM's coding sheet.
         "faces": ["dlib-bin>=19.24", "face-recognition-models>=0.3", "face-alignment>=1.4",
                   "scikit-image>=0.22", "openpyxl>=3.1"],
-        "interop": ["torch==2.13.0", "transformers>=4.45"],
+        # grad-cam: the reference of the CAM-family parity test (tests/test_cam_family.py).
+        # It requires torchvision, which it imports only for image helpers the test does not
+        # use; where torchvision cannot load next to a CPU torch the test stands in for it.
+        "interop": ["torch==2.13.0", "transformers>=4.45", "grad-cam==1.5.7"],
     },
 )

@@ -11,6 +11,8 @@ For each method it prints, on the same batch of ``--batch`` clips in the same pr
 * ``/ fwd+bwd`` — that time divided by one jit-compiled forward+backward (gradient of the
   target logits with respect to the input) over the same batch; single-backward methods aim
   for ≤ 1.5×; integrated gradients and SmoothGrad run ``--steps`` path points each;
+  Score-CAM and Ablation-CAM one forward pass per channel of the layer and clip
+  (``--cam-batch`` copies per pass; Ablation-CAM's run only the layers after the CAM layer);
 * ``loop s`` and ``speed-up`` — a Python loop calling the same jit-compiled method on one
   clip at a time, and its time over the batched time.
 
@@ -47,11 +49,13 @@ MODELS = {  # name → (model kwargs, clip shape)
                     (8, 112, 112, 3)),
 }
 SINGLE_BACKWARD = {"saliency", "input_x_gradient", "grad_cam", "grad_cam_pp", "layer_cam",
-                   "lrp", "lrp_zplus", "lrp_alpha_beta", "rollout_grad", "chefer_relevance"}
+                   "hires_cam", "xgrad_cam", "full_grad", "lrp", "lrp_zplus", "lrp_alpha_beta",
+                   "rollout_grad", "chefer_relevance"}
 
 
-def method_table(model_name: str, steps: int) -> dict:
-    """name → fn(model, variables, x, target) for the methods that apply to ``model_name``."""
+def method_table(model_name: str, steps: int, cam_batch: int = 32) -> dict:
+    """name → fn(model, variables, x, target) for the methods that apply to ``model_name``;
+    ``cam_batch``: Score-CAM's and Ablation-CAM's perturbed copies per forward pass."""
     m = attribution.METHODS
     table = {
         "saliency": m["saliency"],
@@ -63,6 +67,11 @@ def method_table(model_name: str, steps: int) -> dict:
         "grad_cam_pp": m["grad_cam_pp"],
         "layer_cam": m["layer_cam"],
         "eigen_cam": m["eigen_cam"],
+        "hires_cam": m["hires_cam"],
+        "xgrad_cam": m["xgrad_cam"],
+        "eigen_grad_cam": m["eigen_grad_cam"],
+        "score_cam": lambda *a: m["score_cam"](*a, batch_size=cam_batch),
+        "ablation_cam": lambda *a: m["ablation_cam"](*a, batch_size=cam_batch),
     }
     if model_name == "timesformer":
         table.update(
@@ -71,6 +80,7 @@ def method_table(model_name: str, steps: int) -> dict:
             chefer_relevance=m["chefer_relevance"])
     else:
         table.update(
+            full_grad=m["full_grad"],
             lrp=lambda *a: m["lrp"](*a, rule="epsilon"),
             lrp_zplus=lambda *a: m["lrp"](*a, rule="zplus"),
             lrp_alpha_beta=lambda *a: m["lrp"](*a, rule="alpha_beta"))
@@ -232,6 +242,8 @@ def main() -> None:
                         help="integrated-gradients nodes / SmoothGrad samples")
     parser.add_argument("--methods", nargs="+", help="subset of the methods to time")
     parser.add_argument("--num-classes", type=int, default=7)
+    parser.add_argument("--cam-batch", type=int, default=32,
+                        help="Score-CAM / Ablation-CAM perturbed copies per forward pass")
     args = parser.parse_args()
 
     kwargs, shape = MODELS[args.model]
@@ -239,7 +251,7 @@ def main() -> None:
     x = jax.random.uniform(jax.random.PRNGKey(0), (args.batch, *shape), jnp.float32)
     variables = jax.jit(model.init)(jax.random.PRNGKey(1), x[:1])
     target = jnp.arange(args.batch, dtype=jnp.int32) % args.num_classes
-    table = method_table(args.model, args.steps)
+    table = method_table(args.model, args.steps, args.cam_batch)
     if args.methods:
         unknown = set(args.methods) - set(table)
         if unknown:

@@ -206,7 +206,8 @@ def test_layer_cam_equals_grad_cam_for_positive_constant_gradients():
 
 
 BATCHED = ["saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "cam",
-           "grad_cam", "grad_cam_pp", "layer_cam", "eigen_cam", "layer_attention"]
+           "grad_cam", "grad_cam_pp", "layer_cam", "eigen_cam", "layer_attention", "hires_cam",
+           "xgrad_cam", "eigen_grad_cam", "score_cam", "ablation_cam", "full_grad"]
 
 
 @pytest.mark.parametrize("name", BATCHED)
@@ -217,6 +218,8 @@ def test_jit_and_vmap_give_per_example_maps(gapnet, name):
         options["classifier"] = "classifier"
     if name in ("integrated_gradients", "smoothgrad"):
         options["internal_batch_size"] = 4 if name == "integrated_gradients" else 2
+    if name in ("score_cam", "ablation_cam"):  # chunks of masked copies across examples
+        options["batch_size"] = 5
     method = attribution.METHODS[name]
     target = jnp.array([0, 3, 1])
     explain = fast_jit(lambda x, t: method(model, variables, x, t, **options))

@@ -138,6 +138,14 @@ def test_parse_all_defaults_for_a_cnn(cnn):
     assert all(e.options == {} for e in found)
 
 
+def test_the_cam_family_by_name(cnn):
+    found = parse_all("hires_cam,xgrad_cam,eigen_grad_cam,score_cam(batch_size=8),"
+                      "ablation_cam,full_grad", cnn)
+    assert [e.label for e in found] == ["HiResCAM", "XGrad-CAM", "EigenGrad-CAM",
+                                        "Score-CAM (batch_size=8)", "Ablation-CAM", "FullGrad"]
+    assert found[3].options == {"batch_size": 8} and found[3].key == "score_cam-batch_size=8"
+
+
 def test_parse_all_refuses_duplicates(timesformer):
     with pytest.raises(UserError, match="listed twice"):
         parse_all("grad_cam,saliency,grad_cam", timesformer)

@@ -1,7 +1,8 @@
 """Attribution methods as pure JAX functions of ``(model, variables, x, target, …)``.
 
 Every method explains a whole batch with one forward and one backward pass (integrated
-gradients and SmoothGrad: one per path point / noise sample, batched together), works under
+gradients and SmoothGrad: one per path point / noise sample, batched together; Score-CAM and
+Ablation-CAM: one forward pass per channel of the layer, in compiled chunks), works under
 ``jax.jit`` and ``jax.vmap``, and depends only on JAX, Flax and the model interface
 (``model.apply(variables, x, train=False) → logits [B, C]``), so it can be used with any
 ``flax.linen`` model. ``target=None`` explains the predicted class.
@@ -14,11 +15,13 @@ gradients and SmoothGrad: one per path point / noise sample, batched together), 
 """
 from fer_jax.attribution.attention import chefer_relevance, rollout, rollout_grad
 from fer_jax.attribution.cam import (activations_and_gradients, cam, channel_mean, eigen_cam,
-                                     grad_cam, grad_cam_pp, landmark_cam, layer_attention,
-                                     layer_cam)
+                                     eigen_grad_cam, grad_cam, grad_cam_pp, hires_cam,
+                                     landmark_cam, layer_attention, layer_cam, xgrad_cam)
+from fer_jax.attribution.cam_perturbation import ablation_cam, score_cam
 from fer_jax.attribution.core import (LayerTaps, default_layer, input_gradients,
                                       layer_activations, layer_gradients, module_paths,
                                       target_index)
+from fer_jax.attribution.fullgrad import full_grad
 from fer_jax.attribution.gradients import (input_x_gradient, integrated_gradients, saliency,
                                            smoothgrad)
 from fer_jax.attribution.lrp import lrp, lrp_relevance
@@ -35,6 +38,12 @@ METHODS = {
     "grad_cam_pp": grad_cam_pp,
     "layer_cam": layer_cam,
     "eigen_cam": eigen_cam,
+    "hires_cam": hires_cam,
+    "xgrad_cam": xgrad_cam,
+    "eigen_grad_cam": eigen_grad_cam,
+    "score_cam": score_cam,
+    "ablation_cam": ablation_cam,
+    "full_grad": full_grad,
     "layer_attention": layer_attention,
     "lrp": lrp,
     # rollout is class-agnostic: its public signature (model, variables, x, **options) has no

@@ -1,5 +1,7 @@
 """Class activation maps on an intermediate layer: CAM, Grad-CAM, Grad-CAM++, LayerCAM,
-Eigen-CAM, and the landmark CAM of Gund et al.
+HiResCAM, XGrad-CAM, Eigen-CAM, EigenGrad-CAM, and the landmark CAM of Gund et al. (The
+forward-only Score-CAM and Ablation-CAM are in ``cam_perturbation``, FullGrad in
+``fullgrad``.)
 
 Each method reads the activation ``A [B, *positions, D]`` of ``layer`` (3D CNN feature maps
 ``[B, T', H', W', D]``; transformer tokens reshaped to ``[B, T, h, w, D]`` by the model's
@@ -21,6 +23,14 @@ Each method reads the activation ``A [B, *positions, D]`` of ``layer`` (3D CNN f
   singular vector is arbitrary; it is chosen so that the map correlates positively with the
   channel sum of the activations. Negative values are clipped to 0, as pytorch-grad-cam clips
   every CAM (``clip=False``: the signed projection).
+* HiResCAM (Draelos & Carin 2020): ``ReLU(Σ_k G_k ⊙ A_k)``, the element-wise product with no
+  ReLU on the gradients (LayerCAM's differs there).
+* XGrad-CAM (Fu et al. 2020): ``w_k = Σ_pos G_k A_k / (Σ_pos A_k + 10⁻⁷)`` (pytorch-grad-cam's
+  ε), map ``ReLU(Σ_k w_k A_k)``.
+* EigenGrad-CAM (pytorch-grad-cam's ``EigenGradCAM``): Eigen-CAM's projection computed on
+  ``G ⊙ A`` instead of ``A``, so it depends on the class; its sign makes it correlate
+  positively with the channel sum of ``G ⊙ A`` (pytorch-grad-cam leaves the sign of its SVD),
+  clipped at 0 as there.
 * Layer attention (Belharbi et al.): the channel mean ``(1/D) Σ_k A_k`` of the layer, with no
   weights and no ReLU; class-agnostic. It is what AU-guided training aligns with the
   action-unit heatmaps (ATT-COS measures it).
@@ -91,14 +101,11 @@ def layer_cam(model, variables: Variables, x: jnp.ndarray, target: Target = None
     return jax.nn.relu(_weighted(jax.nn.relu(g), a))
 
 
-def eigen_cam(model, variables: Variables, x: jnp.ndarray, target: Target = None,
-              layer: str | None = None, reshape: Reshape | None = None,
-              clip: bool = True) -> jnp.ndarray:
-    """Eigen-CAM ``[B, *positions]`` (forward pass only; ``target`` is ignored); ``clip``:
-    negative values set to 0 (pytorch-grad-cam's CAMs), else the signed projection."""
-    layer = default_layer(model) if layer is None else layer
-    act, _ = layer_activations(model, variables, x, layer)
-    a = _grid(model, act, x, reshape).astype(jnp.float32)
+def _principal_projection(a: jnp.ndarray, clip: bool) -> jnp.ndarray:
+    """Projection of the centred ``a [B, *positions, D]`` (each example a positions × channels
+    matrix) on its first right singular vector ``[B, *positions]``, the sign chosen so that
+    the projection correlates positively with the channel sum of ``a``; ``clip``: negative
+    values set to 0."""
     flat = a.reshape(a.shape[0], -1, a.shape[-1])  # [B, P, D]
     centred = flat - flat.mean(axis=1, keepdims=True)
     _, _, vt = jnp.linalg.svd(centred, full_matrices=False)
@@ -108,6 +115,42 @@ def eigen_cam(model, variables: Variables, x: jnp.ndarray, target: Target = None
     if clip:
         projection = jax.nn.relu(projection)
     return projection.reshape(a.shape[:-1])
+
+
+def eigen_cam(model, variables: Variables, x: jnp.ndarray, target: Target = None,
+              layer: str | None = None, reshape: Reshape | None = None,
+              clip: bool = True) -> jnp.ndarray:
+    """Eigen-CAM ``[B, *positions]`` (forward pass only; ``target`` is ignored); ``clip``:
+    negative values set to 0 (pytorch-grad-cam's CAMs), else the signed projection."""
+    layer = default_layer(model) if layer is None else layer
+    act, _ = layer_activations(model, variables, x, layer)
+    return _principal_projection(_grid(model, act, x, reshape).astype(jnp.float32), clip)
+
+
+def hires_cam(model, variables: Variables, x: jnp.ndarray, target: Target = None,
+              layer: str | None = None, reshape: Reshape | None = None) -> jnp.ndarray:
+    """HiResCAM ``[B, *positions]``: ``ReLU(Σ_k G_k ⊙ A_k)``."""
+    a, g, _ = activations_and_gradients(model, variables, x, target, layer, reshape)
+    return jax.nn.relu(_weighted(g, a))
+
+
+def xgrad_cam(model, variables: Variables, x: jnp.ndarray, target: Target = None,
+              layer: str | None = None, reshape: Reshape | None = None) -> jnp.ndarray:
+    """XGrad-CAM ``[B, *positions]``: ``w_k = Σ_pos G_k A_k / (Σ_pos A_k + 10⁻⁷)``,
+    ``ReLU(Σ_k w_k A_k)``."""
+    a, g, _ = activations_and_gradients(model, variables, x, target, layer, reshape)
+    axes = _positions(a)
+    weights = (g * a).sum(axis=axes) / (a.sum(axis=axes) + 1e-7)
+    return jax.nn.relu(_weighted(weights, a))
+
+
+def eigen_grad_cam(model, variables: Variables, x: jnp.ndarray, target: Target = None,
+                   layer: str | None = None, reshape: Reshape | None = None,
+                   clip: bool = True) -> jnp.ndarray:
+    """EigenGrad-CAM ``[B, *positions]``: Eigen-CAM's projection of ``G ⊙ A`` instead of
+    ``A`` (its sign towards the channel sum of ``G ⊙ A``, HiResCAM's unrectified map)."""
+    a, g, _ = activations_and_gradients(model, variables, x, target, layer, reshape)
+    return _principal_projection((g * a).astype(jnp.float32), clip)
 
 
 def layer_attention(model, variables: Variables, x: jnp.ndarray, target: Target = None,
@@ -164,7 +207,8 @@ def cam(model, variables: Variables, x: jnp.ndarray, target: Target = None,
 
 
 CAM_METHODS = {"grad_cam": grad_cam, "grad_cam_pp": grad_cam_pp, "layer_cam": layer_cam,
-               "eigen_cam": eigen_cam}
+               "eigen_cam": eigen_cam, "hires_cam": hires_cam, "xgrad_cam": xgrad_cam,
+               "eigen_grad_cam": eigen_grad_cam}
 
 
 def landmark_cam(model, variables: Variables, x: jnp.ndarray, target: Target = None,

@@ -199,3 +199,40 @@ def activation_grid(model: nn.Module, act: Any, x: jnp.ndarray) -> jnp.ndarray:
         raise UserError(f"layer output of {type(model).__name__} is a {type(act).__name__}, "
                         "not an array; pass reshape=fn(output, x) -> [B, *positions, D]")
     return act
+
+
+def input_axes(model: nn.Module, x: jnp.ndarray, count: int,
+               axes: Sequence[int] | None = None) -> tuple[int, ...]:
+    """The axes of ``x`` that the ``count`` position axes of a layer grid run along, in the
+    grid's order (Score-CAM masks the input with the grid, FullGrad maps layers onto it).
+
+    ``axes`` if given, else the model's ``attribution_input_axes`` (``tcn``: its grid is
+    landmarks × frames, ``x`` frames × landmarks, so ``(2, 1)``), else all position axes of
+    ``x [B, *positions, C]`` in order when their number is ``count`` (video CNNs:
+    ``[B, T', H', W']`` along ``(1, 2, 3)``).
+    """
+    if axes is None:
+        axes = getattr(model, "attribution_input_axes", None)
+    if axes is None:
+        if count != x.ndim - 2:
+            raise UserError(f"a grid with {count} position axes does not match input "
+                            f"{x.shape} ({x.ndim - 2} position axes); pass input_axes=(…), "
+                            "the axes of x the grid's position axes run along")
+        return tuple(range(1, count + 1))
+    axes = tuple(int(a) % x.ndim for a in axes)
+    if len(axes) != count or len(set(axes)) != count or not all(0 < a < x.ndim - 1
+                                                                for a in axes):
+        raise UserError(f"input_axes {axes} must name {count} distinct position axes of input "
+                        f"{x.shape} (not the batch or channel axis)")
+    return axes
+
+
+def on_input_axes(maps: jnp.ndarray, axes: Sequence[int], ndim: int) -> jnp.ndarray:
+    """``maps [B, *positions]`` whose position axes run along the input axes ``axes`` →
+    broadcastable against an ``ndim``-dimensional input (1 on the other axes)."""
+    order = sorted(range(len(axes)), key=lambda i: axes[i])
+    maps = jnp.transpose(maps, (0, *(1 + i for i in order)))
+    shape = [maps.shape[0]] + [1] * (ndim - 1)
+    for i in order:
+        shape[axes[i]] = maps.shape[1 + order.index(i)]
+    return maps.reshape(shape)

@@ -10,19 +10,46 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from fer_jax.errors import UserError
 
 NORMALISATIONS = ("minmax", "maxabs", "percentile")
 
 
-def upsample(maps: jnp.ndarray, size: Sequence[int], method: str = "linear") -> jnp.ndarray:
+def upsample(maps: jnp.ndarray, size: Sequence[int], method: str = "linear",
+             align_corners: bool = False) -> jnp.ndarray:
     """Resizes ``maps [B, *positions]`` to ``[B, *size]`` (``jax.image.resize``; 'linear' is
-    bi-/trilinear with half-pixel centres, as OpenCV and PyTorch's ``align_corners=False``)."""
+    bi-/trilinear with half-pixel centres, as OpenCV and PyTorch's ``align_corners=False``).
+
+    ``align_corners=True`` (method 'linear' only): the first and last samples of every axis
+    fall on the first and last input positions, as PyTorch's ``align_corners=True`` and
+    ``nn.UpsamplingBilinear2d`` (which pytorch-grad-cam's Score-CAM uses)."""
     if len(size) != maps.ndim - 1:
         raise UserError(f"size {tuple(size)} must give one length per position axis of maps "
                         f"{maps.shape}")
-    return jax.image.resize(maps, (maps.shape[0], *size), method)
+    if not align_corners:
+        return jax.image.resize(maps, (maps.shape[0], *size), method)
+    if method != "linear":
+        raise UserError(f"align_corners needs method='linear', not {method!r}")
+    for axis, length in enumerate(size, start=1):
+        matrix = jnp.asarray(_align_corners_matrix(maps.shape[axis], length), maps.dtype)
+        maps = jnp.moveaxis(jnp.tensordot(matrix, jnp.moveaxis(maps, axis, 0), axes=1), 0, axis)
+    return maps
+
+
+def _align_corners_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """Linear interpolation ``[n_out, n_in]`` with aligned end points (PyTorch's rule: a
+    single output sample reads the first input)."""
+    scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+    position = np.arange(n_out) * scale
+    low = np.clip(np.floor(position).astype(int), 0, n_in - 1)
+    high = np.minimum(low + 1, n_in - 1)
+    frac = position - low
+    matrix = np.zeros((n_out, n_in))
+    np.add.at(matrix, (np.arange(n_out), low), 1 - frac)
+    np.add.at(matrix, (np.arange(n_out), high), frac)
+    return matrix
 
 
 def _per_example(fn, maps: jnp.ndarray) -> jnp.ndarray:

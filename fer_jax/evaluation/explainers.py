@@ -33,7 +33,9 @@ DISPLAY_NAMES = {
     "saliency": "Saliency", "input_x_gradient": "Input×Gradient",
     "integrated_gradients": "Integrated Gradients", "smoothgrad": "SmoothGrad", "cam": "CAM",
     "grad_cam": "Grad-CAM", "grad_cam_pp": "Grad-CAM++", "layer_cam": "LayerCAM",
-    "eigen_cam": "Eigen-CAM",
+    "eigen_cam": "Eigen-CAM", "hires_cam": "HiResCAM", "xgrad_cam": "XGrad-CAM",
+    "eigen_grad_cam": "EigenGrad-CAM", "score_cam": "Score-CAM", "ablation_cam": "Ablation-CAM",
+    "full_grad": "FullGrad",
     "layer_attention": "Layer attention", "lrp": "LRP", "rollout": "Rollout",
     "rollout_grad": "Rollout-Grad", "chefer_relevance": "TIBAV",
 }

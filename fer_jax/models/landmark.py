@@ -184,6 +184,9 @@ class TemporalConvNet(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     attribution_layer = "bn3"  # default CAM layer: the sown ``features`` map
+    # The grid [B, L', T'] runs along the landmark and frame axes of x [B, T, L, 2]
+    # (Score-CAM masks, FullGrad maps: attribution.core.input_axes).
+    attribution_input_axes = (2, 1)
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -221,6 +224,10 @@ class StackedConvNet(nn.Module):
     head: str = "gap"
     dropout: float = 0.0
     dtype: jnp.dtype = jnp.float32
+
+    # Maps [B, H', W'] over frames stacked as channels run along the H, W axes of x
+    # (Score-CAM masks every frame alike: attribution.core.input_axes).
+    attribution_input_axes = (2, 3)
 
     @property
     def attribution_layer(self) -> str:
@@ -268,6 +275,7 @@ class EarlyFusionCNN(nn.Module):
     # Default CAM layer: the last convolution (its output before the ReLU; the sown
     # ``features`` map is after it).
     attribution_layer = "conv2"
+    attribution_input_axes = (2, 3)  # maps [B, H', W'] along x's H, W (frames as channels)
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
