@@ -42,9 +42,10 @@ setuptools.setup(
         # download cache (fer_jax never downloads them); openpyxl reads SAMM's coding sheet.
         "faces": ["dlib-bin>=19.24", "face-recognition-models>=0.3", "face-alignment>=1.4",
                   "scikit-image>=0.22", "openpyxl>=3.1"],
-        # grad-cam: the reference of the CAM-family parity test (tests/test_cam_family.py).
-        # It requires torchvision, which it imports only for image helpers the test does not
-        # use; where torchvision cannot load next to a CPU torch the test stands in for it.
-        "interop": ["torch==2.13.0", "transformers>=4.45", "grad-cam==1.5.7"],
+        # The CAM-family parity test's reference, pytorch-grad-cam, is installed without its
+        # dependencies (`pip install --no-deps grad-cam==1.5.7 ttach==0.0.3`, as the README's
+        # Quickstart and .ci/run do): with them it would replace the CPU torch by a CUDA build
+        # and torchvision, which the test does not use.
+        "interop": ["torch==2.13.0", "transformers>=4.45"],
     },
 )
