@@ -113,6 +113,27 @@ def defaults() -> ml_collections.ConfigDict:
         init_from="",             # converted pretrained weights (.msgpack from
                                   # python -m fer_jax.models.convert) or the workdir of a
                                   # trained run; '' = from scratch
+        # How the model computes (not its variables: a run may be resumed or evaluated with
+        # other values; explain, report and predict always use float32, explicit attention
+        # and no remat, whatever these say):
+        precision="float32",      # float32 | bfloat16: the layers' computation dtype;
+                                  # parameters, optimiser state, logits and losses stay
+                                  # float32 ('float16' is refused: it needs loss scaling)
+        attention_implementation="explicit",  # explicit | auto | xla | cudnn (TimeSformer,
+                                  # the self_attention module): 'explicit' forms the softmax
+                                  # probabilities; the others call jax.nn.dot_product_attention
+                                  # with implementation=None (JAX's choice), 'xla' or 'cudnn'
+                                  # (fused kernel; NVIDIA GPUs, precision bfloat16), and the
+                                  # probabilities are still formed whenever an explanation
+                                  # reads them
+        remat="",                 # '' | block: recompute every block (TimeSformer block,
+                                  # 3D CNN stage / residual / Inception block, ResNet-50
+                                  # block) in the backward pass instead of keeping its
+                                  # activations: less memory, one more forward per step
+        remat_policy="nothing_saveable",  # what a recomputed block still keeps:
+                                  # nothing_saveable | dots_saveable |
+                                  # dots_with_no_batch_dims_saveable | everything_saveable
+                                  # (jax.checkpoint_policies)
     )
 
     config.optimizer = dict(

@@ -43,19 +43,91 @@ RESUME_KEYS = ("seed", "dataset", "model", "input.clip_frames", "input.image_siz
 MODEL_KEYS = ("model", "dataset.num_classes", "input.clip_frames", "input.image_size",
               "input.modality")
 
+# config.model fields that change how the model computes, not its variables, with their
+# defaults: a run may be resumed or evaluated with other values (check_same_experiment).
+COMPUTATION_FIELDS = {"precision": "float32", "attention_implementation": "explicit",
+                      "remat": "", "remat_policy": "nothing_saveable"}
 
-def build_model(config, dense: bool = False):
+# model.precision → the computation dtype (flax's ``dtype``; ``param_dtype`` stays float32).
+PRECISIONS = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(precision: str):
+    """The computation dtype of ``model.precision``; one-line UserError for float16 (it needs
+    loss scaling, which training does not do) and unknown names."""
+    if precision == "float16":
+        raise UserError("model.precision='float16' needs loss scaling, which fer_jax does not "
+                        "implement; use 'bfloat16' (the same size, float32's exponent range: "
+                        "no loss scaling needed) or 'float32'")
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown model.precision {precision!r}; use one of "
+                        f"{', '.join(PRECISIONS)}")
+    return PRECISIONS[precision]
+
+
+def _computation_settings(config, explaining: bool) -> dict:
+    """``COMPUTATION_FIELDS`` of ``config.model`` (the defaults where the config predates
+    them); for ``explaining`` the reference computation: float32, explicit attention, no
+    rematerialisation."""
+    settings = {field: config.model.get(field, default)
+                for field, default in COMPUTATION_FIELDS.items()}
+    if explaining:
+        settings.update(COMPUTATION_FIELDS)
+    for key in ("dtype", *COMPUTATION_FIELDS):
+        if key in config.model.kwargs:
+            raise UserError(f"set config.model.{'precision' if key == 'dtype' else key}, "
+                            f"not config.model.kwargs.{key}")
+    try:
+        models.check_attention_implementation(settings["attention_implementation"])
+        models.check_remat(settings["remat"], settings["remat_policy"])
+    except ValueError as e:
+        raise UserError(f"config.model: {e}") from None
+    return settings
+
+
+def build_model(config, dense: bool = False, explaining: bool = False):
     """The configured model; dense models (per-frame scores) are wrapped with
     ``model.temporal_pooling`` (pooling.TemporalPooling) when it is set, unless ``dense``
-    asks for the bare per-frame model (same variables: the wrapper shares its scope)."""
-    kwargs = dict(config.model.kwargs)
+    asks for the bare per-frame model (same variables: the wrapper shares its scope).
+
+    ``model.precision`` sets the computation dtype of the model and its attention module
+    (parameters stay float32, logits come out float32); ``model.attention_implementation``
+    goes to models and attention modules that have it, ``model.remat`` / ``remat_policy`` to
+    models that have them (a non-default value for a model without the field is a UserError).
+    ``explaining``: the model explanations use (explain, report, predict): float32, explicit
+    attention and no rematerialisation whatever the config says, so attribution methods see
+    float32 activations and can tap any layer (``attribution.LayerTaps``)."""
+    settings = _computation_settings(config, explaining)
+    dtype = compute_dtype(settings["precision"])
+    if settings["attention_implementation"] == "cudnn" and dtype != jnp.bfloat16:
+        raise UserError("model.attention_implementation='cudnn' needs "
+                        "model.precision='bfloat16' (cuDNN's fused attention takes 16-bit "
+                        "inputs only)")
+    kwargs = dict(config.model.kwargs, dtype=dtype)
+    fields = models.fields(config.model.name)
     spec = config.model.get("attention") or {}
+    implementation = settings["attention_implementation"]
     if spec.get("name"):
-        if "attention" not in models.fields(config.model.name):
+        if "attention" not in fields:
             raise UserError(f"model.attention needs a 3D CNN that takes one "
                             f"({', '.join(n for n in models.names() if 'attention' in models.fields(n))}); "
                             f"{config.model.name} does not")
-        kwargs["attention"] = attention.build(spec["name"], **dict(spec.get("kwargs") or {}))
+        module_kwargs = dict(spec.get("kwargs") or {})
+        module_kwargs.setdefault("dtype", dtype)
+        if spec["name"] == "self_attention":
+            module_kwargs.setdefault("implementation", implementation)
+            implementation = COMPUTATION_FIELDS["attention_implementation"]  # used up
+        kwargs["attention"] = attention.build(spec["name"], **module_kwargs)
+    for field in ("attention_implementation", "remat", "remat_policy"):
+        value = implementation if field == "attention_implementation" else settings[field]
+        if field in fields:
+            kwargs[field] = value
+        elif value != COMPUTATION_FIELDS[field]:
+            takers = [n for n in models.names() if field in models.fields(n)]
+            extra = " or a 3D CNN with model.attention.name='self_attention'" \
+                if field == "attention_implementation" else ""
+            raise UserError(f"model.{field}={value!r} applies to {', '.join(takers)}{extra}; "
+                            f"{config.model.name} does not take it")
     model = models.build(config.model.name, num_classes=config.dataset.num_classes, **kwargs)
     method = config.model.get("temporal_pooling")
     if method and not dense:
@@ -69,7 +141,8 @@ def build_model(config, dense: bool = False):
 class Run:
     """State shared by training and evaluation of one experiment in one workdir."""
 
-    def __init__(self, config, workdir: str):
+    def __init__(self, config, workdir: str, explaining: bool = False):
+        """``explaining``: build the model as explanations need it (``build_model``)."""
         check_input_config(config)
         self.config = config
         self.workdir = prepare_workdir(workdir)
@@ -80,9 +153,13 @@ class Run:
         self.mesh = Mesh(np.array(jax.devices()), ("data",))
         self.replicated = NamedSharding(self.mesh, P())
         self.data_sharding = NamedSharding(self.mesh, P("data"))
-        self.model = build_model(config)
-        self.backbone = build_model(config, dense=True)
+        self.model = build_model(config, explaining=explaining)
+        self.backbone = build_model(config, dense=True, explaining=explaining)
         self.guidance = au_guidance.from_config(config, self.model)
+        if self.guidance and getattr(self.backbone, "remat", ""):
+            raise UserError("model.remat cannot be combined with AU guidance (au_guidance."
+                            "weight > 0 or au_guidance.measure): its layer taps cannot see "
+                            "inside rematerialised blocks; set model.remat=''")
         self.class_names = None
 
     def source(self, split: str):
@@ -209,6 +286,14 @@ def experiment_identity(config) -> dict:
     return identity
 
 
+def _without_computation(tree: dict) -> dict:
+    """A config as a dict without the ``COMPUTATION_FIELDS`` of its ``model``."""
+    if not isinstance(tree.get("model"), dict):
+        return tree
+    model = {k: v for k, v in tree["model"].items() if k not in COMPUTATION_FIELDS}
+    return {**tree, "model": model}
+
+
 def check_same_experiment(config, workdir: Path, keys: tuple[str, ...] = RESUME_KEYS) -> None:
     """Refuses to resume checkpoints written by a config that differs in ``keys`` (default:
     shapes and data order). The saved side is ``config.json``, or, when it is missing or
@@ -226,8 +311,9 @@ def check_same_experiment(config, workdir: Path, keys: tuple[str, ...] = RESUME_
                                 f"checkpoints predate the experiment record that could replace "
                                 f"it; restore it from a copy, or use a new --workdir")
             return  # checkpoints of an older version without a config: nothing to compare
-    current = json.loads(config.to_json())
-    defaults = json.loads(configs.defaults().to_json())
+    # Settings of the computation (precision, attention implementation, remat) may change.
+    saved, current, defaults = (_without_computation(tree) for tree in (
+        saved, json.loads(config.to_json()), json.loads(configs.defaults().to_json())))
     differing = []
     for key in keys:
         if _differs(_lookup(saved, key), _lookup(current, key), _lookup(defaults, key)):

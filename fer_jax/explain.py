@@ -14,6 +14,9 @@ explain
   each class) to the explanations folder.
   Without ``explain.methods``, AU-guided configs explain with their CAM and layer attention
   (Belharbi et al., Fig. 4), other models with their defaults (``evaluation/explainers.py``).
+  Both modes build the model in float32 with explicit attention and without
+  rematerialisation, whatever ``model.precision``, ``model.attention_implementation`` and
+  ``model.remat`` the run was trained with (the parameters are float32 either way).
 
 report
   ``evaluation.suite.measure`` on ``explain.split`` (occlusion test, deletion / insertion,
@@ -58,8 +61,11 @@ class Trained:
 
 
 def load(config, workdir: str) -> Trained:
-    """The best (else newest) checkpoint of ``workdir`` and the split ``explain.split``."""
-    run = experiment.Run(config, workdir)
+    """The best (else newest) checkpoint of ``workdir`` and the split ``explain.split``; the
+    model in float32 with explicit attention and no rematerialisation, whatever
+    ``model.precision``, ``attention_implementation`` and ``remat`` say
+    (``experiment.build_model``)."""
+    run = experiment.Run(config, workdir, explaining=True)
     variables, which, step = run.restore_best()
     methods = config.explain.methods
     if not methods.strip() and run.guidance:

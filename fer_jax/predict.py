@@ -109,8 +109,10 @@ def _restore(run: experiment.Run, workdir: Path) -> tuple[dict, str]:
 
 
 def load(config, workdir: str) -> Predictor:
-    """The model of ``workdir`` (its checkpoint) or of ``model.init_from`` (module docstring)."""
-    run = experiment.Run(config, workdir)
+    """The model of ``workdir`` (its checkpoint) or of ``model.init_from`` (module docstring),
+    built in float32 with explicit attention and no rematerialisation, as explanations
+    need it (``experiment.build_model``)."""
+    run = experiment.Run(config, workdir, explaining=True)
     init_from = config.model.get("init_from", "")
     if checkpointing.has_checkpoints(run.workdir):
         variables, source = _restore(run, run.workdir)

@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fer_jax import models
 from fer_jax.errors import UserError
 from fer_jax.models.cnn3d import adaptive_avg_pool_matrix
 
@@ -179,12 +180,24 @@ class SelfAttention(_ByKind, nn.Module):
       ``'attention'`` ``[B, heads, T·H·W, T·H·W]``.
 
     Attention probabilities are computed and sown in float32; each row sums to 1.
+
+    ``implementation`` (``models.ATTENTION_IMPLEMENTATIONS``; ``config.model.
+    attention_implementation``): ``'explicit'`` forms the probabilities; ``'auto'``, ``'xla'``,
+    ``'cudnn'`` call ``jax.nn.dot_product_attention`` for the spatial and 3D kinds and for
+    per-frame temporal input, unless the ``intermediates`` collection is mutable (the
+    probabilities are then formed and sown: ``models.explicit_attention``). The temporal kind
+    on maps always forms its T×T weights (they mix values at every position; small).
     """
 
     kind: str = "temporal"
     num_heads: int = 4
     head_dim: int = 64
     dtype: jnp.dtype = jnp.float32
+    implementation: str = "explicit"
+
+    def __post_init__(self):
+        models.check_attention_implementation(self.implementation)
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, f: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -192,22 +205,32 @@ class SelfAttention(_ByKind, nn.Module):
         x = f.astype(self.dtype)
         project = functools.partial(nn.DenseGeneral, (self.num_heads, self.head_dim),
                                     dtype=self.dtype)
+        on_maps = self.kind == "temporal" and x.ndim == 5
+        fused = not (on_maps or models.explicit_attention(self, self.implementation,
+                                                          "attention", dropout=False))
         if self.kind == "temporal":
             frames = x if x.ndim == 3 else x.mean(axis=(2, 3))  # [B, T, D]
-            probs = _attention_probs(project(name="query")(frames),
-                                     project(name="key")(frames))  # [B, heads, T, T]
+            q, k = project(name="query")(frames), project(name="key")(frames)
             values = project(name="value")(x)  # [B, T, (H, W,) heads, d]
-            mixed = jnp.einsum("bhts,bs...hd->bt...hd", probs.astype(self.dtype), values)
+            if fused:
+                mixed = models.fused_attention(q, k, values, self.implementation)
+            else:
+                probs = _attention_probs(q, k)  # [B, heads, T, T]
+                mixed = jnp.einsum("bhts,bs...hd->bt...hd", probs.astype(self.dtype), values)
         else:
             b, t, h, w, d = x.shape
             tokens = x.reshape(b, t, h * w, d) if self.kind == "spatial" else \
                 x.reshape(b, t * h * w, d)
-            probs = _attention_probs(project(name="query")(tokens),
-                                     project(name="key")(tokens))
-            mixed = jnp.einsum("...hnm,...mhd->...nhd", probs.astype(self.dtype),
-                               project(name="value")(tokens))
+            q, k = project(name="query")(tokens), project(name="key")(tokens)
+            values = project(name="value")(tokens)
+            if fused:
+                mixed = models.fused_attention(q, k, values, self.implementation)
+            else:
+                probs = _attention_probs(q, k)
+                mixed = jnp.einsum("...hnm,...mhd->...nhd", probs.astype(self.dtype), values)
             mixed = mixed.reshape(b, t, h, w, self.num_heads, self.head_dim)
-        self.sow("intermediates", "attention", probs)
+        if not fused:
+            self.sow("intermediates", "attention", probs)
         delta = nn.DenseGeneral(x.shape[-1], axis=(-2, -1), kernel_init=nn.initializers.zeros,
                                 dtype=self.dtype, name="out")(mixed)
         return f + delta.astype(f.dtype)

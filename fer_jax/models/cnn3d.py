@@ -5,6 +5,11 @@ Every model maps channels-last video ``x [B, T, H, W, C]`` to float32 logits
 and returns one score vector per input frame, ``[B, T, num_classes]``. ``dtype`` is the
 computation dtype (parameters stay float32, logits are returned in float32).
 
+``remat='block'`` (``models.remat_block``, policy ``remat_policy``) recomputes every block in
+the backward pass instead of keeping its activations: each stage of VGG-16 and C3D (its
+convolutions and pool), the stem and each Inception block of I3D, the first convolution and
+each residual block of the ResNets. Parameter paths, values and gradients are unchanged.
+
 BatchNorm statistics live in the ``batch_stats`` collection (``use_running_average=not train``;
 train with ``mutable=['batch_stats']``), with momentum 0.9, i.e. PyTorch's momentum 0.1, since the
 reference weights come from PyTorch. Dropout draws from the ``'dropout'`` rng.
@@ -139,6 +144,17 @@ def attend(module: nn.Module | None, level: str, x: jnp.ndarray, train: bool,
 VGG16_STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
 
+def _vgg_stage(model: nn.Module, x: jnp.ndarray, train: bool,
+               units: tuple[tuple[str, int], ...]) -> jnp.ndarray:
+    """One VGG-16 stage of ``model``: a ``time_kernel×3×3`` conv + ReLU per ``(name,
+    features)`` of ``units``, then the 1×2×2 max-pool (a function of the model, so
+    ``nn.remat`` can wrap it without changing parameter paths)."""
+    kernel = (model.time_kernel, 3, 3)
+    for name, features in units:
+        x = ConvUnit(features, kernel, batch_norm=False, dtype=model.dtype, name=name)(x, train)
+    return nn.max_pool(x, (1, 2, 2), strides=(1, 2, 2))
+
+
 @models.register("vgg16_3d")
 class VGG16_3D(nn.Module):
     """Inflated VGG-16 (Carreira & Zisserman 2017 inflation of Simonyan & Zisserman 2015).
@@ -174,6 +190,8 @@ class VGG16_3D(nn.Module):
     attention: Any = None
     freeze_features: bool = False
     dtype: jnp.dtype = jnp.float32
+    remat: str = ""
+    remat_policy: str = "nothing_saveable"
 
     attribution_layer = "conv5_3"  # default CAM layer: last convolution, after ReLU
 
@@ -182,12 +200,12 @@ class VGG16_3D(nn.Module):
         module = attention_module(self.attention, self.freeze_features)
         frozen = self.freeze_features and module.level
         x = attend(module, "input", x.astype(self.dtype), train)
-        kernel = (self.time_kernel, 3, 3)
+        stage_fn = models.remat_block(_vgg_stage, self.remat, self.remat_policy,
+                                      static_argnums=(2, 3))
         for stage, stage_features in enumerate(VGG16_STAGES, start=1):
-            for i, features in enumerate(stage_features, start=1):
-                x = ConvUnit(scale_width(features, self.width), kernel, batch_norm=False,
-                             dtype=self.dtype, name=f"conv{stage}_{i}")(x, train)
-            x = nn.max_pool(x, (1, 2, 2), strides=(1, 2, 2))
+            units = tuple((f"conv{stage}_{i}", scale_width(features, self.width))
+                          for i, features in enumerate(stage_features, start=1))
+            x = stage_fn(self, x, train, units)
         x = attend(module, "maps", x, train, self.freeze_features)
 
         _, _, height, width, _ = x.shape
@@ -207,6 +225,16 @@ class VGG16_3D(nn.Module):
 C3D_CONVS = (("conv1",), ("conv2",), ("conv3a", "conv3b"), ("conv4a", "conv4b"),
              ("conv5a", "conv5b"))
 C3D_FEATURES = {"conv1": 64, "conv2": 128, "conv3a": 256, "conv3b": 256}  # the rest: 512
+
+
+def _c3d_stage(model: nn.Module, x: jnp.ndarray, train: bool, stage: int) -> jnp.ndarray:
+    """Stage ``stage`` (0–4) of C3D ``model``: its convolutions, then its max-pool."""
+    for name in C3D_CONVS[stage]:
+        x = ConvUnit(scale_width(C3D_FEATURES.get(name, 512), model.width), batch_norm=False,
+                     dtype=model.dtype, name=name)(x, train)
+    time = 1 if stage == 0 or model.dense else 2
+    padding = ((0, 0), (1, 1), (1, 1)) if stage == 4 else "VALID"
+    return nn.max_pool(x, (time, 2, 2), strides=(time, 2, 2), padding=padding)
 
 
 @models.register("c3d")
@@ -230,19 +258,18 @@ class C3D(nn.Module):
     fc_dim: int = 4096
     dropout: float = 0.5
     dtype: jnp.dtype = jnp.float32
+    remat: str = ""
+    remat_policy: str = "nothing_saveable"
 
     attribution_layer = "conv5b"  # default CAM layer: last convolution, after ReLU
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         x = x.astype(self.dtype)
-        for stage, names in enumerate(C3D_CONVS):
-            for name in names:
-                x = ConvUnit(scale_width(C3D_FEATURES.get(name, 512), self.width), batch_norm=False,
-                             dtype=self.dtype, name=name)(x, train)
-            time = 1 if stage == 0 or self.dense else 2
-            padding = ((0, 0), (1, 1), (1, 1)) if stage == 4 else "VALID"
-            x = nn.max_pool(x, (time, 2, 2), strides=(time, 2, 2), padding=padding)
+        stage_fn = models.remat_block(_c3d_stage, self.remat, self.remat_policy,
+                                      static_argnums=(2, 3))
+        for stage in range(len(C3D_CONVS)):
+            x = stage_fn(self, x, train, stage)
 
         # dense: per frame [B, T, C·h·w]; clip: [B, C·t·h·w].
         x = flatten_channel_major(x, batch_dims=2 if self.dense else 1)
@@ -275,6 +302,19 @@ class InceptionBlock(nn.Module):
         b3 = nn.max_pool(x, (3, 3, 3), strides=(1, 1, 1), padding="SAME")
         b3 = unit(f5, (1, 1, 1), name="branch_3_1")(b3, train)
         return jnp.concatenate([b0, b1, b2, b3], axis=-1)
+
+
+def _i3d_stem(model: nn.Module, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+    """The layers of I3D ``model`` before Mixed_3b: conv3d_1a_7x7 (stride t×2×2) → max-pool
+    1×3×3 /1×2×2 → conv3d_2b_1x1 → conv3d_2c_3x3 → max-pool 1×3×3 /1×2×2."""
+    unit = functools.partial(ConvUnit, bn_epsilon=1e-3, dtype=model.dtype)
+    ch = functools.partial(scale_width, width=model.width)
+    t = 1 if model.dense else 2
+    x = unit(ch(64), (7, 7, 7), (t, 2, 2), name="conv3d_1a_7x7")(x, train)
+    x = nn.max_pool(x, (1, 3, 3), strides=(1, 2, 2), padding="SAME")
+    x = unit(ch(64), (1, 1, 1), name="conv3d_2b_1x1")(x, train)
+    x = unit(ch(192), (3, 3, 3), name="conv3d_2c_3x3")(x, train)
+    return nn.max_pool(x, (1, 3, 3), strides=(1, 2, 2), padding="SAME")
 
 
 # Inception modules per stage; a 'SAME' max-pool (kernel, stride in time) precedes stages 4, 5.
@@ -317,6 +357,8 @@ class I3D(nn.Module):
     attention: Any = None
     freeze_features: bool = False
     dtype: jnp.dtype = jnp.float32
+    remat: str = ""
+    remat_policy: str = "nothing_saveable"
 
     attribution_layer = "mixed_5c"  # default CAM layer: the last Inception block
     attribution_classifier = "conv3d_0c_1x1"  # average pool → this 1×1×1 conv: CAM applies
@@ -324,22 +366,20 @@ class I3D(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         t = 1 if self.dense else 2
-        unit = functools.partial(ConvUnit, bn_epsilon=1e-3, dtype=self.dtype)
         ch = functools.partial(scale_width, width=self.width)
         module = attention_module(self.attention, self.freeze_features)
         x = attend(module, "input", x.astype(self.dtype), train)
         features_train = train and not self.freeze_features
-        x = unit(ch(64), (7, 7, 7), (t, 2, 2), name="conv3d_1a_7x7")(x, features_train)
-        x = nn.max_pool(x, (1, 3, 3), strides=(1, 2, 2), padding="SAME")
-        x = unit(ch(64), (1, 1, 1), name="conv3d_2b_1x1")(x, features_train)
-        x = unit(ch(192), (3, 3, 3), name="conv3d_2c_3x3")(x, features_train)
-        x = nn.max_pool(x, (1, 3, 3), strides=(1, 2, 2), padding="SAME")
+        remat = functools.partial(models.remat_block, remat=self.remat,
+                                  policy=self.remat_policy, static_argnums=(2,))
+        x = remat(_i3d_stem)(self, x, features_train)
+        inception = remat(InceptionBlock)
         for blocks, pool in I3D_STAGES:
             if pool is not None:
                 x = nn.max_pool(x, pool, strides=(t, 2, 2), padding="SAME")
             for name, features in blocks.items():
-                x = InceptionBlock(tuple(ch(f) for f in features), self.dtype,
-                                   name=name)(x, features_train)
+                x = inception(tuple(ch(f) for f in features), self.dtype,
+                              name=name)(x, features_train)
         for level in ("maps", "frames"):
             x = attend(module, level, x, train, self.freeze_features)
 
@@ -471,6 +511,8 @@ class ResNet3D(nn.Module):
     attention: Any = None
     freeze_features: bool = False
     dtype: jnp.dtype = jnp.float32
+    remat: str = ""
+    remat_policy: str = "nothing_saveable"
 
     @property
     def attribution_layer(self) -> str:
@@ -484,10 +526,12 @@ class ResNet3D(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        remat = functools.partial(models.remat_block, remat=self.remat,
+                                  policy=self.remat_policy, static_argnums=(2,))
         if self.block == "basic":
-            block = BasicBlock
+            block = remat(BasicBlock)
         elif self.block == "bottleneck":
-            block = functools.partial(BottleneckBlock, cardinality=self.cardinality)
+            block = functools.partial(remat(BottleneckBlock), cardinality=self.cardinality)
         else:
             raise ValueError(f"block must be 'basic' or 'bottleneck', got {self.block!r}")
         if self.pooling not in RESNET_POOLING:
@@ -498,8 +542,8 @@ class ResNet3D(nn.Module):
         features_train = train and not self.freeze_features
         x = attend(module, "input", x.astype(self.dtype), train)
         x = nn.Dropout(self.input_dropout)(x, deterministic=not features_train)
-        x = ConvUnit(scale_width(64, self.width), (7, 7, 7), (1, 2, 2), _pad(7), dtype=self.dtype,
-                     name="conv1")(x, features_train)
+        x = remat(ConvUnit)(scale_width(64, self.width), (7, 7, 7), (1, 2, 2), _pad(7),
+                            dtype=self.dtype, name="conv1")(x, features_train)
         x = nn.max_pool(x, (3, 3, 3), strides=(t, 2, 2), padding=_pad(3))
         for stage, num_blocks in enumerate(self.stage_sizes):
             for i in range(num_blocks):

@@ -18,6 +18,7 @@ Parameter names follow torchvision's ``resnet50`` (``conv1``, ``layer3_5/conv2``
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -64,6 +65,8 @@ class ResNet2D(nn.Module):
     bottleneck blocks with ``64·2^i`` planes (×4 output channels), stride 2 at the first block
     of stages 2–4 (1 for stages 3–4 with ``large_maps``) → global average pool per frame →
     dropout → ``fc``. ``width`` scales every channel count (1.0 = the reference).
+    ``remat='block'`` recomputes conv1 and every bottleneck block in the backward pass
+    (``models.remat_block``).
     """
 
     num_classes: int
@@ -73,6 +76,8 @@ class ResNet2D(nn.Module):
     dense: bool = False
     dropout: float = 0.0
     dtype: jnp.dtype = jnp.float32
+    remat: str = ""
+    remat_policy: str = "nothing_saveable"
 
     def __post_init__(self):
         # Lists (from JSON, e.g. converted-weight files) would make the module unhashable.
@@ -92,15 +97,18 @@ class ResNet2D(nn.Module):
         if x.ndim != 5:
             raise ValueError(f"{type(self).__name__} takes video [B, T, H, W, C] (images as "
                              f"T = 1), got shape {x.shape}")
-        x = ConvUnit(scale_width(64, self.width), (7, 7), (2, 2), ((3, 3), (3, 3)),
-                     dtype=self.dtype, name="conv1")(x.astype(self.dtype), train)
+        remat = functools.partial(models.remat_block, remat=self.remat,
+                                  policy=self.remat_policy, static_argnums=(2,))
+        x = remat(ConvUnit)(scale_width(64, self.width), (7, 7), (2, 2), ((3, 3), (3, 3)),
+                            dtype=self.dtype, name="conv1")(x.astype(self.dtype), train)
+        bottleneck = remat(Bottleneck2D)
         x = nn.max_pool(x, (1, 3, 3), strides=(1, 2, 2), padding=((0, 0), (1, 1), (1, 1)))
         for stage, num_blocks in enumerate(self.stage_sizes):
             for i in range(num_blocks):
                 stride = 2 if i == 0 and stage > 0 and not (self.large_maps and stage >= 2) \
                     else 1
-                x = Bottleneck2D(scale_width(64 * 2**stage, self.width), stride, self.dtype,
-                                 name=f"layer{stage + 1}_{i}")(x, train)
+                x = bottleneck(scale_width(64 * 2**stage, self.width), stride, self.dtype,
+                               name=f"layer{stage + 1}_{i}")(x, train)
         features = x.mean(axis=(2, 3))  # [B, T, D]
         features = nn.Dropout(self.dropout)(features, deterministic=not train)
         scores = nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(features)

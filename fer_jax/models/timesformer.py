@@ -43,6 +43,23 @@ dropout.
 ``attribution_layer`` (``blocks_{L-1}``) and ``attribution_grid`` (its output as patch tokens
 ``[B, T, h, w, D]``) are the defaults of the CAM methods of ``attribution``.
 
+Accelerator options (``config.model.precision``, ``attention_implementation``, ``remat``):
+
+* ``dtype``: computation dtype of every layer (e.g. ``jnp.bfloat16``); parameters stay float32
+  (flax's ``param_dtype``), attention probabilities are formed in float32 and the logits are
+  returned in float32.
+* ``attention_implementation``: ``'explicit'`` (default) forms the probabilities as above;
+  ``'auto'``, ``'xla'``, ``'cudnn'`` call ``jax.nn.dot_product_attention``, which never forms
+  them on the cuDNN path. Whenever the probabilities are needed (the ``intermediates`` or
+  ``perturbations`` collection is mutable, perturbations are given, or attention dropout is
+  active in training) a block computes them explicitly whatever this says, so the attention
+  explanations work on any model (``models.explicit_attention``).
+* ``remat='block'`` wraps every block in ``nn.remat`` with
+  ``jax.checkpoint_policies.<remat_policy>`` (``models.remat_block``): the backward pass
+  recomputes a block's activations from its input. Parameter paths, values and gradients are
+  unchanged; layer taps (``attribution.LayerTaps``) cannot see inside a rematerialised block,
+  which is why explanations build the model without it.
+
 Stochastic depth drops a whole residual branch per example (the references drop per reshaped
 row, i.e. per patch in temporal attention and per frame in spatial attention; per example is
 the textbook definition and keeps the branches of one video consistent).
@@ -66,12 +83,18 @@ class Attention(nn.Module):
     """Multi-head self-attention over the second-to-last axis.
 
     ``x [..., S, D] → [..., S, D]``; any leading axes are independent sequences.
+    ``implementation`` (``models.ATTENTION_IMPLEMENTATIONS``): ``'explicit'`` forms, sows and
+    perturbs the float32 probabilities; a fused one calls ``jax.nn.dot_product_attention``
+    and falls back to the explicit computation whenever the probabilities are needed
+    (``models.explicit_attention``: attention dropout in training, the ``intermediates`` or
+    ``perturbations`` collection mutable).
     """
 
     num_heads: int
     attention_dropout: float = 0.0
     dropout: float = 0.0
     dtype: jnp.dtype = jnp.float32
+    implementation: str = "explicit"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
@@ -82,13 +105,17 @@ class Attention(nn.Module):
         qkv = Dense(3 * dim, dtype=self.dtype, name="qkv")(x)
         qkv = qkv.reshape(*lead, length, 3, self.num_heads, head_dim)
         q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
-        logits = jnp.einsum("...qhd,...khd->...hqk", q, k) * head_dim**-0.5
-        probs = nn.softmax(logits.astype(jnp.float32), axis=-1)
-        self.sow("intermediates", "attention_probs", probs)
-        if not self.is_initializing():  # init never creates a `perturbations` collection
-            probs = self.perturb("attention_probs", probs)
-        probs = nn.Dropout(self.attention_dropout)(probs, deterministic=not train)
-        out = jnp.einsum("...hqk,...khd->...qhd", probs.astype(self.dtype), v)
+        if models.explicit_attention(self, self.implementation, "attention_probs",
+                                     dropout=train and self.attention_dropout > 0):
+            logits = jnp.einsum("...qhd,...khd->...hqk", q, k) * head_dim**-0.5
+            probs = nn.softmax(logits.astype(jnp.float32), axis=-1)
+            self.sow("intermediates", "attention_probs", probs)
+            if not self.is_initializing():  # init never creates a `perturbations` collection
+                probs = self.perturb("attention_probs", probs)
+            probs = nn.Dropout(self.attention_dropout)(probs, deterministic=not train)
+            out = jnp.einsum("...hqk,...khd->...qhd", probs.astype(self.dtype), v)
+        else:
+            out = models.fused_attention(q, k, v, self.implementation)
         out = Dense(dim, dtype=self.dtype, name="proj")(out.reshape(*lead, length, dim))
         return nn.Dropout(self.dropout)(out, deterministic=not train)
 
@@ -135,10 +162,11 @@ class BlockConfig(nn.Module):
     drop_path_rate: float = 0.0
     gelu_approximate: bool = False
     dtype: jnp.dtype = jnp.float32
+    attention_implementation: str = "explicit"
 
     def attention(self, name: str) -> Attention:
         return Attention(self.num_heads, self.attention_dropout, self.dropout, self.dtype,
-                         name=name)
+                         self.attention_implementation, name=name)
 
     def mlp(self, dim: int) -> Mlp:
         return Mlp(int(dim * self.mlp_ratio), self.dropout, self.gelu_approximate, self.dtype,
@@ -245,6 +273,9 @@ class TimeSformer(nn.Module):
     drop_path_rate: float = 0.0
     gelu_approximate: bool = False
     dtype: jnp.dtype = jnp.float32
+    attention_implementation: str = "explicit"
+    remat: str = ""
+    remat_policy: str = "nothing_saveable"
 
     @property
     def attribution_layer(self) -> str:
@@ -293,20 +324,26 @@ class TimeSformer(nn.Module):
                              f"use one of {', '.join(ATTENTION_TYPES)}")
         cls, tokens = self.embed(x, train)
         batch, num_patches, num_frames, dim = tokens.shape
+        models.check_attention_implementation(self.attention_implementation)
         block_args = dict(num_heads=self.num_heads, mlp_ratio=self.mlp_ratio,
                           dropout=self.dropout, attention_dropout=self.attention_dropout,
-                          gelu_approximate=self.gelu_approximate, dtype=self.dtype)
+                          gelu_approximate=self.gelu_approximate, dtype=self.dtype,
+                          attention_implementation=self.attention_implementation)
+        # remat='block': every block recomputed in the backward pass (static: `train`).
+        divided_block, encoder_block = (
+            models.remat_block(block, self.remat, self.remat_policy, static_argnums=(argnum,))
+            for block, argnum in ((DividedSpaceTimeBlock, 3), (EncoderBlock, 2)))
         rates = [self.drop_path_rate * i / max(self.num_layers - 1, 1)
                  for i in range(self.num_layers)]
 
         if self.attention_type == "divided_space_time":
             for i, rate in enumerate(rates):
-                cls, tokens = DividedSpaceTimeBlock(**block_args, drop_path_rate=rate,
-                                                    name=f"blocks_{i}")(cls, tokens, train)
+                cls, tokens = divided_block(**block_args, drop_path_rate=rate,
+                                            name=f"blocks_{i}")(cls, tokens, train)
         elif self.attention_type == "joint_space_time":
             seq = jnp.concatenate([cls[:, None], tokens.reshape(batch, -1, dim)], axis=1)
             for i, rate in enumerate(rates):
-                seq = EncoderBlock(**block_args, drop_path_rate=rate, name=f"blocks_{i}")(
+                seq = encoder_block(**block_args, drop_path_rate=rate, name=f"blocks_{i}")(
                     seq, train)  # [B, 1+N·T, D]
             cls = seq[:, 0]
         else:  # space_only: [B, T, 1+N, D], one cls copy per frame
@@ -314,7 +351,7 @@ class TimeSformer(nn.Module):
             cls_per_frame = jnp.broadcast_to(cls[:, None, None], (batch, num_frames, 1, dim))
             seq = jnp.concatenate([cls_per_frame, frames], axis=2)
             for i, rate in enumerate(rates):
-                seq = EncoderBlock(**block_args, drop_path_rate=rate, name=f"blocks_{i}")(
+                seq = encoder_block(**block_args, drop_path_rate=rate, name=f"blocks_{i}")(
                     seq, train)
             cls = seq[:, :, 0].mean(axis=1)
 
