@@ -78,8 +78,11 @@ SOURCES = {
 
 
 def _module_kwargs(module) -> dict:
-    """The module's constructor arguments that a config can hold (no dtype, no num_classes)."""
-    skip = {"parent", "name", "dtype", "num_classes"}
+    """The module's constructor arguments that ``config.model.kwargs`` can hold: not the
+    class count, nor how the model computes (``dtype``, ``remat``, ``remat_policy``,
+    ``attention_implementation``: ``config.model`` settings, not properties of the weights)."""
+    skip = {"parent", "name", "num_classes", "dtype", "remat", "remat_policy",
+            "attention_implementation"}
     return {f.name: getattr(module, f.name) for f in dataclasses.fields(module)
             if f.name not in skip}
 
