@@ -35,16 +35,22 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _check_name(name: str) -> None:
+    if name not in _REGISTRY:
+        raise UserError(f"unknown model {name!r}; available models: {', '.join(names())}")
+
+
 def fields(name: str) -> tuple[str, ...]:
-    """The constructor fields of the registered model ``name`` (its config.model.kwargs)."""
+    """The constructor fields of the registered model ``name`` (its config.model.kwargs);
+    one-line UserError for an unknown name."""
+    _check_name(name)
     constructor = _REGISTRY[name]
     return tuple(getattr(constructor, "__dataclass_fields__", {}))
 
 
 def build(name: str, **kwargs) -> nn.Module:
     """Instantiates the registered model ``name`` with keyword arguments ``kwargs``."""
-    if name not in _REGISTRY:
-        raise UserError(f"unknown model {name!r}; available models: {', '.join(names())}")
+    _check_name(name)
     try:
         return _REGISTRY[name](**kwargs)
     except TypeError as e:  # unknown or missing constructor argument
