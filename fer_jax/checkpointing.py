@@ -61,8 +61,16 @@ def _manager(directory: Path, keep: int, items, read_only: bool = False
     # (Orbax's own read_only option does the same but warns three times per manager.)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
                                            cleanup_tmp_directories=not read_only)
-    return ocp.CheckpointManager(directory, options=options,
-                                 item_handlers={k: _HANDLERS[k]() for k in items})
+    # A reader lists the steps while a running training may prune one of them: the listing
+    # then fails on the vanished folder, and is simply taken again.
+    attempts = 5 if read_only else 1
+    for attempt in range(attempts):
+        try:
+            return ocp.CheckpointManager(directory, options=options,
+                                         item_handlers={k: _HANDLERS[k]() for k in items})
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
 
 
 def _await_tmp_cleanup(manager: ocp.CheckpointManager) -> None:
