@@ -360,6 +360,12 @@ def test_face_alignment_runs_offline_from_a_local_file(random_fan_weights, astro
 
     monkeypatch.setattr(face_alignment.api, "load_file_from_url", _no_download)
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _no_download)
+    # face_alignment decodes heatmaps with two numba functions that take ~20 s to compile on
+    # first call; their pure-Python originals give the same landmarks for one face at once.
+    import face_alignment.utils
+    for name in ("_get_preds_fromhm", "transform_np"):
+        jitted = getattr(face_alignment.utils, name)
+        monkeypatch.setattr(face_alignment.utils, name, getattr(jitted, "py_func", jitted))
     small = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
     proc = faces.FaceProcessor("face_alignment", fan_weights=random_fan_weights, crop_size=64)
     track = proc(small[None])
