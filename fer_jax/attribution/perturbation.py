@@ -107,9 +107,11 @@ def _rng(rng, seed: int) -> jax.Array:
     return jax.random.PRNGKey(int(seed)) if rng is None else rng
 
 
-def _unperturbed(model, variables, x, target, score):
+def _unperturbed(model, variables, x, target, score, batch_size):
     """``(variables for inference, target index [B], target score [B])`` of the clips."""
     _check_score(score)
+    if int(batch_size) < 1:
+        raise UserError(f"batch_size must be a positive number of copies, got {batch_size}")
     variables = inference_variables(variables)
     logits = model.apply(variables, x, train=False)
     index = target_index(logits, target)
@@ -174,7 +176,7 @@ def occlusion(model, variables: Variables, x: jnp.ndarray, target: Target = None
     indicators = occlusion_windows(positions, window, strides)
     counts = tuple(len(i) for i in indicators)
     base = _baseline(baseline, x)
-    variables, index, y = _unperturbed(model, variables, x, target, score)
+    variables, index, y = _unperturbed(model, variables, x, target, score, batch_size)
     rows = [jnp.asarray(i, jnp.float32) for i in indicators]
 
     def perturb(example, k):
@@ -212,7 +214,7 @@ def feature_ablation(model, variables: Variables, x: jnp.ndarray, target: Target
     traced under jit; default the largest id + 1)."""
     groups, count = _groups(model, x, groups, num_groups)
     base = _baseline(baseline, x)
-    variables, index, y = _unperturbed(model, variables, x, target, score)
+    variables, index, y = _unperturbed(model, variables, x, target, score, batch_size)
 
     def perturb(example, g):
         removed = groups[example] == g.reshape(g.shape + (1,) * (groups.ndim - 1))
@@ -305,7 +307,7 @@ def rise(model, variables: Variables, x: jnp.ndarray, target: Target = None,
         raise UserError(f"RISE keep probability p must lie in (0, 1], got {p}")
     count, rng = int(masks), _rng(rng, seed)
     base = _baseline(baseline, x)
-    variables, index, _ = _unperturbed(model, variables, x, target, score)
+    variables, index, _ = _unperturbed(model, variables, x, target, score, batch_size)
 
     def perturb(example, i):
         m = rise_masks(rng, i, positions, cells, p)[..., None].astype(x.dtype)
@@ -373,7 +375,7 @@ def kernel_shap_values(model, variables: Variables, x: jnp.ndarray, target: Targ
     samples = 4 * count if samples is None else int(samples)
     z = shap_coalitions(_rng(rng, seed), samples, count)
     base = _baseline(baseline, x)
-    variables, index, _ = _unperturbed(model, variables, x, target, score)
+    variables, index, _ = _unperturbed(model, variables, x, target, score, batch_size)
 
     def perturb(example, s):
         kept = jnp.take_along_axis(z[s], groups[example].reshape(len(s), -1), axis=1)
