@@ -35,8 +35,8 @@ broadcasting against ``x``, in the model's input space) replaces what is removed
   are drawn from ``rng`` (or ``PRNGKey(seed)``), mask ``i`` from ``fold_in(rng, i)``, and shared
   by the examples of a batch (as the authors' ``RISEBatch``), so a map does not depend on its
   batch; they are generated chunk by chunk, never all held at once. ``baseline`` blends
-  ``M · x + (1 − M) · baseline`` (0: the paper's ``x ⊙ M``). Defaults (the paper's images
-  use ``N`` = 4000–8000 masks of 7×7 or 8×8 cells): 512 masks of 4 cells along the first
+  ``M · x + (1 − M) · baseline`` (0: the paper's ``x ⊙ M``). Defaults (the authors' code
+  takes ``N``, the cells and ``p`` as arguments): 512 masks of 4 cells along the first
   position axis (time) and 8 along every other, ``p = 0.5``.
 * ``kernel_shap`` / ``kernel_shap_values`` — KernelSHAP (Lundberg & Lee 2017) over feature
   groups, as Captum's ``KernelShap``: ``samples`` coalitions ``z ∈ {0, 1}^G`` (1: the group
