@@ -10,7 +10,6 @@ import pytest
 from fast import fast_jit
 
 from fer_jax import attribution
-from fer_jax.attribution import groups as feature_groups
 from fer_jax.attribution import perturbation
 from fer_jax.errors import UserError
 from fer_jax.evaluation import face_parts
