@@ -13,6 +13,9 @@ For each method it prints, on the same batch of ``--batch`` clips in the same pr
   for ≤ 1.5×; integrated gradients and SmoothGrad run ``--steps`` path points each;
   Score-CAM and Ablation-CAM one forward pass per channel of the layer and clip
   (``--cam-batch`` copies per pass; Ablation-CAM's run only the layers after the CAM layer);
+  the perturbation methods with their defaults one forward pass per window (occlusion: 64
+  tiles), group (feature ablation: 64 tubes), mask (RISE: 512) or coalition (KernelSHAP:
+  4 × 64) and clip, ``--cam-batch`` copies per pass;
 * ``loop s`` and ``speed-up`` — a Python loop calling the same jit-compiled method on one
   clip at a time, and its time over the batched time.
 
@@ -55,7 +58,8 @@ SINGLE_BACKWARD = {"saliency", "input_x_gradient", "grad_cam", "grad_cam_pp", "l
 
 def method_table(model_name: str, steps: int, cam_batch: int = 32) -> dict:
     """name → fn(model, variables, x, target) for the methods that apply to ``model_name``;
-    ``cam_batch``: Score-CAM's and Ablation-CAM's perturbed copies per forward pass."""
+    ``cam_batch``: the perturbed copies per forward pass of Score-CAM, Ablation-CAM and the
+    perturbation methods."""
     m = attribution.METHODS
     table = {
         "saliency": m["saliency"],
@@ -72,6 +76,10 @@ def method_table(model_name: str, steps: int, cam_batch: int = 32) -> dict:
         "eigen_grad_cam": m["eigen_grad_cam"],
         "score_cam": lambda *a: m["score_cam"](*a, batch_size=cam_batch),
         "ablation_cam": lambda *a: m["ablation_cam"](*a, batch_size=cam_batch),
+        "occlusion": lambda *a: m["occlusion"](*a, batch_size=cam_batch),
+        "feature_ablation": lambda *a: m["feature_ablation"](*a, batch_size=cam_batch),
+        "rise": lambda *a: m["rise"](*a, batch_size=cam_batch),
+        "kernel_shap": lambda *a: m["kernel_shap"](*a, batch_size=cam_batch),
     }
     if model_name == "timesformer":
         table.update(
@@ -243,7 +251,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", help="subset of the methods to time")
     parser.add_argument("--num-classes", type=int, default=7)
     parser.add_argument("--cam-batch", type=int, default=32,
-                        help="Score-CAM / Ablation-CAM perturbed copies per forward pass")
+                        help="perturbed copies per forward pass (Score-CAM, Ablation-CAM, "
+                        "occlusion, feature ablation, RISE, KernelSHAP)")
     args = parser.parse_args()
 
     kwargs, shape = MODELS[args.model]

@@ -2,10 +2,11 @@
 
 Every method explains a whole batch with one forward and one backward pass (integrated
 gradients and SmoothGrad: one per path point / noise sample, batched together; Score-CAM and
-Ablation-CAM: one forward pass per channel of the layer, in compiled chunks), works under
-``jax.jit`` and ``jax.vmap``, and depends only on JAX, Flax and the model interface
-(``model.apply(variables, x, train=False) → logits [B, C]``), so it can be used with any
-``flax.linen`` model. ``target=None`` explains the predicted class.
+Ablation-CAM: one forward pass per channel of the layer, in compiled chunks; occlusion,
+feature ablation, RISE and KernelSHAP: one forward pass per window, group, mask or coalition,
+in compiled chunks), works under ``jax.jit`` and ``jax.vmap``, and depends only on JAX, Flax
+and the model interface (``model.apply(variables, x, train=False) → logits [B, C]``), so it
+can be used with any ``flax.linen`` model. ``target=None`` explains the predicted class.
 
 >>> maps = attribution.grad_cam(model, variables, x)            # [B, T', H', W']
 >>> maps = attribution.upsample(maps, x.shape[1:4])             # [B, T, H, W]
@@ -22,9 +23,13 @@ from fer_jax.attribution.core import (LayerTaps, default_layer, input_gradients,
                                       layer_activations, layer_gradients, module_paths,
                                       target_index)
 from fer_jax.attribution.fullgrad import full_grad
+from fer_jax.attribution.groups import (REGIONS, box_groups, default_groups, frame_groups,
+                                        group_maps, region_count, region_groups, tube_groups)
 from fer_jax.attribution.gradients import (input_x_gradient, integrated_gradients, saliency,
                                            smoothgrad)
 from fer_jax.attribution.lrp import lrp, lrp_relevance
+from fer_jax.attribution.perturbation import (feature_ablation, kernel_shap, kernel_shap_values,
+                                              occlusion, rise, rise_masks, shap_coalitions)
 from fer_jax.attribution.postprocess import (hotspot_counts, hotspots, landmark_changes,
                                              normalise, per_frame_sums, upsample)
 
@@ -44,6 +49,10 @@ METHODS = {
     "score_cam": score_cam,
     "ablation_cam": ablation_cam,
     "full_grad": full_grad,
+    "occlusion": occlusion,
+    "feature_ablation": feature_ablation,
+    "rise": rise,
+    "kernel_shap": kernel_shap,
     "layer_attention": layer_attention,
     "lrp": lrp,
     # rollout is class-agnostic: its public signature (model, variables, x, **options) has no

@@ -35,7 +35,8 @@ DISPLAY_NAMES = {
     "grad_cam": "Grad-CAM", "grad_cam_pp": "Grad-CAM++", "layer_cam": "LayerCAM",
     "eigen_cam": "Eigen-CAM", "hires_cam": "HiResCAM", "xgrad_cam": "XGrad-CAM",
     "eigen_grad_cam": "EigenGrad-CAM", "score_cam": "Score-CAM", "ablation_cam": "Ablation-CAM",
-    "full_grad": "FullGrad",
+    "full_grad": "FullGrad", "occlusion": "Occlusion", "feature_ablation": "Feature ablation",
+    "rise": "RISE", "kernel_shap": "KernelSHAP",
     "layer_attention": "Layer attention", "lrp": "LRP", "rollout": "Rollout",
     "rollout_grad": "Rollout-Grad", "chefer_relevance": "TIBAV",
 }
