@@ -37,7 +37,7 @@ DISPLAY_NAMES = {
     "eigen_grad_cam": "EigenGrad-CAM", "score_cam": "Score-CAM", "ablation_cam": "Ablation-CAM",
     "full_grad": "FullGrad",
     "layer_attention": "Layer attention", "lrp": "LRP", "rollout": "Rollout",
-    "rollout_grad": "Rollout-Grad", "chefer_relevance": "TIBAV",
+    "rollout_grad": "Rollout-Grad", "chefer_relevance": "TIBAV", "attn_lrp": "AttnLRP",
 }
 ATTENTION_METHODS = ("rollout", "rollout_grad", "chefer_relevance")
 # Methods with a ``head_fusion`` option: their label always says which (e.g. 'Rollout-min').
