@@ -287,8 +287,12 @@ class _Dense(nn.Module):
         return nn.Dense(3)(x.reshape(x.shape[0], -1))
 
 
-def test_bad_options_and_models_are_refused():
+def test_rules_reach_every_module_and_bad_options_and_models_are_refused():
     model, params, x, _ = _tiny("joint_space_time")
+    rules = AttnLRPRules()
+    with rules:  # one block: 2 LayerNorms, its attention and MLP; the final LayerNorm
+        jax.eval_shape(lambda x: model.apply({"params": params}, x), x)
+    assert rules.counts == {"attention": 1, "norms": 3, "activations": 1}
     with pytest.raises(UserError, match="attention_rule"):
         attn_lrp(model, {"params": params}, x, attention_rule="softmax")
     with pytest.raises(UserError, match="level"):
