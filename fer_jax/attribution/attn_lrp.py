@@ -21,8 +21,8 @@ pass that leaves the forward values bit for bit as they are:
   a constant (the identity rule on the division by the standard deviation, paper Prop. 3.4)
   and the centring ``x − μ(x)``, a linear map, by LRP-0; ``γ`` is a weight, ``β`` a bias.
   lxt: ``layer_norm_forward`` (``x − mean`` over ``stop_gradient(std)``).
-* **Softmax**: the paper's rule, the Taylor decomposition at ``l`` itself with a bias term,
-  ``R_l = l ⊙ (R_A − A ⊙ Σ_j R_A,j)`` per row (``A = softmax(l)``), is exactly
+* **Softmax**: the paper's rule (Prop. 3.1), the Taylor decomposition at ``l`` itself with a
+  bias term, ``R_l = l ⊙ (R_A − A ⊙ Σ_j R_A,j)`` per row (``A = softmax(l)``), is exactly
   gradient × input, so the ordinary backward pass applies it. It is the one rule that is not
   conservative: per row the bias term absorbs ``Σ_j R_A,j (1 − l_j + Σ_i A_i l_i)``.
 * **The products** ``l = Q Kᵀ / √d`` and ``O = A V``: the uniform rule (paper Prop. 3.3: LRP-ε
