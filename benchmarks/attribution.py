@@ -53,7 +53,7 @@ MODELS = {  # name → (model kwargs, clip shape)
 }
 SINGLE_BACKWARD = {"saliency", "input_x_gradient", "grad_cam", "grad_cam_pp", "layer_cam",
                    "hires_cam", "xgrad_cam", "full_grad", "lrp", "lrp_zplus", "lrp_alpha_beta",
-                   "rollout_grad", "chefer_relevance"}
+                   "rollout_grad", "chefer_relevance", "attn_lrp", "attn_lrp_cp"}
 
 
 def method_table(model_name: str, steps: int, cam_batch: int = 32) -> dict:
@@ -85,7 +85,9 @@ def method_table(model_name: str, steps: int, cam_batch: int = 32) -> dict:
         table.update(
             rollout=lambda *a: m["rollout"](*a, head_fusion="min"),
             rollout_grad=m["rollout_grad"],
-            chefer_relevance=m["chefer_relevance"])
+            chefer_relevance=m["chefer_relevance"],
+            attn_lrp=m["attn_lrp"],
+            attn_lrp_cp=lambda *a: m["attn_lrp"](*a, attention_rule="cp"))
     else:
         table.update(
             full_grad=m["full_grad"],

@@ -15,6 +15,7 @@ can be used with any ``flax.linen`` model. ``target=None`` explains the predicte
 ``fn(model, variables, x, target=None, **options) → maps``.
 """
 from fer_jax.attribution.attention import chefer_relevance, rollout, rollout_grad
+from fer_jax.attribution.attn_lrp import attn_lrp, attn_lrp_relevance, token_relevance
 from fer_jax.attribution.cam import (activations_and_gradients, cam, channel_mean, eigen_cam,
                                      eigen_grad_cam, grad_cam, grad_cam_pp, hires_cam,
                                      landmark_cam, layer_attention, layer_cam, xgrad_cam)
@@ -61,4 +62,5 @@ METHODS = {
         model, variables, x, **options),
     "rollout_grad": rollout_grad,
     "chefer_relevance": chefer_relevance,
+    "attn_lrp": attn_lrp,
 }

@@ -38,7 +38,7 @@ DISPLAY_NAMES = {
     "full_grad": "FullGrad", "occlusion": "Occlusion", "feature_ablation": "Feature ablation",
     "rise": "RISE", "kernel_shap": "KernelSHAP",
     "layer_attention": "Layer attention", "lrp": "LRP", "rollout": "Rollout",
-    "rollout_grad": "Rollout-Grad", "chefer_relevance": "TIBAV",
+    "rollout_grad": "Rollout-Grad", "chefer_relevance": "TIBAV", "attn_lrp": "AttnLRP",
 }
 ATTENTION_METHODS = ("rollout", "rollout_grad", "chefer_relevance")
 # Methods with a ``head_fusion`` option: their label always says which (e.g. 'Rollout-min').

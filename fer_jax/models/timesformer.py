@@ -132,10 +132,15 @@ class Mlp(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
         dim = x.shape[-1]
         x = Dense(self.hidden_dim, dtype=self.dtype, name="fc1")(x)
-        x = nn.gelu(x, approximate=self.approximate)
+        x = self.activation(x)
         x = nn.Dropout(self.dropout)(x, deterministic=not train)
         x = Dense(dim, dtype=self.dtype, name="fc2")(x)
         return nn.Dropout(self.dropout)(x, deterministic=not train)
+
+    def activation(self, x: jnp.ndarray) -> jnp.ndarray:
+        """GELU, elementwise (same shape). A method of its own so that relevance propagation
+        can intercept it (``attribution.attn_lrp``: the identity rule); no parameters."""
+        return nn.gelu(x, approximate=self.approximate)
 
 
 def drop_path(module: nn.Module, rate: float, train: bool,
