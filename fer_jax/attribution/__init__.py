@@ -24,7 +24,9 @@ from fer_jax.attribution.core import (LayerTaps, default_layer, input_gradients,
 from fer_jax.attribution.fullgrad import full_grad
 from fer_jax.attribution.gradients import (input_x_gradient, integrated_gradients, saliency,
                                            smoothgrad)
-from fer_jax.attribution.lrp import lrp, lrp_relevance
+from fer_jax.attribution.lrp import lrp, lrp_layer_rules, lrp_relevance
+from fer_jax.attribution.lrp_composites import PRESETS as LRP_PRESETS
+from fer_jax.attribution.lrp_composites import Composite
 from fer_jax.attribution.postprocess import (hotspot_counts, hotspots, landmark_changes,
                                              normalise, per_frame_sums, upsample)
 
