@@ -172,16 +172,17 @@ def lrp_layer_rules(model: nn.Module, variables: Variables, x: jnp.ndarray,
     """``{module path: rule}`` for every ``nn.Conv``, ``nn.Dense`` and unfolded
     ``nn.BatchNorm`` that ``lrp`` with these arguments explains, in call order (None: no
     selector matches, LRP-0). Folded BatchNorms are left out: they take their layer's rule.
-    Shapes only; nothing is computed."""
+    Shapes only, nothing is computed: ``variables`` may be ``jax.ShapeDtypeStruct`` leaves
+    (``jax.eval_shape(model.init, …)``)."""
     composite = resolve(model, composite, rule, input_rule, **options)
     propagation = _Propagation(composite)
 
-    def apply(x):
+    def apply(variables, x):
         with nn.intercept_methods(propagation.intercept):
-            model.apply(inference_variables(variables), x, train=False)
+            model.apply(variables, x, train=False)
         propagation.check(model)
 
-    jax.eval_shape(apply, x)
+    jax.eval_shape(apply, inference_variables(variables), x)
     return dict(propagation.assigned)
 
 
@@ -245,10 +246,11 @@ class _Propagation:
         """``z_lin(w, a)``: the module's own computation without bias, on kernel ``w``.
 
         Only the backward pass applies it, once the forward pass and its interception are
-        over, so the unbound clone is not intercepted.
+        over, so the unbound clone is not intercepted. Jitted, so that the rules' several
+        calls (positive and negative parts, transposes) trace the module once per shape.
         """
         clone = module.clone(parent=None, use_bias=False)
-        return lambda w, a: clone.apply({"params": {"kernel": w}}, a)
+        return jax.jit(lambda w, a: clone.apply({"params": {"kernel": w}}, a))
 
     def _batch_norm(self, module: nn.BatchNorm, a, z, args, kwargs):
         running = nn.merge_param("use_running_average", module.use_running_average,
