@@ -72,8 +72,9 @@ preceding ``nn.Conv``/``nn.Dense`` (conv → BN, as in ``ConvUnit``) and it norm
 axis, it is *folded*: the rule runs on the fused layer, kernel ``W·scale`` (scaled along the
 output channels, the kernel's last axis) applied to the convolution's input, whose output is
 BatchNorm's, with the fused bias ``(b − mean)·scale + β`` (the rules that use a bias see
-it); the unfused convolution then receives no signal. Otherwise (ReLU → BN, as in the landmark models) it is an
-elementwise layer ``z_lin(scale, a) = a·scale`` with bias ``shift`` and the same rules.
+it); the unfused convolution then receives no signal. Otherwise (ReLU → BN, as in the
+landmark models) it is an elementwise layer ``z_lin(scale, a) = a·scale`` with bias
+``shift``.
 A folded BatchNorm takes the rule its layer's selector gives (Zennit's canonizer merges it into
 the layer before rules are assigned); an unfolded one is selected as ``'batch_norm'``.
 BatchNorm in training mode (batch statistics) raises ``UserError``.

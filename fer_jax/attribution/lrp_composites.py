@@ -51,11 +51,11 @@ Defaults per zoo model
 model's ``lrp_composite`` attribute (a preset name, a dict or a ``Composite``), and LRP-ε
 (``rule='epsilon'``, the earlier default) for models without one. The papers of the zoo do
 not fix rules (Forsman & Singh cite Bach et al. 2015 and Montavon et al. 2019 without naming
-the rule per layer), so the zoo follows the composite Kohlbrenner et al. (2020, "Towards best
-practice in explaining neural network decisions with LRP") found best on VGG-16, and Zennit
-recommends, ``epsilon_plus_flat``: ε for the dense classifier layers, z⁺ for the
-convolutions, flat for the first layer (whose inputs are normalised pixels, so the bounds
-z^B needs would depend on each config's normalisation):
+the rule per layer), so the zoo follows the kind of composite Kohlbrenner et al. (2020,
+"Towards best practice in explaining neural network decisions with LRP") recommend for
+CNNs — ε for the dense layers, z⁺ (α = 1, β = 0) for the convolutions, a rule of its own for
+the input layer — as Zennit ships it, ``epsilon_plus_flat`` (flat at the input: the inputs
+are normalised pixels, so the bounds z^B needs would depend on each config's normalisation):
 
 * ``vgg16_3d``, ``c3d``, ``resnet3d_18``, ``resnext3d_101``, ``resnet2d_50``, ``scn``,
   ``early_fusion_cnn``: ``'epsilon_plus_flat'``;
