@@ -167,8 +167,8 @@ def lrp_relevance(model: nn.Module, variables: Variables, x: jnp.ndarray,
     return signal if returns_relevance[-1] else x * signal
 
 
-def lrp_layer_rules(model: nn.Module, variables: Variables, x: jnp.ndarray,
-                    rule: str | None = None, *, input_rule: str | None = None,
+def lrp_layer_rules(model: nn.Module, variables: Variables, x: jnp.ndarray, *,
+                    rule: str | None = None, input_rule: str | None = None,
                     composite: Any = None, **options) -> dict[str, Rule | None]:
     """``{module path: rule}`` for every ``nn.Conv``, ``nn.Dense`` and unfolded
     ``nn.BatchNorm`` that ``lrp`` with these arguments explains, in call order (None: no
