@@ -45,7 +45,9 @@ setuptools.setup(
         # The CAM-family parity test's reference, pytorch-grad-cam, is installed without its
         # dependencies (`pip install --no-deps grad-cam==1.5.7 ttach==0.0.3`, as the README's
         # Quickstart and .ci/run do): with them it would replace the CPU torch by a CUDA build
-        # and torchvision, which the test does not use.
+        # and torchvision, which the test does not use. The same holds for the LRP composites'
+        # reference, Zennit (`zennit==0.5.1`, `--no-deps`; its test stands in for the
+        # torchvision classes Zennit imports).
         "interop": ["torch==2.13.0", "transformers>=4.45"],
     },
 )

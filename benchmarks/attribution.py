@@ -53,6 +53,7 @@ MODELS = {  # name → (model kwargs, clip shape)
 }
 SINGLE_BACKWARD = {"saliency", "input_x_gradient", "grad_cam", "grad_cam_pp", "layer_cam",
                    "hires_cam", "xgrad_cam", "full_grad", "lrp", "lrp_zplus", "lrp_alpha_beta",
+                   "lrp_epsilon_plus_flat", "lrp_epsilon_alpha2_beta1",
                    "rollout_grad", "chefer_relevance", "attn_lrp", "attn_lrp_cp"}
 
 
@@ -93,7 +94,9 @@ def method_table(model_name: str, steps: int, cam_batch: int = 32) -> dict:
             full_grad=m["full_grad"],
             lrp=lambda *a: m["lrp"](*a, rule="epsilon"),
             lrp_zplus=lambda *a: m["lrp"](*a, rule="zplus"),
-            lrp_alpha_beta=lambda *a: m["lrp"](*a, rule="alpha_beta"))
+            lrp_alpha_beta=lambda *a: m["lrp"](*a, rule="alpha_beta"),
+            lrp_epsilon_plus_flat=lambda *a: m["lrp"](*a, composite="epsilon_plus_flat"),
+            lrp_epsilon_alpha2_beta1=lambda *a: m["lrp"](*a, composite="epsilon_alpha2_beta1"))
     return table
 
 

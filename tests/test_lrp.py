@@ -272,10 +272,12 @@ ZOO = {
 
 @pytest.mark.parametrize("name", list(ZOO))
 def test_zoo_models_conserve_relevance_without_biases(name):
-    """Without biases and BatchNorm shifts, LRP-ε (ε → 0) conserves the target logit through
-    every layer type of the zoo (folded and standalone BatchNorm, pools, concatenations,
-    residual additions, means of frame scores). With random biases and BatchNorm statistics
-    the relevance is finite; the biases absorb an unknown part of it, so no sum is checked."""
+    """Without biases and BatchNorm shifts, each model's default LRP composite (its
+    ``lrp_composite``: flat or w² first layer, z⁺ convolutions, ε dense layers with ε → 0,
+    pass through standalone BatchNorm) conserves the target logit through every layer type of
+    the zoo (folded and standalone BatchNorm, pools, concatenations, residual additions, means
+    of frame scores). With random biases and BatchNorm statistics the relevance is finite; the
+    biases absorb an unknown part of it, so no sum is checked."""
     kwargs, shape = ZOO[name]
     model = models.build(name, num_classes=4, **kwargs)
     x = video(shape, 7)

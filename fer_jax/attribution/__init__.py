@@ -28,7 +28,9 @@ from fer_jax.attribution.groups import (REGIONS, box_groups, default_groups, fra
                                         group_maps, region_count, region_groups, tube_groups)
 from fer_jax.attribution.gradients import (input_x_gradient, integrated_gradients, saliency,
                                            smoothgrad)
-from fer_jax.attribution.lrp import lrp, lrp_relevance
+from fer_jax.attribution.lrp import lrp, lrp_layer_rules, lrp_relevance
+from fer_jax.attribution.lrp_composites import PRESETS as LRP_PRESETS
+from fer_jax.attribution.lrp_composites import Composite
 from fer_jax.attribution.perturbation import (feature_ablation, kernel_shap, kernel_shap_values,
                                               occlusion, rise, rise_masks, shap_coalitions)
 from fer_jax.attribution.postprocess import (hotspot_counts, hotspots, landmark_changes,

@@ -19,10 +19,20 @@ the logits as the one-hot of the target (``R`` = the target logit), and the inpu
 ``R_x = x ⊙ s_x``: one forward and one backward pass for the whole batch, pure, and usable under
 ``jax.jit`` and ``jax.vmap``.
 
-Rules
------
-For a layer with input ``a``, kernel ``W``, output ``z = z_lin(W, a) + b`` and ``R_z = s_z·z``
-(``Wᵀ q`` is the vector-Jacobian product of ``z_lin(W, ·)``, i.e. the layer's transpose):
+Rules and composites
+--------------------
+Which rule a layer gets is a *composite* (``attribution/lrp_composites.py``, after Zennit's
+``zennit.composites``): ordered pairs of a selector (layer type, ``'first'`` or a glob over
+module paths) and a rule (``attribution/lrp_rules.py``, after ``zennit.rules``: ε, z⁺, αβ, γ,
+flat, w², z^B, pass), the first match winning; a layer no selector matches gets LRP-0 (the
+ordinary backward pass). ``lrp(composite='epsilon_plus_flat')`` takes a Zennit preset,
+``composite={'layer4_*': 'gamma', 'conv': 'zplus', 'dense': 'epsilon'}`` a mapping. The zoo's
+CNNs name their default composite (``lrp_composite``); other models default to LRP-ε.
+
+The earlier arguments keep their meaning: ``rule`` for every ``nn.Conv``, ``nn.Dense`` and
+unfolded ``nn.BatchNorm``, ``input_rule`` for the first layer. For a layer with input ``a``,
+kernel ``W``, output ``z = z_lin(W, a) + b`` and ``R_z = s_z·z`` (``Wᵀ q`` is the
+vector-Jacobian product of ``z_lin(W, ·)``, i.e. the layer's transpose):
 
 * ``'epsilon'``: ``s_a = Wᵀ (R_z / (z + ε·sign(z)))`` with ``sign(0) = +1``. ``epsilon`` is
   absolute, in the units of the pre-activations; the default 1e-6 (as Zennit's) only stabilises,
@@ -40,6 +50,9 @@ For a layer with input ``a``, kernel ``W``, output ``z = z_lin(W, a) + b`` and `
 * ``'zplus'``: ``'alpha_beta'`` with ``α = 1, β = 0``; Montavon's z⁺ rule for non-negative
   inputs, and for any input sign it keeps relevance non-negative where ``R_z ≥ 0``.
 
+(Zennit's z⁺, αβ and w², the rules of the presets and of rule names in a composite, put the
+bias into the denominators: ``lrp_rules``' ``ignore_bias=True`` gives the versions above.)
+
 ``input_rule`` replaces the rule of the *first layer* (the first ``nn.Conv``/``nn.Dense``
 called), whose input is not a ReLU output: ``'w2'`` gives ``R_i = Σ_j w_ij² / (Σ_i' w_i'j²) R_j``
 and ``'flat'`` the same with every weight 1 (``R_j`` shared equally by the inputs ``j`` sees;
@@ -47,7 +60,8 @@ zero padding is not an input). Neither depends on ``a``, so the first layer's ba
 ``R_a`` itself rather than ``s_a``, and the ordinary backward pass carries it to ``x``. That
 assumes the map ``x ↦ a`` before the first layer only moves values (transposes, reshapes, casts,
 deterministic dropout: every model of the zoo; ``tcn`` swaps axes, ``early_fusion_cnn`` and
-``scn`` stack frames as channels) and that ``x`` feeds nothing else.
+``scn`` stack frames as channels) and that ``x`` feeds nothing else. The same holds for every
+input rule of a composite (flat, w², z^B), which is why they may explain the first layer only.
 
 BatchNorm
 ---------
@@ -57,9 +71,12 @@ In inference mode BatchNorm is the per-channel affine map ``y = a·scale + shift
 preceding ``nn.Conv``/``nn.Dense`` (conv → BN, as in ``ConvUnit``) and it normalises the last
 axis, it is *folded*: the rule runs on the fused layer, kernel ``W·scale`` (scaled along the
 output channels, the kernel's last axis) applied to the convolution's input, whose output is
-BatchNorm's (so the fused bias ``(b − mean)·scale + β`` is implicit in ``z``); the unfused
-convolution then receives no signal. Otherwise (ReLU → BN, as in the landmark models) it is an
-elementwise layer ``z_lin(scale, a) = a·scale`` with bias ``shift`` and the same rules.
+BatchNorm's, with the fused bias ``(b − mean)·scale + β`` (the rules that use a bias see
+it); the unfused convolution then receives no signal. Otherwise (ReLU → BN, as in the
+landmark models) it is an elementwise layer ``z_lin(scale, a) = a·scale`` with bias
+``shift``.
+A folded BatchNorm takes the rule its layer's selector gives (Zennit's canonizer merges it into
+the layer before rules are assigned); an unfolded one is selected as ``'batch_norm'``.
 BatchNorm in training mode (batch statistics) raises ``UserError``.
 
 Assumptions and limits
@@ -79,22 +96,29 @@ Shapes: ``x`` is the model's input (``[B, T, H, W, C]`` video, ``[B, T, 68, 2]``
 """
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from fer_jax.attribution.core import Target, Variables, inference_variables, target_logits
+from fer_jax.attribution.lrp_composites import (LEGACY_INPUT_RULES, LEGACY_RULES,
+                                                LEGACY_STABILISER, Composite, path_matches,
+                                                resolve)
+from fer_jax.attribution.lrp_rules import Layer, Rule
 from fer_jax.errors import UserError
 
-RULES = ("epsilon", "zplus", "alpha_beta")
-INPUT_RULES = ("w2", "flat")
-# Added to z⁺ and subtracted from z⁻ in the alpha-beta rules (keeps the sign, avoids 0/0).
-AB_STABILISER = 1e-9
+RULES = LEGACY_RULES
+INPUT_RULES = LEGACY_INPUT_RULES
+# Added to z⁺ and subtracted from z⁻ in the alpha-beta rules of rule=… (avoids 0/0).
+AB_STABILISER = LEGACY_STABILISER
 
 
 def lrp(model: nn.Module, variables: Variables, x: jnp.ndarray, target: Target = None,
-        rule: str = "epsilon", *, epsilon: float = 1e-6, alpha: float = 2.0, beta: float = 1.0,
-        input_rule: str | None = None) -> jnp.ndarray:
+        rule: str | None = None, *, epsilon: float = 1e-6, alpha: float = 2.0,
+        beta: float = 1.0, input_rule: str | None = None, composite: Any = None,
+        gamma: float = 0.25, low: Any = None, high: Any = None) -> jnp.ndarray:
     """Input relevance of each example's target logit, summed over channels: ``x.shape[:-1]``.
 
     ``x``: the model's input batch (``[B, T, H, W, C]`` or ``[B, T, L, 2]``); ``target``: None
@@ -102,71 +126,77 @@ def lrp(model: nn.Module, variables: Variables, x: jnp.ndarray, target: Target =
     'alpha_beta' for every layer; ``epsilon``: the ε rule's absolute stabiliser;
     ``alpha``/``beta``: the α-β rule's weights (``α − β = 1``); ``input_rule``: None (the
     ``rule`` for the first layer too), 'w2' or 'flat' for the first ``nn.Conv``/``nn.Dense``.
-    See the module docstring for the rules and assumptions.
+    ``composite`` instead of ``rule``/``input_rule``: a preset name ('epsilon_plus',
+    'epsilon_plus_flat', …), a dict ``{layer type or path glob: rule}`` or a ``Composite``
+    (``attribution/lrp_composites.py``); ``gamma``, ``low``, ``high``: the γ and z^B rules'
+    parameters. With none of ``rule``, ``input_rule``, ``composite``: the model's
+    ``lrp_composite`` (the zoo's CNNs: ``epsilon_plus_flat`` or a variant), else
+    ``rule='epsilon'``. See the module docstring for the rules and assumptions.
     """
     return lrp_relevance(model, variables, x, target, rule, epsilon=epsilon, alpha=alpha,
-                         beta=beta, input_rule=input_rule).sum(axis=-1)
+                         beta=beta, input_rule=input_rule, composite=composite, gamma=gamma,
+                         low=low, high=high).sum(axis=-1)
 
 
 def lrp_relevance(model: nn.Module, variables: Variables, x: jnp.ndarray,
-                  target: Target = None, rule: str = "epsilon", *, epsilon: float = 1e-6,
-                  alpha: float = 2.0, beta: float = 1.0,
-                  input_rule: str | None = None) -> jnp.ndarray:
+                  target: Target = None, rule: str | None = None, *, epsilon: float = 1e-6,
+                  alpha: float = 2.0, beta: float = 1.0, input_rule: str | None = None,
+                  composite: Any = None, gamma: float = 0.25, low: Any = None,
+                  high: Any = None) -> jnp.ndarray:
     """Input relevance per channel, the shape of ``x``; arguments as in ``lrp``.
 
     For a conserving propagation, ``relevance.sum()`` over one example's axes is its target
     logit. One forward and one backward pass for the whole batch.
     """
-    if rule == "zplus":
-        alpha, beta = 1.0, 0.0
-    _check_arguments(rule, epsilon, alpha, beta, input_rule)
+    composite = resolve(model, composite, rule, input_rule, epsilon=epsilon, alpha=alpha,
+                        beta=beta, gamma=gamma, low=low, high=high)
     variables = inference_variables(variables)
     x = jnp.asarray(x)
+    returns_relevance = []
 
     def score(x):
-        propagation = _Propagation(rule, epsilon, alpha, beta, input_rule)
+        propagation = _Propagation(composite)
         with nn.intercept_methods(propagation.intercept):
             logits = model.apply(variables, x, train=False)
-        if input_rule is not None and propagation.first:
-            raise UserError(f"input_rule={input_rule!r} needs an nn.Conv or nn.Dense layer, "
-                            f"and {type(model).__name__} calls none")
+        propagation.check(model)
+        returns_relevance.append(propagation.input_relevance)
         return target_logits(logits, target).sum()
 
     signal = jax.grad(score)(x)
-    # With an input rule the first layer returns relevance itself, carried back to x unchanged.
-    return signal if input_rule is not None else x * signal
+    # An input rule on the first layer returns relevance itself, carried back to x unchanged.
+    return signal if returns_relevance[-1] else x * signal
 
 
-def _check_arguments(rule: str, epsilon: float, alpha: float, beta: float,
-                     input_rule: str | None) -> None:
-    if rule not in RULES:
-        raise UserError(f"unknown LRP rule {rule!r}; choose one of {', '.join(RULES)}")
-    if input_rule is not None and input_rule not in INPUT_RULES:
-        raise UserError(f"unknown LRP input_rule {input_rule!r}; choose None (the same rule as "
-                        f"every layer) or one of {', '.join(INPUT_RULES)}")
-    if not epsilon > 0:
-        raise UserError(f"LRP epsilon must be positive, got {epsilon}; use a tiny value such "
-                        "as 1e-9 for LRP-0")
-    if rule == "alpha_beta" and (abs(alpha - beta - 1.0) > 1e-6 or beta < 0):
-        raise UserError(f"the alpha_beta rule needs alpha - beta = 1 and beta >= 0, got "
-                        f"alpha={alpha}, beta={beta}; e.g. alpha=2, beta=1 or alpha=1, beta=0")
+def lrp_layer_rules(model: nn.Module, variables: Variables, x: jnp.ndarray, *,
+                    rule: str | None = None, input_rule: str | None = None,
+                    composite: Any = None, **options) -> dict[str, Rule | None]:
+    """``{module path: rule}`` for every ``nn.Conv``, ``nn.Dense`` and unfolded
+    ``nn.BatchNorm`` that ``lrp`` with these arguments explains, in call order (None: no
+    selector matches, LRP-0). Folded BatchNorms are left out: they take their layer's rule.
+    Shapes only, nothing is computed: ``variables`` may be ``jax.ShapeDtypeStruct`` leaves
+    (``jax.eval_shape(model.init, …)``)."""
+    composite = resolve(model, composite, rule, input_rule, **options)
+    propagation = _Propagation(composite)
 
+    def apply(variables, x):
+        with nn.intercept_methods(propagation.intercept):
+            model.apply(variables, x, train=False)
+        propagation.check(model)
 
-def _transpose(linear, w, a, q):
-    """``Wᵀ q``: the vector-Jacobian product of the linear map ``z_lin(w, ·)`` at ``a``."""
-    return jax.vjp(lambda v: linear(w, v), a)[1](q)[0]
+    jax.eval_shape(apply, inference_variables(variables), x)
+    return dict(propagation.assigned)
 
 
 class _Propagation:
-    """Interceptor state for one forward pass: the rule, which layer is first and the last
-    ``nn.Conv``/``nn.Dense`` output (for BatchNorm folding)."""
+    """Interceptor state for one forward pass: the composite, which layer is first, the last
+    ``nn.Conv``/``nn.Dense`` called (for BatchNorm folding) and the rules assigned."""
 
-    def __init__(self, rule: str, epsilon: float, alpha: float, beta: float,
-                 input_rule: str | None):
-        self.rule, self.epsilon, self.alpha, self.beta = rule, epsilon, alpha, beta
-        self.input_rule = input_rule
+    def __init__(self, composite: Composite):
+        self.composite = composite
         self.first = True  # no nn.Conv / nn.Dense called yet
-        self.last = None  # (output, linear, kernel, input, is_input_layer) of the last one
+        self.last = None  # (output, linear, kernel, bias, input, rule) of the last one
+        self.assigned: dict[str, Rule | None] = {}
+        self.input_relevance = False  # the first layer's rule returns relevance
 
     def intercept(self, next_fun, args, kwargs, context):
         module = context.module
@@ -177,23 +207,51 @@ class _Propagation:
         a = args[0] if args else kwargs["x" if isinstance(module, nn.BatchNorm) else "inputs"]
         if isinstance(module, nn.BatchNorm):
             return self._batch_norm(module, a, z, args, kwargs)
+        first, self.first = self.first, False
+        rule = self._rule(module, first)
         linear = self._linear_map(module)
-        kernel = module.variables["params"]["kernel"]
-        is_input = self.input_rule is not None and self.first
-        self.first = False
-        out = self._rule_layer(linear, kernel, a, z, is_input)
-        self.last = (out, linear, kernel, a, is_input)
+        params = module.variables["params"]
+        kernel, bias = params["kernel"], params.get("bias")
+        out = z if rule is None else self._rule_layer(rule, linear, kernel, bias, a, z)
+        self.last = (out, linear, kernel, bias, a, rule)
         return out
+
+    def _rule(self, module: nn.Module, first: bool) -> Rule | None:
+        """The composite's rule for ``module``; input rules only on the first layer."""
+        rule = self.composite.rule_for(module, first)
+        path = "/".join(module.path)
+        if rule is not None and rule.returns_relevance:
+            if not first:
+                raise UserError(f"LRP rule {type(rule).__name__} returns relevance, not "
+                                f"relevance per activation, so it can only explain the first "
+                                f"layer ('first'), not {path!r}")
+            self.input_relevance = True
+        self.assigned[path] = rule
+        return rule
+
+    def check(self, model: nn.Module) -> None:
+        """Raises when a path glob of the composite matched no layer of ``model``, or when
+        it has a first-layer rule and ``model`` calls no ``nn.Conv``/``nn.Dense``."""
+        if self.composite.has_first and self.first:
+            raise UserError(f"the LRP composite has a rule for the first nn.Conv or nn.Dense "
+                            f"layer, and {type(model).__name__} calls none")
+        for pattern in self.composite.patterns:
+            if not any(path_matches(pattern, path) for path in self.assigned):
+                raise UserError(f"LRP composite pattern {pattern!r} matches no nn.Conv, "
+                                f"nn.Dense or unfolded nn.BatchNorm of {type(model).__name__} "
+                                f"(a BatchNorm folded into its layer takes that layer's "
+                                f"rule); attribution.lrp_layer_rules lists the layers")
 
     @staticmethod
     def _linear_map(module: nn.Module):
         """``z_lin(w, a)``: the module's own computation without bias, on kernel ``w``.
 
         Only the backward pass applies it, once the forward pass and its interception are
-        over, so the unbound clone is not intercepted.
+        over, so the unbound clone is not intercepted. Jitted, so that the rules' several
+        calls (positive and negative parts, transposes) trace the module once per shape.
         """
         clone = module.clone(parent=None, use_bias=False)
-        return lambda w, a: clone.apply({"params": {"kernel": w}}, a)
+        return jax.jit(lambda w, a: clone.apply({"params": {"kernel": w}}, a))
 
     def _batch_norm(self, module: nn.BatchNorm, a, z, args, kwargs):
         running = nn.merge_param("use_running_average", module.use_running_average,
@@ -206,72 +264,46 @@ class _Propagation:
         scale = jax.lax.rsqrt(stats["var"] + module.epsilon)
         if module.use_scale:
             scale = scale * module.variables["params"]["scale"]
+        shift = -stats["mean"] * scale
+        if module.use_bias:
+            shift = shift + module.variables["params"]["bias"]
         axes = module.axis if isinstance(module.axis, tuple | list) else (module.axis,)
         axes = tuple(sorted(axis % a.ndim for axis in axes))
         last, self.last = self.last, None
         if last is not None and a is last[0] and axes == (a.ndim - 1,):
-            _, linear, kernel, conv_input, is_input = last
-            return self._rule_layer(linear, kernel * scale.astype(kernel.dtype), conv_input, z,
-                                    is_input)
+            _, linear, kernel, bias, conv_input, rule = last
+            if rule is None:
+                return z
+            # Folded: kernel W·scale, bias (b − mean)·scale + β on the convolution's input.
+            fused_bias = shift if bias is None else bias * scale + shift
+            return self._rule_layer(rule, linear, kernel * scale.astype(kernel.dtype),
+                                    fused_bias, conv_input, z)
+        rule = self._rule(module, False)
+        if rule is None:
+            return z
         shape = [a.shape[i] if i in axes else 1 for i in range(a.ndim)]
-        return self._rule_layer(lambda w, v: v * w.reshape(shape).astype(v.dtype), scale, a,
-                                z, False)
+        return self._rule_layer(rule, lambda w, v: v * w.reshape(shape).astype(v.dtype), scale,
+                                shift.reshape(shape), a, z)
 
-    def _rule_layer(self, linear, w, a, z, is_input: bool):
-        """``z`` unchanged, with a backward mapping ``s_z`` to ``s_a`` by the rule (to ``R_a``
-        by the input rule when ``is_input``); ``w`` and ``z`` get zero cotangents."""
+    @staticmethod
+    def _rule_layer(rule: Rule, linear, w, bias, a, z):
+        """``z`` unchanged, with a backward mapping ``s_z`` to ``s_a`` by ``rule`` (to
+        ``R_a`` by an input rule); ``w``, ``bias`` and ``z`` get zero cotangents."""
 
         @jax.custom_vjp
-        def layer(w, a, z):
+        def layer(w, bias, a, z):
             return z
 
-        def forward(w, a, z):
-            return z, (w, a, z)
+        def forward(w, bias, a, z):
+            return z, (w, bias, a, z)
 
         def backward(residuals, s_z):
-            w, a, z = residuals
-            relevance = s_z * z
-            if is_input:
-                return None, self._input_relevance(linear, w, a, relevance), None
-            if self.rule == "epsilon":
-                sign = jnp.where(z >= 0, 1, -1).astype(z.dtype)
-                return None, _transpose(linear, w, a, relevance / (z + self.epsilon * sign)), None
-            return None, self._alpha_beta(linear, w, a, relevance), None
+            w, bias, a, z = residuals
+            if bias is not None:
+                bias = bias.astype(z.dtype)
+            relevance = rule.backward(Layer(linear, w, bias, a, z), s_z * z)
+            return None, None, relevance.astype(a.dtype), None
 
         layer.defvjp(forward, backward)
-        return layer(w, a, z)
+        return layer(w, bias, a, z)
 
-    def _alpha_beta(self, linear, w, a, relevance):
-        """``s_a`` of the α-β rule (z⁺ when β = 0); shapes of ``a`` and of ``relevance`` = z.
-
-        When every input is non-negative (ReLU outputs: every layer but the first, in most
-        networks) the terms of ``a⁻`` vanish; ``lax.cond`` then skips their convolutions (under
-        ``vmap`` both branches run). ``s_a`` is 0 where ``a = 0``, whose relevance is 0.
-        """
-        return jax.lax.cond(jnp.all(a >= 0),
-                            lambda *args: self._alpha_beta_terms(linear, *args, signed=False),
-                            lambda *args: self._alpha_beta_terms(linear, *args, signed=True),
-                            w, a, relevance)
-
-    def _alpha_beta_terms(self, linear, w, a, relevance, signed: bool):
-        """The α-β rule's ``s_a``; ``signed=False`` assumes ``a ≥ 0`` (drops the ``a⁻`` terms)."""
-        w_pos, w_neg = jnp.maximum(w, 0), jnp.minimum(w, 0)
-        a_pos, a_neg = jnp.maximum(a, 0), jnp.minimum(a, 0)
-        z_pos = linear(w_pos, a_pos) + (linear(w_neg, a_neg) if signed else 0)
-        q_pos = relevance / (z_pos + AB_STABILISER)
-        on_pos = self.alpha * _transpose(linear, w_pos, a, q_pos)  # α c1⁺
-        on_neg = self.alpha * _transpose(linear, w_neg, a, q_pos) if signed else 0.0  # α c2⁺
-        if self.beta:
-            z_neg = linear(w_neg, a_pos) + (linear(w_pos, a_neg) if signed else 0)
-            q_neg = relevance / (z_neg - AB_STABILISER)
-            on_pos = on_pos - self.beta * _transpose(linear, w_neg, a, q_neg)  # − β c1⁻
-            if signed:
-                on_neg = on_neg - self.beta * _transpose(linear, w_pos, a, q_neg)  # − β c2⁻
-        return jnp.where(a > 0, on_pos, jnp.where(a < 0, on_neg, 0.0)).astype(a.dtype)
-
-    def _input_relevance(self, linear, w, a, relevance):
-        """``R_a`` of the first layer by the w² or flat rule; shape of ``a``."""
-        w = w * w if self.input_rule == "w2" else jnp.ones_like(w)
-        ones = jnp.ones_like(a)
-        total = linear(w, ones)
-        return _transpose(linear, w, ones, jnp.where(total > 0, relevance / total, 0))

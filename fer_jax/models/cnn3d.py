@@ -194,6 +194,9 @@ class VGG16_3D(nn.Module):
     remat_policy: str = "nothing_saveable"
 
     attribution_layer = "conv5_3"  # default CAM layer: last convolution, after ReLU
+    # Default LRP composite (attribution/lrp_composites.py): z⁺ convolutions, ε dense layers,
+    # flat first layer.
+    lrp_composite = "epsilon_plus_flat"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -262,6 +265,9 @@ class C3D(nn.Module):
     remat_policy: str = "nothing_saveable"
 
     attribution_layer = "conv5b"  # default CAM layer: last convolution, after ReLU
+    # Default LRP composite (attribution/lrp_composites.py): z⁺ convolutions, ε dense layers,
+    # flat first layer.
+    lrp_composite = "epsilon_plus_flat"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -362,6 +368,10 @@ class I3D(nn.Module):
 
     attribution_layer = "mixed_5c"  # default CAM layer: the last Inception block
     attribution_classifier = "conv3d_0c_1x1"  # average pool → this 1×1×1 conv: CAM applies
+    # Default LRP composite (attribution/lrp_composites.py): epsilon_plus_flat, with the
+    # classifier, a convolution, given the ε rule of dense layers.
+    lrp_composite = {"conv3d_0c_1x1": "epsilon", "first": "flat", "batch_norm": "pass",
+                     "conv": "zplus", "dense": "epsilon"}
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -513,6 +523,10 @@ class ResNet3D(nn.Module):
     dtype: jnp.dtype = jnp.float32
     remat: str = ""
     remat_policy: str = "nothing_saveable"
+
+    # Default LRP composite (attribution/lrp_composites.py): z⁺ convolutions, ε dense layers,
+    # flat first layer.
+    lrp_composite = "epsilon_plus_flat"
 
     @property
     def attribution_layer(self) -> str:

@@ -187,6 +187,9 @@ class TemporalConvNet(nn.Module):
     # The grid [B, L', T'] runs along the landmark and frame axes of x [B, T, L, 2]
     # (Score-CAM masks, FullGrad maps: attribution.core.input_axes).
     attribution_input_axes = (2, 1)
+    # Default LRP composite (attribution/lrp_composites.py): epsilon_plus with the w² rule for
+    # the first layer, whose input (coordinates) is unbounded.
+    lrp_composite = {"first": "w2", "batch_norm": "pass", "conv": "zplus", "dense": "epsilon"}
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -228,6 +231,9 @@ class StackedConvNet(nn.Module):
     # Maps [B, H', W'] over frames stacked as channels run along the H, W axes of x
     # (Score-CAM masks every frame alike: attribution.core.input_axes).
     attribution_input_axes = (2, 3)
+    # Default LRP composite (attribution/lrp_composites.py): z⁺ convolutions, ε dense layers,
+    # flat first layer.
+    lrp_composite = "epsilon_plus_flat"
 
     @property
     def attribution_layer(self) -> str:
@@ -276,6 +282,9 @@ class EarlyFusionCNN(nn.Module):
     # ``features`` map is after it).
     attribution_layer = "conv2"
     attribution_input_axes = (2, 3)  # maps [B, H', W'] along x's H, W (frames as channels)
+    # Default LRP composite (attribution/lrp_composites.py): z⁺ convolutions, ε dense layers,
+    # flat first layer.
+    lrp_composite = "epsilon_plus_flat"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:

@@ -132,6 +132,11 @@ class MiniXception(nn.Module):
         object.__setattr__(self, "block_filters", tuple(self.block_filters))
         super().__post_init__()
 
+    # Default LRP composite (attribution/lrp_composites.py): epsilon_plus_flat, with the
+    # class-map convolution given the ε rule of dense layers.
+    lrp_composite = {"head": "epsilon", "first": "flat", "batch_norm": "pass", "conv": "zplus",
+                     "dense": "epsilon"}
+
     @property
     def attribution_layer(self) -> str:
         """Default CAM layer: the last separable block (its residual sum)."""

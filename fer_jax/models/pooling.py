@@ -130,6 +130,11 @@ class TemporalPooling(nn.Module):
         """The backbone's default attribution layer (its module paths are unchanged)."""
         return getattr(self.backbone, "attribution_layer", None)
 
+    @property
+    def lrp_composite(self):
+        """The backbone's default LRP composite (its module paths are unchanged)."""
+        return getattr(self.backbone, "lrp_composite", None)
+
     def attribution_grid(self, output, x: jnp.ndarray) -> jnp.ndarray:
         """The backbone's activation grid (see ``attribution.core.activation_grid``)."""
         reshape = getattr(self.backbone, "attribution_grid", None)

@@ -91,6 +91,9 @@ class ResNet2D(nn.Module):
         return f"layer{len(self.stage_sizes)}_{self.stage_sizes[-1] - 1}"
 
     attribution_classifier = "fc"  # global average pool → fc: CAM applies
+    # Default LRP composite (attribution/lrp_composites.py): z⁺ convolutions, ε dense layers,
+    # flat first layer.
+    lrp_composite = "epsilon_plus_flat"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
