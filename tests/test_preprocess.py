@@ -103,11 +103,19 @@ def test_warnings_of_cached_videos_stay_in_the_summary(tmp_path):
     assert second["counts"]["failed"] == first["counts"]["failed"] > 0  # retried, still bad
 
 
-def test_protocol_splits_read_clips_for_the_pipeline(tmp_path):
-    raw, data = tmp_path / "raw", tmp_path / "data"
+@pytest.fixture(scope="module")
+def afew_records(tmp_path_factory) -> tuple[Path, Path]:
+    """An AFEW tree (2 subjects, 3 videos per class and split: the fewest that give AFEW's protocol a validation split) and its records, built once."""
+    root = tmp_path_factory.mktemp("afew")
+    raw, data = root / "raw", root / "data"
     fixtures.make_tree("afew", raw, subjects=2, per_class=3, frames=12, image_size=96)
+    preprocess.run(_config("afew", raw, data))
+    return raw, data
+
+
+def test_protocol_splits_read_clips_for_the_pipeline(afew_records):
+    raw, data = afew_records
     config = _config("afew", raw, data)
-    preprocess.run(config)
     splits = {s: tfds_source.open_split(config, s) for s in ("train", "validation", "test")}
     records = [set(s.records.tolist()) for s in splits.values()]
     assert all(records) and not (records[0] & records[1] or records[0] & records[2])
@@ -156,20 +164,19 @@ def test_affectnet_faces_come_from_the_box_of_its_label_file(tmp_path):
     assert not any("1 frame" in w for w in warnings)  # still images are one frame by nature
 
 
-def test_errors_are_one_line(tmp_path):
-    raw, data = tmp_path / "raw", tmp_path / "data"
+def test_errors_are_one_line(tmp_path, afew_records):
+    missing, data = tmp_path / "raw", tmp_path / "data"
     with pytest.raises(UserError, match="manual_dir"):
         preprocess.run(_config("afew", "", data))
     with pytest.raises(UserError, match="does not exist|not found|missing|empty"):
-        preprocess.run(_config("afew", raw, data))
-    fixtures.make_tree("afew", raw, subjects=2, per_class=3, frames=12, image_size=96)
+        preprocess.run(_config("afew", missing, data))
+    raw, records = afew_records
     with pytest.raises(UserError, match="backend"):
         preprocess.run(_config("afew", raw, data, backend="mtcnn"))
     with pytest.raises(UserError, match="--mode=preprocess"):
         tfds_source.open_split(_config("afew", raw, data), "train")
-    preprocess.run(_config("afew", raw, data))
     with pytest.raises(UserError, match="num_classes is 6"):
-        tfds_source.open_split(_config("afew", raw, data, num_classes=6), "train")
+        tfds_source.open_split(_config("afew", raw, records, num_classes=6), "train")
 
 
 def test_preprocess_then_train_from_the_command_line(tmp_path, python):
