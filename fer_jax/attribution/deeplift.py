@@ -76,7 +76,7 @@ LINEAR = frozenset((
 CALLS = {"jit": "jaxpr", "pjit": "jaxpr", "closed_call": "call_jaxpr",
          "core_call": "call_jaxpr", "custom_jvp_call": "call_jaxpr",
          "custom_vjp_call": "call_jaxpr", "custom_vjp_call_jaxpr": "fun_jaxpr",
-         "checkpoint": "jaxpr", "remat": "jaxpr"}
+         "checkpoint": "jaxpr", "remat": "jaxpr", "remat2": "jaxpr"}
 # Operands that must not depend on the input, by primitive (the rest may).
 INDEPENDENT_OPERANDS = {"div": (1,), "select_n": (0,), "gather": (1,)}
 

@@ -178,13 +178,12 @@ def vargrad(model, variables: Variables, x: jnp.ndarray, target: Target = None,
 def _baseline_clips(baselines, x: jnp.ndarray) -> jnp.ndarray:
     """GradientSHAP's baselines as ``[K, *x.shape[1:]]``: a scalar or one clip (K = 1), or K
     clips (each broadcast against one example)."""
-    baselines = jnp.asarray(baselines, x.dtype)
-    if baselines.ndim < x.ndim:
-        baselines = baselines[None]
+    given = jnp.asarray(baselines, x.dtype)
+    clips = given[None] if given.ndim < x.ndim else given
     try:
-        return jnp.broadcast_to(baselines, baselines.shape[:1] + x.shape[1:])
+        return jnp.broadcast_to(clips, clips.shape[:1] + x.shape[1:])
     except ValueError:
-        raise UserError(f"gradient_shap baselines of shape {baselines.shape} do not match "
+        raise UserError(f"gradient_shap baselines of shape {given.shape} do not match "
                         f"inputs {x.shape}: give a number, one clip {x.shape[1:]} or K clips "
                         f"[K, {', '.join(map(str, x.shape[1:]))}]") from None
 
