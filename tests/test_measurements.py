@@ -164,6 +164,13 @@ def test_all_measurements_by_default(everything):
     assert len(result["deletion"]["curve"]) == SETTINGS.deletion_steps + 1
     assert result["au_cosine"]["videos"] > 0
     assert [m.name for m in measurements.present(everything)] == DEFAULT
+    # Bands is linear and its gradient the same on every channel: the saliency map predicts
+    # every logit change exactly up to scale (infidelity 0). It is uniform over the explained
+    # band, a quarter of the grid's rows, all frames: 16 of 64 cells.
+    assert result["infidelity"]["mean"] == pytest.approx(0.0, abs=1e-5)
+    assert result["infidelity"]["videos"] == VIDEOS
+    assert result["sparseness"]["mean"] == pytest.approx(1 - 16 / 64, abs=1e-5)
+    assert result["complexity"]["mean"] == pytest.approx(np.log(16), abs=1e-5)
 
 
 def test_a_subset_from_the_config_has_only_its_keys(source, everything):
