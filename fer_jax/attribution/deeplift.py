@@ -112,9 +112,12 @@ def deeplift_multipliers(model, variables: Variables, x: jnp.ndarray, target: Ta
         lambda leaves, x: model.apply(jax.tree.unflatten(tree, leaves), x, train=False))(
         shapes, jax.ShapeDtypeStruct(x.shape, x.dtype))
     name = type(model).__name__
-    reference = jax.lax.stop_gradient(baseline)
 
     def score(x):
+        # The barrier ties the baseline to x: with the baseline and the variables constants
+        # of a jit (closed over), XLA would otherwise fold the whole reference pass at
+        # compile time, which takes minutes for a video CNN.
+        reference = jax.lax.stop_gradient(jax.lax.optimization_barrier((x, baseline))[1])
         inputs = [(leaf, None) for leaf in leaves] + [(x, reference)]
         outputs = _evaluate(closed.jaxpr, closed.consts, inputs, eps, name)
         if len(outputs) != 1:
