@@ -7,7 +7,8 @@
   prediction) and ``d_n = f_t(x) − f_t(x − I_n)`` (the target logit's actual change):
   ``infidelity = mean_n (s_n − d_n)²``. With ``normalize`` the map is first scaled by the
   ``β = Σ s d / Σ s²`` that fits it best (the definition then ignores the map's scale):
-  ``mean_n (β s_n − d_n)²``; ``β = Σ s d`` where ``Σ s² = 0`` (Captum's ``safe_div``).
+  ``mean_n (β s_n − d_n)²`` (Captum expands the square, which rounding can turn negative);
+  ``β = Σ s d`` where ``Σ s² = 0`` (Captum's ``safe_div``).
   Lower is better.
 * **Sensitivity-max**: how much the map changes under small input perturbations:
   ``max_n ‖Φ(x + δ_n) − Φ(x)‖ / ‖Φ(x)‖`` over ``N`` perturbations ``δ_n`` drawn uniformly from
@@ -96,9 +97,10 @@ def infidelity_of(forward: Callable[[jnp.ndarray], jnp.ndarray], x: jnp.ndarray,
     s = (maps[None] * perturbations).sum(axis=tuple(a + 1 for a in axes)).astype(jnp.float32)
     if not normalize:
         return ((s - d) ** 2).mean(axis=0)
-    ss, sd, dd = (s * s).sum(0), (s * d).sum(0), (d * d).sum(0)
+    ss, sd = (s * s).sum(0), (s * d).sum(0)
     beta = sd / jnp.where(ss == 0, 1.0, ss)
-    return (beta * beta * ss - 2 * beta * sd + dd) / len(perturbations)
+    # Captum expands this into β² Σs² − 2β Σsd + Σd², which rounding can make negative
+    return ((beta * s - d) ** 2).mean(axis=0)
 
 
 def infidelity(model, variables: Variables, x: jnp.ndarray, maps: jnp.ndarray,

@@ -44,8 +44,7 @@ class Infidelity(base.PerVideoMean):
         return {"infidelity": (values, batch.mask)}
 
     def columns(self, result):
-        return [base.Column("infidelity ↓", base.part(result, "infidelity"), "min",
-                            "infidelity")]
+        return [base.Column("infidelity ↓", base.part(result, "infidelity"), "min", "infid.")]
 
 
 MEASUREMENT = Infidelity()

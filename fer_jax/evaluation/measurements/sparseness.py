@@ -30,7 +30,7 @@ class Sparseness(base.PerVideoMean):
     def columns(self, result):
         return [base.Column("sparseness ↑", base.part(result, "sparseness"), "max", "sparse"),
                 base.Column("complexity ↓", base.part(result, "complexity"), "min",
-                            "complexity")]
+                            "complex.")]
 
 
 MEASUREMENT = Sparseness()
