@@ -95,12 +95,13 @@ def test_deeplift_takes_the_zoo_cnns_and_refuses_what_it_has_no_rule_for():
 
     tsf = models.build("timesformer", num_classes=3, hidden_size=8, num_layers=1,
                        num_heads=2, patch_size=4)
-    for model, pattern in ((Swish(), r"deeplift: Swish applies 'mul' to input-dependent "
-                                     r"values .* linear layers, ReLU, sigmoid, tanh and max"),
-                           (tsf, "deeplift: TimeSformer applies")):
+    swish = (r"deeplift: Swish applies 'mul' to input-dependent values .* linear layers, "
+             r"ReLU, sigmoid, tanh and max")
+    for model, pattern in ((Swish(), swish), (tsf, "deeplift: TimeSformer applies")):
         shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
         with pytest.raises(UserError, match=pattern):
-            jax.eval_shape(lambda v, x: attribution.deeplift(model, v, x), shapes, x)
+            jax.eval_shape(lambda v, x, model=model: attribution.deeplift(model, v, x),
+                           shapes, x)
     with pytest.raises(UserError, match="eps must be >= 0"):
         attribution.deeplift(Swish(), shapes, x, eps=-1.0)
 
