@@ -120,6 +120,10 @@ def test_sensitivity_max_matches_captum(small):
     difference = np.abs(ours - theirs).max() / np.abs(theirs).max()
     print(f"sensitivity_max: {difference:.1e}")
     assert difference < 1e-5 and theirs.min() > 0
+    with pytest.raises(UserError, match="norm_ord must be 'fro' or a number"):
+        fidelity.sensitivity_max(lambda x: x, x, norm_ord="nuc")
+    with pytest.raises(UserError, match=r"radius must be a number or one per example \[2\]"):
+        fidelity.sensitivity_max(lambda x: x, x, radius=jnp.ones(3))
 
 
 def _gini(a: np.ndarray) -> float:

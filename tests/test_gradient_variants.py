@@ -104,6 +104,8 @@ def test_deeplift_takes_the_zoo_cnns_and_refuses_what_it_has_no_rule_for():
                            shapes, x)
     with pytest.raises(UserError, match="eps must be >= 0"):
         attribution.deeplift(Swish(), shapes, x, eps=-1.0)
+    with pytest.raises(UserError, match=r"baseline of shape \(5,\) does not broadcast"):
+        attribution.deeplift(Swish(), shapes, x, baseline=jnp.zeros(5))
 
 
 def test_sampling_methods_check_their_options():

@@ -90,7 +90,7 @@ def deeplift(model, variables: Variables, x: jnp.ndarray, target: Target = None,
     ``|z − z'|`` a nonlinearity passes its ordinary gradient (Captum's 1e-10). The target
     defaults to the class predicted for ``x``.
     """
-    baseline = jnp.broadcast_to(jnp.asarray(baseline, x.dtype), x.shape)
+    baseline = _broadcast_baseline(baseline, x)
     multipliers = deeplift_multipliers(model, variables, x, target, baseline, eps)
     return ((x - baseline) * multipliers).sum(axis=-1)
 
@@ -105,7 +105,7 @@ def deeplift_multipliers(model, variables: Variables, x: jnp.ndarray, target: Ta
         raise UserError(f"deeplift eps must be >= 0, got {eps}")
     variables = inference_variables(variables)
     x = jnp.asarray(x)
-    baseline = jnp.broadcast_to(jnp.asarray(baseline, x.dtype), x.shape)
+    baseline = _broadcast_baseline(baseline, x)
     leaves, tree = jax.tree.flatten(variables)
     shapes = [jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)) for a in leaves]
     closed = jax.make_jaxpr(
@@ -126,6 +126,15 @@ def deeplift_multipliers(model, variables: Variables, x: jnp.ndarray, target: Ta
         return target_logits(outputs[0][0], target).sum()
 
     return jax.grad(score)(x)
+
+
+def _broadcast_baseline(baseline, x: jnp.ndarray) -> jnp.ndarray:
+    baseline = jnp.asarray(baseline, x.dtype)
+    try:
+        return jnp.broadcast_to(baseline, x.shape)
+    except ValueError:
+        raise UserError(f"deeplift baseline of shape {baseline.shape} does not broadcast "
+                        f"against inputs {x.shape}") from None
 
 
 Pair = tuple[Any, Any]  # (value at x, value at x' — None where it does not depend on x)

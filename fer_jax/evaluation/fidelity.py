@@ -147,8 +147,11 @@ def sensitivity_max(explain_fn: Callable[[jnp.ndarray], jnp.ndarray], x: jnp.nda
     draws from ``rng`` (default ``PRNGKey(0)``; Captum's default 10), or the
     ``perturbations [N, *x.shape]`` to add instead; ``norm_ord``: 'fro' (L2, Captum's) or
     an order of ``jnp.linalg.norm``; ``batch_size``: perturbations explained per pass
-    (``jax.vmap`` of ``explain_fn``; ``jax.lax.map`` over the chunks).
+    (``jax.lax.map`` over the chunks; more than 1: ``jax.vmap`` of ``explain_fn`` within a
+    chunk).
     """
+    if not (norm_ord == "fro" or isinstance(norm_ord, int | float)):
+        raise UserError(f"norm_ord must be 'fro' or a number (inf included), got {norm_ord!r}")
     if perturbations is None:
         rng = jax.random.PRNGKey(0) if rng is None else rng
         perturbations = uniform_perturbations(rng, x, radius, samples)
@@ -160,7 +163,8 @@ def sensitivity_max(explain_fn: Callable[[jnp.ndarray], jnp.ndarray], x: jnp.nda
     scale = jnp.where(scale == 0, 1.0, scale)
 
     def sensitivities(chunk):  # [k, *x.shape] → [k, B]
-        maps = jax.vmap(explain_fn)(x[None] + chunk)
+        maps = (explain_fn(x + chunk[0])[None] if len(chunk) == 1
+                else jax.vmap(explain_fn)(x[None] + chunk))
         return jax.vmap(lambda m: _norm(m - reference, norm_ord) / scale)(maps)
 
     return chunked_map(sensitivities, perturbations, batch_size).max(axis=0)
