@@ -127,8 +127,9 @@ def test_sampling_methods_check_their_options():
 class TwinNet(nn.Module):
     """conv → ReLU → BatchNorm → max pool → conv → tanh → linear, as the PyTorch twin of
     ``_torch_twin``. (A BatchNorm sits between ReLU and pool because Captum 0.9 with torch 2.13
-    skips its max-pool rule when the pool is next to a hooked ReLU; its attributions then
-    miss the summation-to-delta, ``test_captums_pool_rule_needs_a_layer_between``.)"""
+    passes the plain max-pool gradient instead of its rule when the pool is next to a hooked
+    ReLU; its attributions then miss the summation-to-delta,
+    ``test_captums_pool_rule_needs_a_layer_between``.)"""
 
     @nn.compact
     def __call__(self, x, train=False):
