@@ -10,7 +10,9 @@ For each method it prints, on the same batch of ``--batch`` clips in the same pr
 * ``batched s`` — one jit-compiled call explaining the whole batch;
 * ``/ fwd+bwd`` — that time divided by one jit-compiled forward+backward (gradient of the
   target logits with respect to the input) over the same batch; single-backward methods aim
-  for ≤ 1.5×; integrated gradients and SmoothGrad run ``--steps`` path points each;
+  for ≤ 1.5× (DeepLIFT: a forward pass of the clip and one of the baseline, one backward);
+  integrated gradients, the SmoothGrad family and GradientSHAP run ``--steps`` path points or
+  noise samples each;
   Score-CAM and Ablation-CAM one forward pass per channel of the layer and clip
   (``--cam-batch`` copies per pass; Ablation-CAM's run only the layers after the CAM layer);
   the perturbation methods with their defaults one forward pass per window (occlusion: 64
@@ -51,7 +53,7 @@ MODELS = {  # name → (model kwargs, clip shape)
     "timesformer": (dict(patch_size=16, hidden_size=192, num_layers=4, num_heads=3),
                     (8, 112, 112, 3)),
 }
-SINGLE_BACKWARD = {"saliency", "input_x_gradient", "grad_cam", "grad_cam_pp", "layer_cam",
+SINGLE_BACKWARD = {"saliency", "input_x_gradient", "deeplift", "grad_cam", "grad_cam_pp", "layer_cam",
                    "hires_cam", "xgrad_cam", "full_grad", "lrp", "lrp_zplus", "lrp_alpha_beta",
                    "lrp_epsilon_plus_flat", "lrp_epsilon_alpha2_beta1",
                    "rollout_grad", "chefer_relevance", "attn_lrp", "attn_lrp_cp"}
@@ -68,6 +70,10 @@ def method_table(model_name: str, steps: int, cam_batch: int = 32) -> dict:
         "integrated_gradients": lambda *a: m["integrated_gradients"](*a, steps=steps,
                                                                      internal_batch_size=1),
         "smoothgrad": lambda *a: m["smoothgrad"](*a, samples=steps, internal_batch_size=1),
+        "smoothgrad_sq": lambda *a: m["smoothgrad_sq"](*a, samples=steps, internal_batch_size=1),
+        "vargrad": lambda *a: m["vargrad"](*a, samples=steps, internal_batch_size=1),
+        "gradient_shap": lambda *a: m["gradient_shap"](*a, samples=steps, stdevs=0.1,
+                                                       internal_batch_size=1),
         "grad_cam": m["grad_cam"],
         "grad_cam_pp": m["grad_cam_pp"],
         "layer_cam": m["layer_cam"],
@@ -92,6 +98,7 @@ def method_table(model_name: str, steps: int, cam_batch: int = 32) -> dict:
     else:
         table.update(
             full_grad=m["full_grad"],
+            deeplift=m["deeplift"],
             lrp=lambda *a: m["lrp"](*a, rule="epsilon"),
             lrp_zplus=lambda *a: m["lrp"](*a, rule="zplus"),
             lrp_alpha_beta=lambda *a: m["lrp"](*a, rule="alpha_beta"),

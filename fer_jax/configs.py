@@ -207,8 +207,9 @@ def defaults() -> ml_collections.ConfigDict:
                                   # AU heatmap), as Belharbi et al. | raw (the signed map)
         examples_per_class=1,     # report: example videos per class with overlays
         measurements="",          # report: measurement names, comma-separated ('' = the
-                                  # default ones: all but the sanity checks randomisation,
-                                  # input_invariance, data_randomisation; 'default' stands
+                                  # default ones: all but sensitivity and the sanity
+                                  # checks randomisation, input_invariance,
+                                  # data_randomisation; 'default' stands
                                   # for them, e.g. 'default,randomisation'; the list:
                                   # fer_jax/evaluation/measurements/__init__.py)
         compare_workdir="",       # report, data_randomisation: workdir of the same model

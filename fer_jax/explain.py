@@ -20,9 +20,9 @@ explain
 
 report
   ``evaluation.suite.measure`` on ``explain.split`` (occlusion test, deletion / insertion,
-  ground-truth localisation and AU alignment where the dataset has them, emotion trends,
-  facial-part occlusion, classification metrics; the sanity checks when named in
-  ``explain.measurements``), then ``WORKDIR/report.html`` (opens offline), ``report.json``
+  infidelity, sparseness / complexity, ground-truth localisation and AU alignment where the
+  dataset has them, emotion trends, facial-part occlusion, classification metrics;
+  sensitivity-max and the sanity checks when named in ``explain.measurements``), then ``WORKDIR/report.html`` (opens offline), ``report.json``
   (every figure in the report) and ``report_trends.npz`` (class-average maps). With
   ``explain.compare_workdir`` the newest checkpoint of that workdir (the same model, e.g.
   trained with ``train.shuffle_labels``) is loaded too, for the ``data_randomisation``

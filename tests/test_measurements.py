@@ -21,11 +21,14 @@ from fer_jax.viz import report
 
 T, SIZE, VIDEOS = 4, 32, 6
 SETTINGS = suite.Settings(grid=4, fractions=(0.0, 0.5), frame_counts=(0, 1), deletion_steps=2)
-ALL_KEYS = ["occlusion", "deletion", "insertion", "energy_inside", "energy_chance",
-            "pointing_game", "au_cosine", "temporal_correlation", "trends"]
-DEFAULT = ["occlusion", "deletion", "energy_share", "pointing_game", "au_cosine",
-           "intensity_correlation", "trends"]
-OPTIONAL = ["randomisation", "input_invariance", "data_randomisation"]  # tests/test_sanity.py
+ALL_KEYS = ["occlusion", "deletion", "insertion", "infidelity", "sparseness", "complexity",
+            "energy_inside", "energy_chance", "pointing_game", "au_cosine",
+            "temporal_correlation", "trends"]
+DEFAULT = ["occlusion", "deletion", "infidelity", "sparseness", "energy_share",
+           "pointing_game", "au_cosine", "intensity_correlation", "trends"]
+# sensitivity-max (tests/test_fidelity.py) and the sanity checks (tests/test_sanity.py)
+OPTIONAL = ["sensitivity", "randomisation", "input_invariance", "data_randomisation"]
+OPTIONAL_KEYS = ["sensitivity_max", "randomisation", "input_invariance", "data_randomisation"]
 SECTIONS = ["summary", "ranking", "examples", "occlusion", "ground-truth", "trends",
             "face-parts", "settings"]
 
@@ -109,7 +112,7 @@ def test_registry_lists_every_module():
     assert set(measurements.MODULES) == modules
     assert measurements.names() == DEFAULT + OPTIONAL
     keys = [k for n in measurements.names() for k in measurements.get(n).result_keys]
-    assert keys == ALL_KEYS + OPTIONAL
+    assert keys == ALL_KEYS + OPTIONAL_KEYS
     for name in measurements.names():
         assert measurements.get(name).name == name
     assert [m.name for m in measurements.select("")] == DEFAULT
@@ -118,7 +121,8 @@ def test_registry_lists_every_module():
     assert [m.name for m in measurements.select(" trends, occlusion,trends ")] == [
         "occlusion", "trends"]  # the registry's order
     truthless = measurements.applicable(measurements.select(""), ("landmarks",))
-    assert [m.name for m in truthless] == ["occlusion", "deletion", "trends"]
+    assert [m.name for m in truthless] == ["occlusion", "deletion", "infidelity", "sparseness",
+                                           "trends"]
 
 
 @pytest.mark.parametrize("text", ["nope", "occlusion,nope", "Occlusion"])
@@ -160,6 +164,13 @@ def test_all_measurements_by_default(everything):
     assert len(result["deletion"]["curve"]) == SETTINGS.deletion_steps + 1
     assert result["au_cosine"]["videos"] > 0
     assert [m.name for m in measurements.present(everything)] == DEFAULT
+    # Bands is linear and its gradient the same on every channel: the saliency map predicts
+    # every logit change exactly up to scale (infidelity 0). It is uniform over the explained
+    # band, a quarter of the grid's rows, all frames: 16 of 64 cells.
+    assert result["infidelity"]["mean"] == pytest.approx(0.0, abs=1e-5)
+    assert result["infidelity"]["videos"] == VIDEOS
+    assert result["sparseness"]["mean"] == pytest.approx(1 - 16 / 64, abs=1e-5)
+    assert result["complexity"]["mean"] == pytest.approx(np.log(16), abs=1e-5)
 
 
 def test_a_subset_from_the_config_has_only_its_keys(source, everything):
@@ -182,14 +193,17 @@ def test_a_subset_from_the_config_has_only_its_keys(source, everything):
 def test_ranking_columns_of_the_default_selection(everything):
     header, rows, highlight = report.ranking_table(everything)
     assert header == ["method", "occlusion difference (mean)", "difference at 50 %, 0 frames",
-                      "deletion AUC ↓", "insertion AUC ↑", "AU energy share", "(uniform map)",
-                      "pointing game", "CAM-COS (macro)", "intensity correlation"]
-    assert highlight == {1: "max", 2: "max", 3: "min", 4: "max", 5: "max", 7: "max",
-                         8: "max", 9: "max"}
+                      "deletion AUC ↓", "insertion AUC ↑", "infidelity ↓", "sparseness ↑",
+                      "complexity ↓", "AU energy share", "(uniform map)", "pointing game",
+                      "CAM-COS (macro)", "intensity correlation"]
+    assert highlight == {1: "max", 2: "max", 3: "min", 4: "max", 5: "min", 6: "max", 7: "min",
+                         8: "max", 10: "max", 11: "max", 12: "max"}
     result = everything["methods"]["Saliency"]
     assert rows == [["Saliency", result["occlusion"]["mean_difference"],
                      result["occlusion"]["difference"][-1][0], result["deletion"]["auc"],
-                     result["insertion"]["auc"], result["energy_inside"]["mean"],
+                     result["insertion"]["auc"], result["infidelity"]["mean"],
+                     result["sparseness"]["mean"], result["complexity"]["mean"],
+                     result["energy_inside"]["mean"],
                      result["energy_chance"]["mean"], result["pointing_game"]["mean"],
                      result["au_cosine"]["macro"], result["temporal_correlation"]["mean"]]]
 

@@ -301,7 +301,7 @@ def test_a_model_that_cannot_absorb_a_shift_is_skipped_not_silently(caplog):
 # --------------------------------------------------------------------------- registry, page
 def test_the_sanity_checks_run_only_when_named():
     assert not set(SANITY) & {m.name for m in measurements.select("")}
-    assert measurements.optional() == list(SANITY)
+    assert measurements.optional() == ["sensitivity", *SANITY]  # sensitivity-max: test_fidelity
     chosen = [m.name for m in measurements.select("randomisation,default")]
     assert chosen[-1] == "randomisation" and "occlusion" in chosen
     assert [m.name for m in measurements.select("data_randomisation")] == [

@@ -1,7 +1,8 @@
 """Attribution methods as pure JAX functions of ``(model, variables, x, target, …)``.
 
 Every method explains a whole batch with one forward and one backward pass (integrated
-gradients and SmoothGrad: one per path point / noise sample, batched together; Score-CAM and
+gradients, the SmoothGrad family and GradientSHAP: one per path point / noise sample, batched
+together; DeepLIFT: a forward pass of the input and of the baseline; Score-CAM and
 Ablation-CAM: one forward pass per channel of the layer, in compiled chunks; occlusion,
 feature ablation, RISE and KernelSHAP: one forward pass per window, group, mask or coalition,
 in compiled chunks), works under ``jax.jit`` and ``jax.vmap``, and depends only on JAX, Flax
@@ -23,11 +24,13 @@ from fer_jax.attribution.cam_perturbation import ablation_cam, score_cam
 from fer_jax.attribution.core import (LayerTaps, default_layer, input_gradients,
                                       layer_activations, layer_gradients, module_paths,
                                       target_index)
+from fer_jax.attribution.deeplift import deeplift, deeplift_multipliers
 from fer_jax.attribution.fullgrad import full_grad
 from fer_jax.attribution.groups import (REGIONS, box_groups, default_groups, frame_groups,
                                         group_maps, region_count, region_groups, tube_groups)
-from fer_jax.attribution.gradients import (input_x_gradient, integrated_gradients, saliency,
-                                           smoothgrad)
+from fer_jax.attribution.gradients import (gradient_shap, input_x_gradient,
+                                           integrated_gradients, saliency, smoothgrad,
+                                           smoothgrad_sq, vargrad)
 from fer_jax.attribution.lrp import lrp, lrp_layer_rules, lrp_relevance
 from fer_jax.attribution.lrp_composites import PRESETS as LRP_PRESETS
 from fer_jax.attribution.lrp_composites import Composite
@@ -41,6 +44,10 @@ METHODS = {
     "input_x_gradient": input_x_gradient,
     "integrated_gradients": integrated_gradients,
     "smoothgrad": smoothgrad,
+    "smoothgrad_sq": smoothgrad_sq,
+    "vargrad": vargrad,
+    "gradient_shap": gradient_shap,
+    "deeplift": deeplift,
     "cam": cam,
     "grad_cam": grad_cam,
     "grad_cam_pp": grad_cam_pp,

@@ -31,7 +31,9 @@ from fer_jax.errors import UserError
 
 DISPLAY_NAMES = {
     "saliency": "Saliency", "input_x_gradient": "Input×Gradient",
-    "integrated_gradients": "Integrated Gradients", "smoothgrad": "SmoothGrad", "cam": "CAM",
+    "integrated_gradients": "Integrated Gradients", "smoothgrad": "SmoothGrad",
+    "smoothgrad_sq": "SmoothGrad²", "vargrad": "VarGrad", "gradient_shap": "GradientSHAP",
+    "deeplift": "DeepLIFT", "cam": "CAM",
     "grad_cam": "Grad-CAM", "grad_cam_pp": "Grad-CAM++", "layer_cam": "LayerCAM",
     "eigen_cam": "Eigen-CAM", "hires_cam": "HiResCAM", "xgrad_cam": "XGrad-CAM",
     "eigen_grad_cam": "EigenGrad-CAM", "score_cam": "Score-CAM", "ablation_cam": "Ablation-CAM",

@@ -3,7 +3,7 @@
 Every module of ``MODULES`` defines ``MEASUREMENT``, an instance of ``base.Measurement``
 (the interface: sums on the device, results, ranking columns, report section); this registry
 holds them by ``name``. ``config.explain.measurements`` chooses which run (``select``:
-'' = the default ones, every registered measurement but the optional sanity checks; else
+'' = the default ones, every registered measurement but the optional ones; else
 comma-separated names, where ``default`` stands for those; always in the order below), and
 ``evaluation.suite``, ``report.json``, the HTML report and the console table go through the
 chosen ones without naming any. ``register`` adds one from elsewhere (a test, a script).
@@ -13,21 +13,25 @@ name (module)               results (keys of ``report.json``)        ground trut
 ==========================  =======================================  =====================
 occlusion (occlusion_test)  occlusion                                —
 deletion                    deletion, insertion                      —
+infidelity                  infidelity                               —
+sparseness                  sparseness, complexity                   —
 energy_share                energy_inside, energy_chance             au_masks, intensity
 pointing_game               pointing_game                            au_masks, intensity
 au_cosine                   au_cosine                                au_masks, intensity
 intensity_correlation       temporal_correlation                     au_masks, intensity
 trends                      trends (→ trend_videos, .npz)            —
+sensitivity                 sensitivity_max                          —
 randomisation               randomisation                            —
 input_invariance            input_invariance                         —
 data_randomisation          data_randomisation                       —
 ==========================  =======================================  =====================
 
-The last three, the sanity checks (``evaluation/sanity.py``), are optional: they run only
-when named.
+Sensitivity-max (which computes every map again ten times) and the last three, the sanity
+checks (``evaluation/sanity.py``), are optional: they run only when named.
 
 The order is that of the report: the ranking columns, then the sections (occlusion test,
-ground truth, emotion trends, sanity checks).
+ground truth, emotion trends, sanity checks); infidelity, sparseness and sensitivity-max add
+ranking columns only.
 """
 from __future__ import annotations
 
@@ -48,9 +52,9 @@ from fer_jax.evaluation.measurements.base import (  # noqa: F401
     Skip,
 )
 
-MODULES = ("occlusion_test", "deletion", "energy_share", "pointing_game", "au_cosine",
-           "intensity_correlation", "trends", "randomisation", "input_invariance",
-           "data_randomisation")
+MODULES = ("occlusion_test", "deletion", "infidelity", "sparseness", "energy_share",
+           "pointing_game", "au_cosine", "intensity_correlation", "trends", "sensitivity",
+           "randomisation", "input_invariance", "data_randomisation")
 DEFAULT = "default"  # in config.explain.measurements: the measurements that are not optional
 
 _REGISTRY: dict[str, Measurement] = {}

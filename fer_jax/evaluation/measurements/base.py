@@ -190,7 +190,8 @@ class Measurement(abc.ABC):
     ground-truth batch fields it requires (it is skipped where the split lacks one);
     ``description``: a sentence for the intro of the method ranking (with ``columns``);
     ``optional``: run only when named in ``config.explain.measurements``, not by default
-    (the sanity checks, which compute every method's maps again several times).
+    (sensitivity-max and the sanity checks, which compute every method's maps again several
+    times).
     """
 
     name: ClassVar[str]
