@@ -19,6 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 # exploration epoch 2, exploitation epoch 3 (draws from the score tables); a checkpoint every
 # 2 steps.
 SAMPLER_SMOKE = ["--config=configs/sampler_synthetic.py:smoke"]
+# The synthetic TimeSformer at smoke size for one epoch (6 steps; checkpoints 4 and 6).
+SYNTHETIC_SMOKE = ["--config=configs/synthetic.py:smoke", "--config.train.epochs=1"]
 
 
 def one_device_env() -> dict:
@@ -51,3 +53,11 @@ def shared_workdir(tmp_path_factory, name: str, flags: list[str], timeout: float
 def sampler_reference(tmp_path_factory) -> Path:
     """The uninterrupted one-process run of ``SAMPLER_SMOKE`` (18 steps)."""
     return shared_workdir(tmp_path_factory, "sampler_reference", SAMPLER_SMOKE)
+
+
+def synthetic_smoke(tmp_path_factory, dest: Path) -> Path:
+    """A private copy at ``dest`` of the one-epoch ``SYNTHETIC_SMOKE`` run (trained once per
+    test run), for a test that writes into its workdir (reports, predictions, damage)."""
+    shared = shared_workdir(tmp_path_factory, "synthetic_smoke", SYNTHETIC_SMOKE)
+    shutil.copytree(shared, dest, dirs_exist_ok=True)
+    return dest

@@ -14,12 +14,12 @@ import jax
 import numpy as np
 import pytest
 
-from fer_jax import predict, train
+from fer_jax import predict
 from fer_jax.data import media
 from fer_jax.errors import UserError
 from fer_jax.models import convert, pretrained
 from fer_jax.models.convert import __main__ as convert_cli
-from tests import config_files
+from tests import config_files, shared_runs
 
 pytestmark = pytest.mark.slow  # end-to-end: deselect with -m 'not slow'
 
@@ -235,11 +235,9 @@ def test_empty_folder_and_unreadable_file_are_one_line_errors(config, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_a_trained_workdir_predicts_with_the_same_command(tmp_path):
+def test_a_trained_workdir_predicts_with_the_same_command(tmp_path_factory, tmp_path):
     config = config_files.load("synthetic", "smoke")
-    config.train.epochs = 1
-    workdir = tmp_path / "synthetic"
-    train.train_and_evaluate(config, str(workdir))
+    workdir = shared_runs.synthetic_smoke(tmp_path_factory, tmp_path / "synthetic")
     config.predict.update(input=str(MEDIA / "single_face.jpg"), upsample=0, overlay=True,
                           gif_frames=2)
     config.explain.methods = "grad_cam,rollout"

@@ -19,13 +19,14 @@ import pytest
 from PIL import Image
 
 import config_files
+import shared_runs
 from browser import render_in_chromium, require_chromium
 from fer_jax.errors import UserError
 
 pytestmark = pytest.mark.slow  # end-to-end: deselect with -m 'not slow'
 
 REPO = Path(__file__).resolve().parents[1]
-SMOKE = ["--config=configs/synthetic.py:smoke", "--config.train.epochs=1"]
+SMOKE = shared_runs.SYNTHETIC_SMOKE
 METHODS = {"grad_cam": "Grad-CAM", "rollout": "Rollout-mean", "chefer_relevance": "TIBAV"}
 FRACTIONS, FRAME_COUNTS, DELETION_STEPS, VIDEOS = (0.0, 0.5), (0, 1), 2, 8
 REPORT = [f"--config.explain.methods={','.join(METHODS)}",
@@ -69,9 +70,7 @@ def _assert_one_line_error(result, pattern):
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory):
     """(workdir, report stdout): a 1-epoch smoke model and its report."""
-    workdir = tmp_path_factory.mktemp("report")
-    trained = _run(workdir, name="train (1 epoch)")
-    assert trained.returncode == 0, trained.stderr[-3000:]
+    workdir = shared_runs.synthetic_smoke(tmp_path_factory, tmp_path_factory.mktemp("report"))
     result = _run(workdir, "--mode=report", *REPORT, name="report")
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir, result.stdout
@@ -178,7 +177,9 @@ def test_report_prints_a_row_per_method_and_the_path(reported):
     for label in METHODS.values():
         rows = [line for line in lines if line.startswith(label + " ")]
         assert len(rows) == 1, stdout
-        assert len(rows[0].split()) == 1 + 7, rows[0]  # label + 7 numeric/'-' columns
+        # label + 10 numeric/'-' columns: occlusion difference, deletion, insertion, AU energy,
+        # pointing game, CAM-COS, infidelity, sparseness, complexity, seconds
+        assert len(rows[0].split()) == 1 + 10, rows[0]
     assert f"report: {workdir / 'report.html'}" in lines
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import config_files
+import shared_runs
 from fer_jax import experiment, explain, train
 from fer_jax.errors import UserError
 from fer_jax.models import pretrained
@@ -64,8 +65,7 @@ def _assert_one_line(error: BaseException, fragment: str) -> None:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A one-epoch smoke run: checkpoints 4 and 6, best 6, metrics.json, config.json."""
-    workdir = tmp_path_factory.mktemp("trained")
-    train.train_and_evaluate(_smoke_config(), str(workdir))
+    workdir = shared_runs.synthetic_smoke(tmp_path_factory, tmp_path_factory.mktemp("trained"))
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["4", "6"]
     return workdir
 
