@@ -64,12 +64,12 @@ def test_infidelity_matches_captum(small):
                            ("positions", positions, cell_noise))})()
 
     def forward(inputs):
-        return torch.from_numpy(np.asarray(apply(inputs.numpy())))
+        return torch.from_numpy(np.array(apply(inputs.numpy())))
 
     def captum(attributions, noise, normalize):
         noise = torch.from_numpy(_captum_order(noise))
         return infidelity(forward, lambda inputs: (noise, inputs - noise),
-                          torch.from_numpy(np.asarray(x)),
+                          torch.from_numpy(np.array(x)),
                           torch.from_numpy(np.array(attributions)),
                           target=target.tolist(), n_perturb_samples=samples,
                           normalize=normalize).numpy()
@@ -110,10 +110,10 @@ def test_sensitivity_max_matches_captum(small):
     def explanation(inputs, target):  # a tuple of inputs → a tuple of maps, as Captum's
         if isinstance(inputs, tuple):
             return tuple(explanation(i, target) for i in inputs)
-        return torch.from_numpy(np.asarray(explain(inputs.numpy(), np.asarray(target))))
+        return torch.from_numpy(np.array(explain(inputs.numpy(), np.asarray(target))))
 
     moved = torch.from_numpy(_captum_order(x[None] + draws))
-    theirs = sensitivity_max(explanation, torch.from_numpy(np.asarray(x)),
+    theirs = sensitivity_max(explanation, torch.from_numpy(np.array(x)),
                              perturb_func=lambda inputs, radius: moved,
                              perturb_radius=radius, n_perturb_samples=samples,
                              target=target.tolist()).numpy()
