@@ -366,12 +366,12 @@ def test_every_thesis_module_trains_inside_a_3d_cnn_from_the_identity(row):
     backbone = models.build("resnet3d_18", **kw)
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 16, 16, 3))
     labels = jnp.array([0, 2])
-    variables = model.init(jax.random.PRNGKey(1), x)
+    variables = fast_jit(model.init)(jax.random.PRNGKey(1), x)
     params, stats = variables["params"], variables["batch_stats"]
     bare = {k: v for k, v in params.items() if k != "attention"}
     np.testing.assert_array_equal(
-        model.apply({"params": params, "batch_stats": stats}, x).mean(1),
-        backbone.apply({"params": bare, "batch_stats": stats}, x).mean(1))
+        fast_jit(model.apply)({"params": params, "batch_stats": stats}, x).mean(1),
+        fast_jit(backbone.apply)({"params": bare, "batch_stats": stats}, x).mean(1))
 
     def loss_fn(p):
         logits, _ = model.apply({"params": p, "batch_stats": stats}, x, train=True,
