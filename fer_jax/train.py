@@ -59,8 +59,8 @@ from fer_jax.models import pretrained
 from fer_jax.workdir_lock import WorkdirLock
 
 __all__ = ["Preempted", "TrainingDiverged", "TrainState", "make_optimizer", "apply_model",
-           "train_step", "jit_train_step", "zero_train_sums", "check_train_config",
-           "train_and_evaluate"]
+           "train_step", "jit_train_step", "init_train_state", "zero_train_sums",
+           "check_train_config", "train_and_evaluate"]
 
 
 class TrainingDiverged(UserError):
@@ -260,6 +260,21 @@ def jit_train_step(model, tx, config, guidance: au_guidance.Guidance | None = No
     return jax.jit(functools.partial(train_step, model=model, tx=tx, config=config,
                                      guidance=guidance, scoring=scoring),
                    donate_argnums=(0, 2))
+
+
+def init_train_state(run: Run, tx, config, rng: jax.Array) -> TrainState:
+    """A fresh ``TrainState`` of ``run``'s model (parameters from the first half of ``rng``,
+    the step keys' base the second), computed by one jit-compiled program and replicated
+    over the run's mesh; the loss scale from ``config`` (``loss_scaling.initial_state``)."""
+    init_rng, state_rng = jax.random.split(rng)
+
+    @functools.partial(jax.jit, out_shardings=run.replicated)
+    def init():
+        params, model_state = run.init_variables(init_rng)
+        return TrainState(jnp.int32(0), params, model_state, tx.init(params), state_rng,
+                          loss_scaling.initial_state(config))
+
+    return init()
 
 
 def zero_train_sums() -> dict:
@@ -467,16 +482,7 @@ def _train_and_evaluate(config, run: Run) -> dict:
     tx, schedule = make_optimizer(config, steps_per_epoch)
     learning_rate = jax.jit(schedule)  # logged on the host: one compiled program, not one per op
 
-    rng = jax.random.PRNGKey(config.seed)
-    init_rng, state_rng = jax.random.split(rng)
-
-    @functools.partial(jax.jit, out_shardings=run.replicated)
-    def init_state():
-        params, model_state = run.init_variables(init_rng)
-        return TrainState(jnp.int32(0), params, model_state, tx.init(params), state_rng,
-                          loss_scaling.initial_state(config))
-
-    state = init_state()
+    state = init_train_state(run, tx, config, jax.random.PRNGKey(config.seed))
     num_params = sum(p.size for p in jax.tree.leaves(state.params))
     print(f"{config.model.name}: {num_params:,} parameters on {jax.device_count()} "
           f"{jax.devices()[0].platform} device(s); {len(train_source)} training / "
