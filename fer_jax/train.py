@@ -10,8 +10,10 @@ a checkpoint of the same experiment. It writes to ``workdir``:
   tensorboard/        scalars: train/{loss,accuracy,learning_rate,clips_per_second},
                       validation/{loss,accuracy,macro_f1,per-class accuracy}; with AU
                       guidance (au_guidance.py) also train/{cross_entropy,att_cos} and
-                      validation/{att_cos,cam_cos}
+                      validation/{att_cos,cam_cos}; in float16 (loss_scaling.py) also
+                      train/{skipped_steps,loss_scale}
   metrics.json        best and final validation metrics, per-epoch history, throughput
+                      (and the final loss scale in float16)
 
 Data parallelism (``experiment.Run``): a 1-D ``Mesh`` over all devices with axis ``data``;
 batches are sharded along it, parameters and optimiser state replicated. The same code runs on one CPU, on
