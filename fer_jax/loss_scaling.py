@@ -17,7 +17,8 @@ the scale it had; it is a dict of two scalars,
   counter  int32 []    finite steps since S last changed (jmp's ``counter``)
 
 carried unchanged by float32 and bfloat16 runs (so any run may be resumed in another
-precision; a float32 run resumed in float16 starts from ``initial``). The settings are
+precision; a float32 run resumed in float16 starts from the ``initial`` scale the run was
+created with). The settings are
 ``config.optimizer.loss_scale``: ``initial`` (2**15), ``period`` (2000), ``factor`` (2).
 """
 from __future__ import annotations
