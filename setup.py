@@ -30,6 +30,7 @@ setuptools.setup(
         "tqdm>=4.66",
         "tensorboardX>=2.6",
         "h5py>=3.10",  # Keras HDF5 files (models.convert.keras, model.init_from=*.hdf5)
+        "jmp>=0.0.4",  # dynamic loss scaling of model.precision='float16' (loss_scaling.py)
     ],
     extras_require={
         # keras: the reference of the Keras-file converter's parity test (on JAX). The real

@@ -26,6 +26,7 @@ replace ``best/``), and a checkpoint written by a config of other shapes is refu
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -215,17 +216,21 @@ class Checkpoints:
         except Exception as e:  # noqa: BLE001 — Orbax wraps OS errors in its own types
             raise _save_error(e, Path(manager.directory)) from None
 
-    def restore_latest(self, template: Any, sampler_template: dict | None = None
+    def restore_latest(self, template: Any, sampler_template: dict | None = None,
+                       added_fields: tuple[str, ...] = ()
                        ) -> tuple[Any, dict, dict, dict | None] | None:
         """``(state, data_state, progress, sampler_state)`` of the newest readable checkpoint,
         or None if there is none. ``template`` is a freshly initialised state (gives
         shapes/shardings); ``sampler_template`` a fresh sampler ``state_dict()`` when the run
-        has a clip sampler (``sampler_state`` is None otherwise)."""
+        has a clip sampler (``sampler_state`` is None otherwise). ``added_fields``: fields of
+        the ``template`` dataclass that checkpoints written before they existed lack; such a
+        checkpoint is restored with the template's values for them."""
         for manager in (self.latest, self.best):
             _await_tmp_cleanup(manager)  # the run may stop right below (UserError)
-        target = _abstract(template)
         unreadable = []  # (step, error), newest first; moved away once an older one loads
         for step in sorted(self.latest.all_steps(), reverse=True):
+            missing = _missing_fields(self.latest, step, template, added_fields)
+            target = _abstract(_without(template, missing))
             items = dict(state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore(),
                          progress=ocp.args.JsonRestore())
             if sampler_template is not None:
@@ -254,7 +259,8 @@ class Checkpoints:
             sampler = restored.sampler if sampler_template is not None else None
             progress = {k: v for k, v in restored.progress.items()
                         if k not in ("fingerprints", "data_keys")}
-            return restored.state, restored.data, progress, sampler
+            state = template.replace(**restored.state) if missing else restored.state
+            return state, restored.data, progress, sampler
         if unreadable:
             steps = ", ".join(str(step) for step, _ in unreadable)
             raise UserError(
@@ -396,6 +402,28 @@ def _shapes(tree: Any) -> dict[str, tuple]:
     return {"/".join(_key_name(k) for k in path): tuple(leaf.shape)
             for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
             if hasattr(leaf, "shape")}
+
+
+def _missing_fields(manager: ocp.CheckpointManager, step: int, template: Any,
+                    added_fields: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``added_fields`` of which the train state saved at ``step`` has no array (it was
+    written before they existed); () when its metadata cannot be read."""
+    if not added_fields:
+        return ()
+    try:
+        saved = _shapes(manager.item_metadata(step)["state"])
+    except Exception:  # noqa: BLE001 — unreadable metadata: the restore reports it
+        return ()
+    present = {path.split("/")[0] for path in saved}
+    return tuple(f for f in added_fields if f not in present and hasattr(template, f))
+
+
+def _without(template: Any, fields: tuple[str, ...]) -> Any:
+    """``template`` (a dataclass) as a dict of its fields but ``fields``; itself if none."""
+    if not fields:
+        return template
+    return {f.name: getattr(template, f.name) for f in dataclasses.fields(template)
+            if f.name not in fields}
 
 
 def _shape_difference(manager: ocp.CheckpointManager, step: int, target: Any) -> str | None:

@@ -116,16 +116,17 @@ def defaults() -> ml_collections.ConfigDict:
         # How the model computes (not its variables: a run may be resumed or evaluated with
         # other values; explain, report and predict always use float32, explicit attention
         # and no remat, whatever these say):
-        precision="float32",      # float32 | bfloat16: the layers' computation dtype;
-                                  # parameters, optimiser state, logits and losses stay
-                                  # float32 ('float16' is refused: it needs loss scaling)
+        precision="float32",      # float32 | bfloat16 | float16: the layers' computation
+                                  # dtype; parameters, optimiser state, logits and losses
+                                  # stay float32; float16 trains with dynamic loss scaling
+                                  # (optimizer.loss_scale; fer_jax/loss_scaling.py)
         attention_implementation="explicit",  # explicit | auto | xla | cudnn (TimeSformer,
                                   # the self_attention module): 'explicit' forms the softmax
                                   # probabilities; the others call jax.nn.dot_product_attention
                                   # with implementation=None (JAX's choice), 'xla' or 'cudnn'
-                                  # (fused kernel; NVIDIA GPUs, precision bfloat16), and the
-                                  # probabilities are still formed whenever an explanation
-                                  # reads them
+                                  # (fused kernel; NVIDIA GPUs, precision bfloat16 or
+                                  # float16), and the probabilities are still formed
+                                  # whenever an explanation reads them
         remat="",                 # '' | block: recompute every block (TimeSformer block,
                                   # 3D CNN stage / residual / Inception block, ResNet-50
                                   # block) in the backward pass instead of keeping its
@@ -147,6 +148,11 @@ def defaults() -> ml_collections.ConfigDict:
         trainable="",             # regular expression over parameter paths ('a/b/kernel'):
                                   # only matching parameters train, the rest stay frozen
                                   # ('' = all train)
+        loss_scale=dict(          # model.precision='float16' only: dynamic loss scaling
+            initial=2.0 ** 15,    # the loss scale of a fresh run (resumes keep theirs)
+            period=2000,          # finite-gradient steps in a row before it is multiplied
+            factor=2,             # by factor; a step with a non-finite gradient is skipped
+        ),                        # (no update) and divides it by factor (not below 1)
     )
     config.schedule = dict(
         name="cosine",            # cosine | constant | plateau | inverse_time | step

@@ -49,16 +49,12 @@ COMPUTATION_FIELDS = {"precision": "float32", "attention_implementation": "expli
                       "remat": "", "remat_policy": "nothing_saveable"}
 
 # model.precision → the computation dtype (flax's ``dtype``; ``param_dtype`` stays float32).
-PRECISIONS = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# float16 trains with dynamic loss scaling (loss_scaling.py).
+PRECISIONS = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
 def compute_dtype(precision: str):
-    """The computation dtype of ``model.precision``; one-line UserError for float16 (it needs
-    loss scaling, which training does not do) and unknown names."""
-    if precision == "float16":
-        raise UserError("model.precision='float16' needs loss scaling, which fer_jax does not "
-                        "implement; use 'bfloat16' (the same size, float32's exponent range: "
-                        "no loss scaling needed) or 'float32'")
+    """The computation dtype of ``model.precision``; one-line UserError for unknown names."""
     if precision not in PRECISIONS:
         raise UserError(f"unknown model.precision {precision!r}; use one of "
                         f"{', '.join(PRECISIONS)}")
@@ -99,10 +95,10 @@ def build_model(config, dense: bool = False, explaining: bool = False):
     float32 activations and can tap any layer (``attribution.LayerTaps``)."""
     settings = _computation_settings(config, explaining)
     dtype = compute_dtype(settings["precision"])
-    if settings["attention_implementation"] == "cudnn" and dtype != jnp.bfloat16:
+    if settings["attention_implementation"] == "cudnn" and dtype == jnp.float32:
         raise UserError("model.attention_implementation='cudnn' needs "
-                        "model.precision='bfloat16' (cuDNN's fused attention takes 16-bit "
-                        "inputs only)")
+                        "model.precision='bfloat16' or 'float16' (cuDNN's fused attention "
+                        "takes 16-bit inputs only)")
     kwargs = dict(config.model.kwargs, dtype=dtype)
     fields = models.fields(config.model.name)
     spec = config.model.get("attention") or {}

@@ -10,8 +10,10 @@ a checkpoint of the same experiment. It writes to ``workdir``:
   tensorboard/        scalars: train/{loss,accuracy,learning_rate,clips_per_second},
                       validation/{loss,accuracy,macro_f1,per-class accuracy}; with AU
                       guidance (au_guidance.py) also train/{cross_entropy,att_cos} and
-                      validation/{att_cos,cam_cos}
+                      validation/{att_cos,cam_cos}; in float16 (loss_scaling.py) also
+                      train/{skipped_steps,loss_scale}
   metrics.json        best and final validation metrics, per-epoch history, throughput
+                      (and the final loss scale in float16)
 
 Data parallelism (``experiment.Run``): a 1-D ``Mesh`` over all devices with axis ``data``;
 batches are sharded along it, parameters and optimiser state replicated. The same code runs on one CPU, on
@@ -46,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fer_jax import atomic_files, au_guidance, checkpointing
+from fer_jax import atomic_files, au_guidance, checkpointing, loss_scaling
 from fer_jax.attribution import LayerTaps
 from fer_jax.clip_sampling import ClipSampling
 from fer_jax.data import pipeline, sources
@@ -59,7 +61,8 @@ from fer_jax.models import pretrained
 from fer_jax.workdir_lock import WorkdirLock
 
 __all__ = ["Preempted", "TrainingDiverged", "TrainState", "make_optimizer", "apply_model",
-           "train_step", "zero_train_sums", "check_train_config", "train_and_evaluate"]
+           "train_step", "jit_train_step", "init_train_state", "zero_train_sums",
+           "check_train_config", "train_and_evaluate"]
 
 
 class TrainingDiverged(UserError):
@@ -73,6 +76,13 @@ class TrainState:
     model_state: Any         # non-parameter collections, e.g. {'batch_stats': …}; {} if none
     opt_state: Any
     rng: jnp.ndarray         # uint32 [2] — base key; step keys are fold_in(rng, step)
+    # float16's dynamic loss scale ({'scale': float32 [], 'counter': int32 []};
+    # loss_scaling.py), carried unchanged in float32 and bfloat16
+    loss_scale: Any = flax.struct.field(default_factory=loss_scaling.initial_state)
+
+
+# TrainState fields that checkpoints of older versions lack: restored from a fresh state.
+ADDED_STATE_FIELDS = ("loss_scale",)
 
 
 # --------------------------------------------------------------------------- optimiser
@@ -176,6 +186,11 @@ def train_step(state: TrainState, batch: dict, sums: dict, *, model, tx, config,
     un-augmented clip in eval mode with the parameters before this update (clean scoring); with
     ``scoring='augmented'`` the true-class logit of the training forward pass (augmented clip,
     train mode, parameters before this update; ``clip_sampling.SCORINGS``); else None.
+
+    With ``model.precision='float16'`` the loss is scaled by ``state.loss_scale`` before the
+    backward pass and the gradients unscaled after it; a step with a non-finite gradient
+    leaves parameters, optimiser and model state unchanged (counted in ``sums['skipped']``)
+    and the scale is adjusted (``loss_scaling.py``). Other precisions are not scaled.
     """
     num_classes = config.dataset.num_classes
     scores = None
@@ -202,11 +217,22 @@ def train_step(state: TrainState, batch: dict, sums: dict, *, model, tx, config,
                 (logits, model_state, cross_entropy, attention))
 
     au_maps = batch["au_masks"].astype(jnp.float32) / 255 if aligned else None
-    (loss, (logits, model_state, cross_entropy, attention)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params)
+    scaling = loss_scaling.enabled(config)
+    if scaling:
+        (loss, (logits, model_state, cross_entropy, attention)), grads, finite = \
+            loss_scaling.value_and_grad(loss_fn, state.params, state.loss_scale, config)
+    else:
+        (loss, (logits, model_state, cross_entropy, attention)), grads = jax.value_and_grad(
+            loss_fn, has_aux=True)(state.params)
     extra = {"value": loss} if config.schedule.name == "plateau" else {}
     updates, opt_state = tx.update(grads, state.opt_state, state.params, **extra)
     params = optax.apply_updates(state.params, updates)
+    loss_scale = state.loss_scale
+    if scaling:  # a step with a non-finite gradient changes nothing but the scale
+        params, opt_state, model_state = loss_scaling.keep_if_finite(
+            finite, (params, opt_state, model_state),
+            (state.params, state.opt_state, state.model_state))
+        loss_scale = loss_scaling.next_state(state.loss_scale, finite, config)
     count = jnp.float32(batch["label"].shape[0])
     sums = {
         "loss": sums["loss"] + loss * count,
@@ -216,6 +242,7 @@ def train_step(state: TrainState, batch: dict, sums: dict, *, model, tx, config,
         "finite": jnp.logical_and(sums["finite"], jnp.isfinite(loss)),
         "att_cos": sums["att_cos"],
         "att_count": sums["att_count"],
+        "skipped": sums["skipped"] + (jnp.logical_not(finite) if scaling else 0),
     }
     if attention is not None:  # the reported ATT-COS, not the loss's raw R
         cosine, valid = au_guidance.att_cos(attention, au_maps, guidance.att_normalise)
@@ -224,13 +251,40 @@ def train_step(state: TrainState, batch: dict, sums: dict, *, model, tx, config,
     if scoring == "augmented":
         scores = jnp.take_along_axis(logits, batch["label"][:, None], axis=1)[:, 0]
         scores = scores.astype(jnp.float32)
-    return TrainState(state.step + 1, params, model_state, opt_state, state.rng), sums, scores
+    return (TrainState(state.step + 1, params, model_state, opt_state, state.rng, loss_scale),
+            sums, scores)
+
+
+def jit_train_step(model, tx, config, guidance: au_guidance.Guidance | None = None,
+                   scoring: str = "clean"):
+    """``train_step`` for ``model``/``tx``/``config``, jit-compiled with the state and the
+    sums donated: ``fn(state, batch, sums) → (state, sums, scores)``."""
+    return jax.jit(functools.partial(train_step, model=model, tx=tx, config=config,
+                                     guidance=guidance, scoring=scoring),
+                   donate_argnums=(0, 2))
+
+
+def init_train_state(run: Run, tx, config, rng: jax.Array) -> TrainState:
+    """A fresh ``TrainState`` of ``run``'s model (parameters from the first half of ``rng``,
+    the step keys' base the second), computed by one jit-compiled program and replicated
+    over the run's mesh; the loss scale from ``config`` (``loss_scaling.initial_state``)."""
+    init_rng, state_rng = jax.random.split(rng)
+
+    @functools.partial(jax.jit, out_shardings=run.replicated)
+    def init():
+        params, model_state = run.init_variables(init_rng)
+        return TrainState(jnp.int32(0), params, model_state, tx.init(params), state_rng,
+                          loss_scaling.initial_state(config))
+
+    return init()
 
 
 def zero_train_sums() -> dict:
+    """The per-epoch sums of ``train_step`` at zero; ``skipped``: float16 steps skipped for a
+    non-finite gradient."""
     return {"loss": jnp.float32(0), "cross_entropy": jnp.float32(0), "correct": jnp.int32(0),
             "count": jnp.float32(0), "finite": jnp.bool_(True), "att_cos": jnp.float32(0),
-            "att_count": jnp.int32(0)}
+            "att_count": jnp.int32(0), "skipped": jnp.int32(0)}
 
 
 def _summary_writer(logdir: Path):
@@ -275,7 +329,9 @@ class _Progress:
                 / max(time.perf_counter() - self.mark[0], 1e-9))
 
     def update(self, step: int, epoch: int, loss: float | None = None,
-               accuracy: float | None = None) -> None:
+               accuracy: float | None = None, skipped: int | None = None) -> None:
+        """Moves the bar to ``step``; at a log point (``loss`` given) shows the loss, the
+        accuracy and, for float16 training, the steps skipped this epoch (``skipped``)."""
         self.bar.n = step * self.batch_size
         self.bar.set_description(f"epoch {epoch + 1}")
         if loss is None:
@@ -284,22 +340,27 @@ class _Progress:
         rate = self.clips_per_second(step)
         if self.mark is None:
             self.mark = (time.perf_counter(), step)
-        self.bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.3f}")
+        extra = {} if skipped is None else {"skipped": skipped}
+        self.bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.3f}", **extra)
         if not self.interactive:
             speed = "eta estimating…" if rate is None else \
                 f"{rate:.1f} clips/s eta {(self.total - step) * self.batch_size / rate:.0f}s"
+            skips = "" if skipped is None else f" skipped {skipped}"
             print(f"epoch {epoch + 1} step {step}/{self.total} loss {loss:.4f} "
-                  f"acc {accuracy:.3f} {speed}", flush=True)
+                  f"acc {accuracy:.3f}{skips} {speed}", flush=True)
 
     def close(self) -> None:
         self.bar.close()
 
 
-def _summarise_train(sums: dict) -> dict:
+def _summarise_train(sums: dict, loss_scaled: bool = False) -> dict:
     """Host sums → mean loss and accuracy; with AU guidance also the cross-entropy part of
-    the loss and the mean ATT-COS of the training clips (valid ones)."""
+    the loss and the mean ATT-COS of the training clips (valid ones); with ``loss_scaled``
+    (float16) the number of steps skipped for a non-finite gradient."""
     count = max(float(sums["count"]), 1.0)
     summary = {"loss": float(sums["loss"]) / count, "accuracy": float(sums["correct"]) / count}
+    if loss_scaled:
+        summary["skipped_steps"] = int(sums.get("skipped", 0))
     if int(sums["att_count"]):
         summary["cross_entropy"] = float(sums["cross_entropy"]) / count
         summary["att_cos"] = float(sums["att_cos"]) / int(sums["att_count"])
@@ -387,6 +448,7 @@ def check_train_config(config) -> None:
         raise UserError(f"input.num_workers must be 0 (in-process) or positive, got "
                         f"{config.input.num_workers}")
     check_input_config(config)
+    loss_scaling.settings(config)
     o = config.optimizer
     for name in ("learning_rate", "weight_decay", "grad_clip_norm"):
         value = o.get(name, 0.0)
@@ -422,15 +484,7 @@ def _train_and_evaluate(config, run: Run) -> dict:
     tx, schedule = make_optimizer(config, steps_per_epoch)
     learning_rate = jax.jit(schedule)  # logged on the host: one compiled program, not one per op
 
-    rng = jax.random.PRNGKey(config.seed)
-    init_rng, state_rng = jax.random.split(rng)
-
-    @functools.partial(jax.jit, out_shardings=run.replicated)
-    def init_state():
-        params, model_state = run.init_variables(init_rng)
-        return TrainState(jnp.int32(0), params, model_state, tx.init(params), state_rng)
-
-    state = init_state()
+    state = init_train_state(run, tx, config, jax.random.PRNGKey(config.seed))
     num_params = sum(p.size for p in jax.tree.leaves(state.params))
     print(f"{config.model.name}: {num_params:,} parameters on {jax.device_count()} "
           f"{jax.devices()[0].platform} device(s); {len(train_source)} training / "
@@ -443,7 +497,8 @@ def _train_and_evaluate(config, run: Run) -> dict:
     data_state = None
     sampling = (ClipSampling(config, train_source, run.workdir)
                 if config.sampler.get("name") else None)
-    restored = checkpoints.restore_latest(state, sampling and sampling.state_dict())
+    restored = checkpoints.restore_latest(state, sampling and sampling.state_dict(),
+                                          ADDED_STATE_FIELDS)
     if restored is not None:
         state, data_state, progress, sampler_state = restored
         progress.setdefault("experiment", experiment_identity(config))
@@ -487,10 +542,10 @@ def _train_and_evaluate(config, run: Run) -> dict:
                             f"{e}); move that step's folder away to resume from the one "
                             f"before") from None
 
-    step_fn = jax.jit(functools.partial(
-        train_step, model=run.model, tx=tx, config=config, guidance=guidance,
-        scoring=sampling.scoring if sampling and sampling.needs_scores else "clean"),
-        donate_argnums=(0, 2))
+    step_fn = jit_train_step(
+        run.model, tx, config, guidance,
+        scoring=sampling.scoring if sampling and sampling.needs_scores else "clean")
+    loss_scaled = loss_scaling.enabled(config)
     zero = zero_train_sums()
     sums = jax.device_put({k: jnp.asarray((progress["train_sums"] or {}).get(k, v), v.dtype)
                            for k, v in zero.items()}, run.replicated)
@@ -519,11 +574,15 @@ def _train_and_evaluate(config, run: Run) -> dict:
                         sampling.flush()
                     host = jax.device_get(sums)
                     _check_finite(host, step, epoch, checkpoints)
-                    summary = _summarise_train(host)
-                    bar.update(step, epoch, summary["loss"], summary["accuracy"])
+                    summary = _summarise_train(host, loss_scaled)
+                    bar.update(step, epoch, summary["loss"], summary["accuracy"],
+                               summary.get("skipped_steps"))
                     if writer:
                         for key, value in summary.items():
                             writer.add_scalar(f"train/{key}", value, step)
+                        if loss_scaled:
+                            writer.add_scalar("train/loss_scale",
+                                              float(state.loss_scale["scale"]), step)
                         writer.add_scalar("train/learning_rate", float(learning_rate(
                             step // config.optimizer.accumulation_steps)), step)
                         rate = bar.clips_per_second(step)
@@ -555,7 +614,8 @@ def _train_and_evaluate(config, run: Run) -> dict:
             if not np.isfinite(val["loss"]):
                 raise TrainingDiverged(f"non-finite validation loss after epoch {epoch + 1}; "
                                        "lower --config.optimizer.learning_rate")
-            record = {"epoch": epoch + 1, "step": step, "train": _summarise_train(host),
+            record = {"epoch": epoch + 1, "step": step,
+                      "train": _summarise_train(host, loss_scaled),
                       "validation": _validation_record(val)}
             progress["history"].append(record)
             metric = val[config.train.best_metric]
@@ -609,6 +669,7 @@ def _train_and_evaluate(config, run: Run) -> dict:
         "final_validation": progress.get("final_validation"),
         "history": progress["history"],
         "devices": jax.device_count(),
+        "loss_scale": float(state.loss_scale["scale"]) if loss_scaled else None,
         "train_seconds_this_session": elapsed,
         "clips_per_second_this_session": (int(state.step) - start_step) * batch_size
                                          / max(elapsed, 1e-9),

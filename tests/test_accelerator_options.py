@@ -1,6 +1,8 @@
-"""The computation settings of ``config.model``: ``precision`` (bfloat16 compute, float32
-parameters, optimiser state and logits), ``attention_implementation`` (fused attention with the
-probabilities still formed for explanations) and ``remat`` (the same gradients)."""
+"""The computation settings of ``config.model``: ``precision`` (bfloat16 or float16 compute,
+float32 parameters, optimiser state and logits; float16 with dynamic loss scaling),
+``attention_implementation`` (fused attention with the probabilities still formed for
+explanations) and ``remat`` (the same gradients)."""
+import functools
 import glob
 
 import jax
@@ -11,7 +13,7 @@ import pytest
 
 import config_files
 from fast import fast_jit
-from fer_jax import attribution, configs, experiment, models, train
+from fer_jax import attribution, checkpointing, configs, experiment, loss_scaling, models, train
 from fer_jax.errors import UserError
 from fer_jax.attribution import attention as attention_maps
 from fer_jax.models import attention as attention_modules
@@ -31,24 +33,38 @@ def _config(name: str, **model):
 # Precision
 
 
-def test_bfloat16_training_is_close_to_float32_and_keeps_float32_state(tmp_path):
-    """One epoch of the synthetic smoke config in bfloat16: the final training loss lies
-    within 2 % of float32's; parameters and optimiser state are float32 in the checkpoint;
-    the two runs are the same experiment (one may resume or evaluate the other)."""
+def test_16_bit_training_is_close_to_float32_and_keeps_float32_state(tmp_path):
+    """One epoch of the synthetic smoke config in bfloat16 and in float16 (dynamic loss
+    scaling): the final training loss lies within 2 % of float32's; parameters and optimiser
+    state are float32 in the checkpoint; the runs are the same experiment (one may resume or
+    evaluate another). The float16 run then resumes for a second epoch and continues with
+    the loss scale it saved (``period=1``: the scale doubles at every finite step, 4 in all)."""
     small = {"dataset.train_videos": 16, "dataset.validation_videos": 8}
+    scaling = {"optimizer.loss_scale": {"initial": 2.0 ** 10, "period": 1, "factor": 2}}
     losses = {}
-    for precision in ("float32", "bfloat16"):
-        config = config_files.smoke(**small, **{"model.precision": precision})
+    for precision in ("float32", "bfloat16", "float16"):
+        config = config_files.smoke(**small, **scaling, **{"model.precision": precision})
         result = train.train_and_evaluate(config, str(tmp_path / precision))
         losses[precision] = result["history"][-1]["train"]["loss"]
-    assert abs(losses["bfloat16"] - losses["float32"]) <= 0.02 * losses["float32"], losses
+    for precision in ("bfloat16", "float16"):
+        assert abs(losses[precision] - losses["float32"]) <= 0.02 * losses["float32"], losses
+    assert result["history"][-1]["train"]["skipped_steps"] == 0
+    assert result["loss_scale"] == 2.0 ** 12  # two finite steps
 
-    (step,) = glob.glob(str(tmp_path / "bfloat16" / "checkpoints" / "*"))
-    saved = ocp.StandardCheckpointer().metadata(f"{step}/state").item_metadata.tree
-    floats = {str(m.dtype) for m in jax.tree.leaves(
-        {"params": saved["params"], "opt_state": saved["opt_state"]})
-        if jnp.issubdtype(m.dtype, jnp.floating)}
-    assert floats == {"float32"}
+    for precision in ("bfloat16", "float16"):
+        (step,) = glob.glob(str(tmp_path / precision / "checkpoints" / "*"))
+        saved = ocp.StandardCheckpointer().metadata(f"{step}/state").item_metadata.tree
+        floats = {str(m.dtype) for m in jax.tree.leaves(
+            {"params": saved["params"], "opt_state": saved["opt_state"]})
+            if jnp.issubdtype(m.dtype, jnp.floating)}
+        assert floats == {"float32"}, precision
+
+    resumed = config_files.smoke(**small, **scaling, **{"model.precision": "float16",
+                                                        "train.epochs": 2})
+    result = train.train_and_evaluate(resumed, str(tmp_path / "float16"))
+    assert [r["epoch"] for r in result["history"]] == [1, 2]
+    assert result["history"][-1]["train"]["skipped_steps"] == 0
+    assert result["loss_scale"] == 2.0 ** 14  # the saved 2**12, doubled at both new steps
 
     bf16 = config_files.smoke(**small, **{"model.precision": "bfloat16"})
     assert experiment.Run(bf16, str(tmp_path / "bfloat16")).model.dtype == jnp.bfloat16
@@ -58,6 +74,83 @@ def test_bfloat16_training_is_close_to_float32_and_keeps_float32_state(tmp_path)
     other = config_files.smoke(**small, **{"model.kwargs.num_heads": 4})
     with pytest.raises(UserError, match="different experiment"):
         experiment.check_same_experiment(other, tmp_path / "float32")
+
+
+@functools.cache
+def _float16_step():
+    """A jit-compiled float16 training step of a tiny TimeSformer (loss scale 2**8 at first,
+    doubled after 3 finite steps), its initial state and a batch."""
+    config = _config("timesformer", precision="float16",
+                     kwargs={k: v for k, v in TIMESFORMER.items() if k != "num_classes"})
+    config.dataset.num_classes = TIMESFORMER["num_classes"]
+    config.optimizer.loss_scale = dict(initial=2.0 ** 8, period=3, factor=2)
+    config.schedule.warmup_epochs = 0.0  # a nonzero learning rate from the first step
+    model = experiment.build_model(config)
+    tx, _ = train.make_optimizer(config, steps_per_epoch=10)
+    video = jax.random.randint(jax.random.PRNGKey(0), (2, 2, 16, 16, 3), 0, 256).astype(jnp.uint8)
+    batch = {"video": video, "label": jnp.array([1, 3])}
+    variables = fast_jit(functools.partial(model.init, train=False))(
+        jax.random.PRNGKey(1), video.astype(jnp.float32))
+    state = train.TrainState(jnp.int32(0), variables["params"], {},
+                             tx.init(variables["params"]), jax.random.PRNGKey(2),
+                             loss_scaling.initial_state(config))
+    step = fast_jit(functools.partial(train.train_step, model=model, tx=tx, config=config))
+    return step, state, batch
+
+
+def test_float16_step_with_overflowing_gradients_is_skipped_and_halves_the_scale():
+    step, state, batch = _float16_step()
+    state = state.replace(loss_scale={"scale": jnp.float32(2.0 ** 60), "counter": jnp.int32(2)})
+    new, sums, _ = step(state, batch, train.zero_train_sums())
+    # 2**60 times the loss overflows float16 in the backward pass: nothing is updated.
+    for before, after in zip(jax.tree.leaves((state.params, state.opt_state)),
+                             jax.tree.leaves((new.params, new.opt_state)), strict=True):
+        np.testing.assert_array_equal(after, before)
+    assert float(new.loss_scale["scale"]) == 2.0 ** 59 and int(new.loss_scale["counter"]) == 0
+    assert int(sums["skipped"]) == 1 and bool(sums["finite"])  # the loss itself is finite
+    assert int(new.step) == 1
+
+
+def test_float16_scale_grows_after_the_configured_number_of_finite_steps():
+    step, state, batch = _float16_step()
+    sums, scales = train.zero_train_sums(), []
+    for _ in range(4):
+        previous = state.params
+        state, sums, _ = step(state, batch, sums)
+        scales.append((float(state.loss_scale["scale"]), int(state.loss_scale["counter"])))
+        changed = jax.tree.leaves(jax.tree.map(lambda a, b: bool((a != b).any()),
+                                               previous, state.params))
+        assert any(changed)  # a finite step updates the parameters
+    assert scales == [(2.0 ** 8, 1), (2.0 ** 8, 2), (2.0 ** 9, 0), (2.0 ** 9, 1)]
+    assert int(sums["skipped"]) == 0
+
+
+def test_loss_scale_is_checkpointed_and_older_checkpoints_restore_with_a_fresh_one(tmp_path):
+    """A checkpoint restores the saved loss scale; one written before ``TrainState`` had the
+    field (``ADDED_STATE_FIELDS``) restores with the fresh state's."""
+    progress = {"epoch": 0, "history": [], "best": None, "best_epoch": None,
+                "epochs_without_improvement": 0, "stopped": None, "train_sums": None}
+    fresh = train.TrainState(jnp.int32(0), {"w": jnp.zeros(3)}, {}, {"m": jnp.zeros(3)},
+                             jax.random.PRNGKey(0), loss_scaling.initial_state())
+    saved = fresh.replace(step=jnp.int32(7), params={"w": jnp.ones(3)},
+                          loss_scale={"scale": jnp.float32(64.0), "counter": jnp.int32(5)})
+    checkpoints = checkpointing.Checkpoints(tmp_path / "new", 2)
+    checkpoints.save(7, saved, {"position": 7}, progress)
+    checkpoints.wait()
+    state, *_ = checkpoints.restore_latest(fresh, None, train.ADDED_STATE_FIELDS)
+    assert (float(state.loss_scale["scale"]), int(state.loss_scale["counter"])) == (64.0, 5)
+    checkpoints.close()
+
+    older = {k: getattr(saved, k) for k in ("step", "params", "model_state", "opt_state", "rng")}
+    checkpoints = checkpointing.Checkpoints(tmp_path / "old", 2)
+    checkpoints.save(7, older, {"position": 7}, progress)
+    checkpoints.wait()
+    state, *_ = checkpoints.restore_latest(fresh, None, train.ADDED_STATE_FIELDS)
+    assert int(state.step) == 7 and float(state.params["w"][0]) == 1.0
+    assert float(state.loss_scale["scale"]) == 2.0 ** 15
+    with pytest.raises(UserError, match="loss_scale/counter, which is not saved"):
+        checkpoints.restore_latest(fresh)  # without the field named: another structure
+    checkpoints.close()
 
 
 def test_precision_reaches_every_zoo_model_and_its_attention_module():
@@ -91,10 +184,9 @@ def test_bfloat16_forward_is_close_to_float32(name, kwargs, shape):
 
 
 @pytest.mark.parametrize("model, message", [
-    (dict(precision="float16"), "needs loss scaling"),
     (dict(precision="half"), "unknown model.precision"),
     (dict(attention_implementation="flash"), "unknown attention implementation"),
-    (dict(attention_implementation="cudnn"), "needs model.precision='bfloat16'"),
+    (dict(attention_implementation="cudnn"), "needs model.precision='bfloat16' or 'float16'"),
     (dict(remat="layer"), "unknown remat"),
     (dict(remat="block", remat_policy="all"), "unknown remat_policy"),
     (dict(kwargs=dict(dtype="bfloat16")), "set config.model.precision"),
@@ -102,6 +194,19 @@ def test_bfloat16_forward_is_close_to_float32(name, kwargs, shape):
 def test_bad_settings_are_one_line_errors(model, message):
     with pytest.raises(UserError, match=message):
         experiment.build_model(_config("timesformer", **model))
+
+
+@pytest.mark.parametrize("loss_scale, message", [
+    (dict(period=0), "period must be a positive integer"),
+    (dict(factor=1), "factor must be an integer >= 2"),
+    (dict(initial=float("inf")), "initial must be a number"),
+    (dict(growth=2), "unknown optimizer.loss_scale field 'growth'"),
+])
+def test_bad_loss_scale_settings_are_one_line_errors(loss_scale, message):
+    config = config_files.smoke(**{"model.precision": "float16"})
+    config.optimizer.loss_scale = loss_scale
+    with pytest.raises(UserError, match=message):
+        train.check_train_config(config)
 
 
 def test_settings_a_model_lacks_are_refused():
