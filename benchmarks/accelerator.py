@@ -73,7 +73,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from fer_jax import configs, experiment, train

@@ -69,7 +69,7 @@ def _computation_settings(config, explaining: bool) -> dict:
                 for field, default in COMPUTATION_FIELDS.items()}
     if explaining:
         settings.update(COMPUTATION_FIELDS)
-    for key in ("dtype", *COMPUTATION_FIELDS):
+    for key in (*models.COMPUTATION_KWARGS, "precision"):
         if key in config.model.kwargs:
             raise UserError(f"set config.model.{'precision' if key == 'dtype' else key}, "
                             f"not config.model.kwargs.{key}")

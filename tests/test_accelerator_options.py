@@ -2,6 +2,7 @@
 float32 parameters, optimiser state and logits; float16 with dynamic loss scaling),
 ``attention_implementation`` (fused attention with the probabilities still formed for
 explanations) and ``remat`` (the same gradients)."""
+import dataclasses
 import functools
 import glob
 
@@ -328,3 +329,12 @@ def test_remat_gives_the_same_variables_and_gradients(name, kwargs, shape):
     for a, b in zip(jax.tree.leaves((expected, expected_state)),
                     jax.tree.leaves((got, got_state)), strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
+
+
+def test_the_computation_settings_are_the_models_computation_fields():
+    """config.model's computation settings (precision is the modules' dtype) are the module
+    fields the converter leaves out of a weight file's kwargs and resumes may change."""
+    names = {"dtype" if k == "precision" else k for k in experiment.COMPUTATION_FIELDS}
+    assert names == set(models.COMPUTATION_KWARGS)
+    tsf = models.build("timesformer", num_classes=3, hidden_size=8, num_layers=1, num_heads=2)
+    assert set(models.COMPUTATION_KWARGS) <= {f.name for f in dataclasses.fields(tsf)}

@@ -57,6 +57,11 @@ def build(name: str, **kwargs) -> nn.Module:
         raise UserError(f"cannot build model {name!r} from config.model: {e}") from None
 
 
+# Constructor fields of the zoo's modules that set how a model computes, not its variables
+# (``config.model`` settings, ``dtype`` being ``config.model.precision``): neither checkpoints
+# nor converted weight files depend on them.
+COMPUTATION_KWARGS = ("dtype", "attention_implementation", "remat", "remat_policy")
+
 # Rematerialisation (``remat`` / ``remat_policy`` fields of the models that have them):
 # '' keeps every activation the backward pass needs; 'block' wraps every block (TimeSformer
 # block, residual or Inception block, VGG / C3D stage) in ``nn.remat``, so the backward pass

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 from fer_jax.errors import UserError
-from fer_jax.models import convert, pretrained
+from fer_jax.models import COMPUTATION_KWARGS, convert, pretrained
 
 
 def _torch_load(path: Path, allow_pickle: bool) -> dict:
@@ -81,8 +81,7 @@ def _module_kwargs(module) -> dict:
     """The module's constructor arguments that ``config.model.kwargs`` can hold: not the
     class count, nor how the model computes (``dtype``, ``remat``, ``remat_policy``,
     ``attention_implementation``: ``config.model`` settings, not properties of the weights)."""
-    skip = {"parent", "name", "num_classes", "dtype", "remat", "remat_policy",
-            "attention_implementation"}
+    skip = {"parent", "name", "num_classes", *COMPUTATION_KWARGS}
     return {f.name: getattr(module, f.name) for f in dataclasses.fields(module)
             if f.name not in skip}
 
