@@ -236,3 +236,14 @@ def on_input_axes(maps: jnp.ndarray, axes: Sequence[int], ndim: int) -> jnp.ndar
     for i in order:
         shape[axes[i]] = maps.shape[1 + order.index(i)]
     return maps.reshape(shape)
+
+
+def broadcast_baseline(baseline, x: jnp.ndarray, method: str) -> jnp.ndarray:
+    """A reference input (a number, a clip or a batch) broadcast to ``x``'s shape and dtype;
+    a one-line UserError naming ``method`` when it does not broadcast."""
+    baseline = jnp.asarray(baseline, x.dtype)
+    try:
+        return jnp.broadcast_to(baseline, x.shape)
+    except ValueError:
+        raise UserError(f"{method} baseline of shape {baseline.shape} does not broadcast "
+                        f"against the input {x.shape}") from None

@@ -58,7 +58,8 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core as jax_core
 
-from fer_jax.attribution.core import Target, Variables, inference_variables, target_logits
+from fer_jax.attribution.core import (Target, Variables, broadcast_baseline, inference_variables,
+                                      target_logits)
 from fer_jax.errors import UserError
 
 # Nonlinear primitives with a rule: elementwise in one input-dependent operand ...
@@ -90,7 +91,7 @@ def deeplift(model, variables: Variables, x: jnp.ndarray, target: Target = None,
     ``|z − z'|`` a nonlinearity passes its ordinary gradient (Captum's 1e-10). The target
     defaults to the class predicted for ``x``.
     """
-    baseline = _broadcast_baseline(baseline, x)
+    baseline = broadcast_baseline(baseline, x, "deeplift")
     multipliers = deeplift_multipliers(model, variables, x, target, baseline, eps)
     return ((x - baseline) * multipliers).sum(axis=-1)
 
@@ -105,7 +106,7 @@ def deeplift_multipliers(model, variables: Variables, x: jnp.ndarray, target: Ta
         raise UserError(f"deeplift eps must be >= 0, got {eps}")
     variables = inference_variables(variables)
     x = jnp.asarray(x)
-    baseline = _broadcast_baseline(baseline, x)
+    baseline = broadcast_baseline(baseline, x, "deeplift")
     leaves, tree = jax.tree.flatten(variables)
     shapes = [jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)) for a in leaves]
     closed = jax.make_jaxpr(
@@ -128,13 +129,6 @@ def deeplift_multipliers(model, variables: Variables, x: jnp.ndarray, target: Ta
     return jax.grad(score)(x)
 
 
-def _broadcast_baseline(baseline, x: jnp.ndarray) -> jnp.ndarray:
-    baseline = jnp.asarray(baseline, x.dtype)
-    try:
-        return jnp.broadcast_to(baseline, x.shape)
-    except ValueError:
-        raise UserError(f"deeplift baseline of shape {baseline.shape} does not broadcast "
-                        f"against inputs {x.shape}") from None
 
 
 Pair = tuple[Any, Any]  # (value at x, value at x' — None where it does not depend on x)

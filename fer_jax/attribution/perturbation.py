@@ -64,7 +64,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from fer_jax.attribution.cam_perturbation import chunked
-from fer_jax.attribution.core import Target, Variables, inference_variables, target_index
+from fer_jax.attribution.core import (Target, Variables, broadcast_baseline, inference_variables,
+                                      target_index)
 from fer_jax.attribution.groups import as_batch_groups, default_box, default_groups, group_maps
 from fer_jax.errors import UserError
 
@@ -88,14 +89,6 @@ def _score(logits: jnp.ndarray, index: jnp.ndarray, score: str) -> jnp.ndarray:
     return jnp.take_along_axis(logits, index[:, None], axis=-1)[:, 0]
 
 
-def _baseline(baseline, x: jnp.ndarray) -> jnp.ndarray:
-    """``baseline`` broadcast to ``x``'s shape and dtype."""
-    baseline = jnp.asarray(baseline, x.dtype)
-    try:
-        return jnp.broadcast_to(baseline, x.shape)
-    except ValueError:
-        raise UserError(f"baseline of shape {baseline.shape} does not broadcast against the "
-                        f"input {x.shape}") from None
 
 
 def _patch(model) -> int | None:
@@ -175,7 +168,7 @@ def occlusion(model, variables: Variables, x: jnp.ndarray, target: Target = None
     strides = window if strides is None else _per_axis(strides, positions, "occlusion strides")
     indicators = occlusion_windows(positions, window, strides)
     counts = tuple(len(i) for i in indicators)
-    base = _baseline(baseline, x)
+    base = broadcast_baseline(baseline, x, "occlusion")
     variables, index, y = _unperturbed(model, variables, x, target, score, batch_size)
     rows = [jnp.asarray(i, jnp.float32) for i in indicators]
 
@@ -213,7 +206,7 @@ def feature_ablation(model, variables: Variables, x: jnp.ndarray, target: Target
     default ``default_groups``; num_groups: the number of ids (needed when the groups are
     traced under jit; default the largest id + 1)."""
     groups, count = _groups(model, x, groups, num_groups)
-    base = _baseline(baseline, x)
+    base = broadcast_baseline(baseline, x, "feature_ablation")
     variables, index, y = _unperturbed(model, variables, x, target, score, batch_size)
 
     def perturb(example, g):
@@ -306,7 +299,7 @@ def rise(model, variables: Variables, x: jnp.ndarray, target: Target = None,
     if not 0 < p <= 1:
         raise UserError(f"RISE keep probability p must lie in (0, 1], got {p}")
     count, rng = int(masks), _rng(rng, seed)
-    base = _baseline(baseline, x)
+    base = broadcast_baseline(baseline, x, "rise")
     variables, index, _ = _unperturbed(model, variables, x, target, score, batch_size)
 
     def perturb(example, i):
@@ -374,7 +367,7 @@ def kernel_shap_values(model, variables: Variables, x: jnp.ndarray, target: Targ
     groups, count = _groups(model, x, groups, num_groups)
     samples = 4 * count if samples is None else int(samples)
     z = shap_coalitions(_rng(rng, seed), samples, count)
-    base = _baseline(baseline, x)
+    base = broadcast_baseline(baseline, x, "kernel_shap")
     variables, index, _ = _unperturbed(model, variables, x, target, score, batch_size)
 
     def perturb(example, s):
