@@ -11,6 +11,9 @@ from fer_jax import attribution, models
 from fer_jax.errors import UserError
 from fast import fast_jit
 
+# Captum's DeepLift warns that it sets requires_grad and hooks on the reference network.
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:captum")
+
 
 class Block(nn.Module):
     """conv → ReLU6 (a max and a min), rematerialised in ``RuleNet``."""
