@@ -108,7 +108,7 @@ def zennit():
                                  ("torchvision.models.resnet", resnet)):
                 patch.setitem(sys.modules, name, module)
         zennit = pytest.importorskip("zennit")
-        import zennit.canonizers  # noqa: F401 (bound to the module while the stand-ins exist)
+        import zennit.canonizers  # noqa: F401, F811 (bound to the module while the stand-ins exist)
         import zennit.composites  # noqa: F401
     return torch, zennit
 

@@ -243,17 +243,17 @@ def test_region_groups_are_the_face_part_bands():
                                                                          num_frames=12))
     landmarks = data.ground_truth(0)["landmarks"][None, :3]  # [1, 3, 68, 2]
     regions, per_frame, masks = fast_jit(lambda lm: (
-        attribution.region_groups(lm, 32, 32),
-        attribution.region_groups(lm, 32, 32, per_frame=True),
+        face_parts.region_groups(lm, 32, 32),
+        face_parts.region_groups(lm, 32, 32, per_frame=True),
         [face_parts.part_mask(lm, (part,), 32, 32) for part in face_parts.PARTS]))(landmarks)
     regions, per_frame = np.asarray(regions), np.asarray(per_frame)
-    assert regions.shape == (1, 3, 32, 32) and attribution.REGIONS[-1] == "rest"
+    assert regions.shape == (1, 3, 32, 32) and face_parts.REGIONS[-1] == "rest"
     for region, mask in enumerate(masks):
         assert mask.sum() > 0
         np.testing.assert_array_equal(regions == region, mask)
     assert (regions == 3).sum() > 0
     np.testing.assert_array_equal(per_frame, regions + 4 * np.arange(3)[:, None, None])
-    assert attribution.region_count(3) == 4 and attribution.region_count(3, True) == 12
+    assert face_parts.region_count(3) == 4 and face_parts.region_count(3, True) == 12
 
 
 def test_registry_defaults_and_groups_traced_under_jit(tiny):

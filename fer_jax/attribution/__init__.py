@@ -26,8 +26,8 @@ from fer_jax.attribution.core import (LayerTaps, default_layer, input_gradients,
                                       target_index)
 from fer_jax.attribution.deeplift import deeplift, deeplift_multipliers
 from fer_jax.attribution.fullgrad import full_grad
-from fer_jax.attribution.groups import (REGIONS, box_groups, default_groups, frame_groups,
-                                        group_maps, region_count, region_groups, tube_groups)
+from fer_jax.attribution.groups import (box_groups, default_groups, frame_groups, group_maps,
+                                        tube_groups)
 from fer_jax.attribution.gradients import (gradient_shap, input_x_gradient,
                                            integrated_gradients, saliency, smoothgrad,
                                            smoothgrad_sq, vargrad)

@@ -57,9 +57,13 @@ the cls token replicated per frame and its T outputs averaged) are both
 ``timesformer.Attention``; the replication and the average are linear, so the backward pass
 conserves through them.
 
+The modules are recognised by what they declare, not by class (this package imports no
+model code): a module's ``attribution_elementwise`` attribute names its elementwise
+nonlinearity's method (``timesformer.Mlp``: ``'activation'``), an attention module's
+``attribution_qkv`` its fused ``nn.Dense`` projection (``timesformer.Attention``: ``'qkv'``).
 Only the operations named above get rules: a model using other nonlinearities in its
-transformer (or attention modules other than ``timesformer.Attention``) gets plain gradients
-there, which is not LRP. A model that calls no ``timesformer.Attention`` is refused (use
+transformer, or attention modules that do not declare their projection, gets plain gradients
+there, which is not LRP. A model with no declared attention projection is refused (use
 ``lrp`` for CNNs). The rules apply inside ``AttnLRPRules`` by method interception
 (``flax.linen.intercept_methods``), so any gradient taken of a ``model.apply`` inside it is the
 AttnLRP signal (for latent relevance of any layer: ``attn_lrp_relevance(layers=...)``).
@@ -79,7 +83,6 @@ import jax.numpy as jnp
 from fer_jax.attribution.core import (LayerTaps, Target, Variables, inference_variables,
                                       target_logits)
 from fer_jax.errors import UserError
-from fer_jax.models import timesformer
 
 ATTENTION_RULES = ("attnlrp", "cp")
 # Factors on the signal reaching Q, K and V (the thirds of the qkv projection's output).
@@ -154,13 +157,13 @@ class AttnLRPRules:
         module, method = context.module, context.method_name
         if method == "__call__" and isinstance(module, nn.LayerNorm):
             return self._layer_norm(module, next_fun, args, kwargs)
-        if method == "activation" and isinstance(module, timesformer.Mlp):
+        if method == getattr(module, "attribution_elementwise", None):
             self.counts["activations"] += 1
             h = args[0] if args else kwargs["x"]
             return identity_rule(h, next_fun(*args, **kwargs))
         out = next_fun(*args, **kwargs)
-        if (method == "__call__" and isinstance(module, nn.Dense) and module.name == "qkv"
-                and isinstance(module.parent, timesformer.Attention)):
+        if (method == "__call__" and isinstance(module, nn.Dense) and module.name is not None
+                and module.name == getattr(module.parent, "attribution_qkv", None)):
             self.counts["attention"] += 1
             third = out.shape[-1] // 3
             factors = jnp.repeat(jnp.asarray(self.factors, out.dtype), third)
@@ -179,10 +182,12 @@ class AttnLRPRules:
         return y + (lin - jax.lax.stop_gradient(lin)).astype(y.dtype)
 
     def check(self, model: nn.Module) -> None:
-        """Raises ``UserError`` when the forward pass called no ``timesformer.Attention``."""
+        """Raises ``UserError`` when the forward pass called no attention module that names
+        its fused projection (``attribution_qkv``, as ``timesformer.Attention`` does)."""
         if not self.counts["attention"]:
-            raise UserError(f"attn_lrp needs a transformer built from fer_jax.models."
-                            f"timesformer (Attention with its qkv projection); "
+            raise UserError(f"attn_lrp needs a transformer whose attention modules name their "
+                            f"fused q, k, v projection (attribution_qkv, as fer_jax.models."
+                            f"timesformer's do); "
                             f"{type(model).__name__} calls none — use lrp for CNNs")
 
     def __enter__(self) -> "AttnLRPRules":

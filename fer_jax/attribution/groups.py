@@ -14,11 +14,11 @@ at a time and write each group's value onto its positions (``group_maps``).
   video), spatial extents rounded up to a multiple of ``patch`` (a transformer's patch size,
   so that no patch is split); it needs nothing but the input's shape, so the methods run in
   ``--mode=report`` on any model.
-* ``region_groups``: the eyes, nose and mouth bands of ``evaluation.face_parts`` from each
-  frame's 68 landmarks, and the rest of the frame, for the whole clip (4 groups) or per frame
-  (``4 · T``). Landmarks do not reach a method through ``attribution.METHODS`` (``--mode=report``
+* facial regions: ``evaluation.face_parts.region_groups`` builds group ids of the eyes, nose and
+  mouth bands from each frame's 68 landmarks (it lives with the face geometry, above this
+  package). Landmarks do not reach a method through ``attribution.METHODS`` (``--mode=report``
   passes the clip alone), so facial regions are a library call:
-  ``feature_ablation(model, variables, x, groups=region_groups(landmarks, H, W))``.
+  ``feature_ablation(model, variables, x, groups=face_parts.region_groups(landmarks, H, W))``.
 """
 from __future__ import annotations
 
@@ -29,11 +29,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from fer_jax.errors import UserError
-from fer_jax.evaluation import face_parts
-
-REGIONS: tuple[str, ...] = face_parts.PARTS + ("rest",)
-"""Group names of ``region_groups``, in id order (per frame: id = frame · 4 + region)."""
-
 
 def box_groups(shape: Sequence[int], box: Sequence[int]) -> np.ndarray:
     """Int32 ``shape``: the id of the box of size ``box`` each position falls in."""
@@ -78,32 +73,6 @@ def default_box(shape: Sequence[int], patch: int | None = None) -> tuple[int, ..
         for axis in (1, 2):
             box[axis] = min(int(shape[axis]), -(-box[axis] // patch) * patch)
     return tuple(box)
-
-
-def region_groups(landmarks: jnp.ndarray, height: int, width: int,
-                  per_frame: bool = False) -> jnp.ndarray:
-    """Int32 ``[B, T, H, W]``: ``REGIONS`` ids (eyes 0, nose 1, mouth 2, rest 3) from
-    ``face_parts.part_mask``; ``per_frame``: ``frame · 4 + region`` (``4 · T`` groups).
-
-    landmarks: ``[B, T, 68, 2]`` (x, y) pixels of the clip's frames, ``face_parts``'
-    convention (pixel centres at integers). The bands do not overlap, so each pixel is in one.
-    """
-    landmarks = jnp.asarray(landmarks)
-    if landmarks.ndim != 4 or landmarks.shape[-2:] != (68, 2):
-        raise UserError(f"region_groups needs landmarks [batch, frames, 68, 2], got "
-                        f"{landmarks.shape}")
-    ids = jnp.full(landmarks.shape[:2] + (height, width), len(face_parts.PARTS), jnp.int32)
-    for region, part in enumerate(face_parts.PARTS):
-        ids = jnp.where(face_parts.part_mask(landmarks, (part,), height, width), region, ids)
-    if per_frame:
-        frames = jnp.arange(landmarks.shape[1], dtype=jnp.int32)[:, None, None]
-        ids = ids + frames * len(REGIONS)
-    return ids
-
-
-def region_count(frames: int, per_frame: bool = False) -> int:
-    """The number of groups of ``region_groups`` (its ``num_groups``)."""
-    return len(REGIONS) * (frames if per_frame else 1)
 
 
 def as_batch_groups(groups, x: jnp.ndarray, num_groups: int | None) -> tuple[jnp.ndarray, int]:

@@ -110,3 +110,36 @@ def _check_parts(parts) -> tuple[str, ...]:
     if not parts:
         raise UserError(f"no facial part given; choose some of {', '.join(PARTS)}")
     return parts
+
+
+# --------------------------------------------------------------------------------------------
+# Feature groups for the perturbation methods (attribution.feature_ablation, kernel_shap)
+
+REGIONS: tuple[str, ...] = PARTS + ("rest",)
+"""Group names of ``region_groups``, in id order (per frame: id = frame · 4 + region)."""
+
+
+def region_groups(landmarks: jnp.ndarray, height: int, width: int,
+                  per_frame: bool = False) -> jnp.ndarray:
+    """Int32 ``[B, T, H, W]``: ``REGIONS`` ids (eyes 0, nose 1, mouth 2, rest 3) from
+    ``part_mask``; ``per_frame``: ``frame · 4 + region`` (``4 · T`` groups).
+
+    landmarks: ``[B, T, 68, 2]`` (x, y) pixels of the clip's frames, this module's
+    convention (pixel centres at integers). The bands do not overlap, so each pixel is in one.
+    """
+    landmarks = jnp.asarray(landmarks)
+    if landmarks.ndim != 4 or landmarks.shape[-2:] != (68, 2):
+        raise UserError(f"region_groups needs landmarks [batch, frames, 68, 2], got "
+                        f"{landmarks.shape}")
+    ids = jnp.full(landmarks.shape[:2] + (height, width), len(PARTS), jnp.int32)
+    for region, part in enumerate(PARTS):
+        ids = jnp.where(part_mask(landmarks, (part,), height, width), region, ids)
+    if per_frame:
+        frames = jnp.arange(landmarks.shape[1], dtype=jnp.int32)[:, None, None]
+        ids = ids + frames * len(REGIONS)
+    return ids
+
+
+def region_count(frames: int, per_frame: bool = False) -> int:
+    """The number of groups of ``region_groups`` (its ``num_groups``)."""
+    return len(REGIONS) * (frames if per_frame else 1)

@@ -96,6 +96,10 @@ class Attention(nn.Module):
     dtype: jnp.dtype = jnp.float32
     implementation: str = "explicit"
 
+    # For relevance propagation (attribution.attn_lrp): the fused projection whose output's
+    # thirds are Q, K and V.
+    attribution_qkv = "qkv"
+
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
         *lead, length, dim = x.shape
@@ -127,6 +131,10 @@ class Mlp(nn.Module):
     dropout: float = 0.0
     approximate: bool = False
     dtype: jnp.dtype = jnp.float32
+
+    # For relevance propagation (attribution.attn_lrp): the method applying the elementwise
+    # nonlinearity, which gets the identity rule.
+    attribution_elementwise = "activation"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
