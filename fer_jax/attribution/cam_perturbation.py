@@ -59,14 +59,16 @@ def _weighted_map(weights: jnp.ndarray, a: jnp.ndarray) -> jnp.ndarray:
 
 def chunked(fn: Callable[[jnp.ndarray], jnp.ndarray], count: int,
             batch_size: int) -> jnp.ndarray:
-    """``fn(indices [batch_size]) → [batch_size]`` over ``range(count)`` in compiled chunks
-    (``jax.lax.map``): ``[count]``. The last chunk is padded with repeated indices."""
+    """``fn(indices [batch_size]) → [batch_size, …]`` over ``range(count)`` in compiled chunks
+    (``jax.lax.map``): ``[count, …]``. The last chunk is padded with repeated indices, whose
+    results are dropped."""
     if int(batch_size) < 1:
         raise UserError(f"batch_size must be a positive number of copies, got {batch_size}")
     batch_size = min(int(batch_size), count)
     chunks = -(-count // batch_size)
     indices = jnp.arange(chunks * batch_size, dtype=jnp.int32) % count
-    return jax.lax.map(fn, indices.reshape(chunks, batch_size)).reshape(-1)[:count]
+    out = jax.lax.map(fn, indices.reshape(chunks, batch_size))
+    return out.reshape((chunks * batch_size,) + out.shape[2:])[:count]
 
 
 def _setup(model, variables, x, target, layer, reshape):

@@ -36,24 +36,9 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from fer_jax.attribution.cam_perturbation import chunked
 from fer_jax.attribution.core import Target, Variables, inference_variables, target_index
 from fer_jax.errors import UserError
-
-
-def chunked_map(fn: Callable[[jnp.ndarray], jnp.ndarray], items: jnp.ndarray,
-                batch_size: int) -> jnp.ndarray:
-    """``fn`` over the leading axis of ``items [N, …]`` in compiled chunks of ``batch_size``
-    (``fn: [k, …] → [k, …]``; ``jax.lax.map`` over the chunks): ``[N, …]``."""
-    if int(batch_size) < 1:
-        raise UserError(f"batch_size must be a positive number of perturbations, got "
-                        f"{batch_size}")
-    count = len(items)
-    size = min(int(batch_size), count)
-    chunks = -(-count // size)
-    padded = jnp.concatenate([items, jnp.zeros((chunks * size - count,) + items.shape[1:],
-                                                items.dtype)])
-    out = jax.lax.map(fn, padded.reshape((chunks, size) + items.shape[1:]))
-    return jax.tree.map(lambda o: o.reshape((chunks * size,) + o.shape[2:])[:count], out)
 
 
 def _per_value(perturbations: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
@@ -93,7 +78,7 @@ def infidelity_of(forward: Callable[[jnp.ndarray], jnp.ndarray], x: jnp.ndarray,
         out = jnp.take_along_axis(out, jnp.tile(index, k)[:, None], axis=-1)[:, 0]
         return score[None] - out.reshape(k, len(x))
 
-    d = chunked_map(changes, perturbations, batch_size).astype(jnp.float32)  # [N, B]
+    d = chunked(lambda i: changes(perturbations[i]), len(perturbations), batch_size).astype(jnp.float32)  # [N, B]
     s = (maps[None] * perturbations).sum(axis=tuple(a + 1 for a in axes)).astype(jnp.float32)
     if not normalize:
         return ((s - d) ** 2).mean(axis=0)
@@ -167,4 +152,5 @@ def sensitivity_max(explain_fn: Callable[[jnp.ndarray], jnp.ndarray], x: jnp.nda
                 else jax.vmap(explain_fn)(x[None] + chunk))
         return jax.vmap(lambda m: _norm(m - reference, norm_ord) / scale)(maps)
 
-    return chunked_map(sensitivities, perturbations, batch_size).max(axis=0)
+    return chunked(lambda i: sensitivities(perturbations[i]), len(perturbations),
+                   batch_size).max(axis=0)
