@@ -3,9 +3,11 @@ Gloo collectives) ends with the parameters of a 1-process run with the same glob
 with the score-table sampler, whose updates every process applies, so the clips drawn (and
 hence the parameters) only match when the tables stay identical across processes."""
 import json
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -32,6 +34,44 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _run_together(commands: list[list[str]], logs: Path, timeout: float
+                  ) -> list[tuple[str, str]]:
+    """Runs ``commands`` at once and returns each one's (stdout, stderr); fails the test if
+    any exits non-zero, or if they have not all ended ``timeout`` seconds after the start —
+    then with the Python stack of every thread of each process that was still running
+    (faulthandler on SIGABRT), so that a hang says where each process waited. Output goes to
+    files, never to pipes that a blocked reader could fill."""
+    logs.mkdir(parents=True, exist_ok=True)
+    env = dict(_env(), PYTHONFAULTHANDLER="1")
+    files = [(logs / f"{i}.out", logs / f"{i}.err") for i in range(len(commands))]
+    processes = []
+    for command, (out, err) in zip(commands, files):
+        with open(out, "w") as stdout, open(err, "w") as stderr:
+            processes.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=stdout,
+                                              stderr=stderr, text=True))
+    deadline, hung = time.monotonic() + timeout, []
+    for i, process in enumerate(processes):
+        try:
+            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            hung.append(i)
+    for i in hung:  # every thread's Python stack to its stderr, then the end
+        processes[i].send_signal(signal.SIGABRT)
+    for i in hung:
+        try:
+            processes[i].wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            processes[i].kill()
+            processes[i].wait()
+    outputs = [(out.read_text(), err.read_text()) for out, err in files]
+    report = "\n".join(f"--- process {i} (exit {p.returncode}): stdout\n{out[-1500:]}\n"
+                       f"--- process {i}: stderr\n{err[-6000:]}"
+                       for i, (p, (out, err)) in enumerate(zip(processes, outputs)))
+    assert not hung, f"processes {hung} still ran after {timeout:g} s\n{report}"
+    assert all(p.returncode == 0 for p in processes), report
+    return outputs
+
+
 def _params(workdir):
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     variables, _, step = checkpointing.Checkpoints(workdir, 2).restore_variables(
@@ -50,14 +90,10 @@ def test_two_processes_match_one_process(tmp_path, tmp_path_factory, smoke, step
     one = shared_runs.sampler_reference(tmp_path_factory)
     command = [sys.executable, "-m", "fer_jax.main", *smoke]
     address = f"localhost:{_free_port()}"
-    processes = [subprocess.Popen(
+    outputs = _run_together([
         command + [f"--workdir={tmp_path / 'two'}", f"--coordinator_address={address}",
-                   "--num_processes=2", f"--process_id={i}"],
-        cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(2)]
-    outputs = [p.communicate(timeout=300) for p in processes]
-    for p, (out, err) in zip(processes, outputs):
-        assert p.returncode == 0, err[-3000:]
+                   "--num_processes=2", f"--process_id={i}"] for i in range(2)],
+        tmp_path / "logs", timeout=300)
     assert "on 2 cpu device(s)" in outputs[0][0]
     (step_one, a), (step_two, b) = _params(one), _params(tmp_path / "two")
     assert step_one == step_two == steps
