@@ -69,12 +69,13 @@ def _print_report(results: dict) -> None:
     columns = {label: [column for column in row if column.short]
                for label, row in measurements.ranking(results).items()}
     shown = next(iter(columns.values()), [])
-    print(f"{'method':<22s}" + "".join(f"{column.short:>10s}" for column in shown)
+    width = max([len("method"), *map(len, columns)]) + 2  # the longest label sets the column
+    print(f"{'method':<{width}s}" + "".join(f"{column.short:>10s}" for column in shown)
           + f"{'seconds':>10s}")
     for label, row in columns.items():
         cells = [column.value for column in row] + [results["seconds"][label]]
-        print(f"{label:<22s}" + "".join("         -" if v is None else f"{v:>10.3f}"
-                                        for v in cells))
+        print(f"{label:<{width}s}" + "".join("         -" if v is None else f"{v:>10.3f}"
+                                             for v in cells))
     for name, reason in (results.get("skipped") or {}).items():
         print(f"skipped: {name} ({reason})")
     print(f"report: {Path(results['workdir']) / 'report.html'}")

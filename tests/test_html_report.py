@@ -75,17 +75,20 @@ def test_section_ids_are_validated():
             doc.section("Bad", id=bad)
 
 
-def test_images_must_be_png_or_gif():
+def test_images_must_be_png_gif_or_jpeg():
     doc = html.Report()
     sec = doc.section("S", id="s")
-    jpeg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
-    for data in (b"", b"not an image", jpeg):
-        with pytest.raises(UserError, match="neither PNG nor GIF"):
+    bmp = cv2.imencode(".bmp", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    for data in (b"", b"not an image", bmp):
+        with pytest.raises(UserError, match="neither PNG, GIF nor JPEG"):
             sec.figure(data)
-    with pytest.raises(UserError, match="neither PNG nor GIF"):
+    with pytest.raises(UserError, match="neither PNG, GIF nor JPEG"):
         sec.gallery([(_png(), "ok"), (b"GIF7", "truncated magic")])
     sec.figure(cv2.imencode(".png", np.zeros((4, 4), np.uint8))[1])  # a uint8 buffer works
-    assert doc.html().count("<img ") == 1  # the failed calls added nothing
+    sec.figure(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    page = doc.html()
+    assert page.count("<img ") == 2  # the failed calls added nothing
+    assert page.count('src="data:image/jpeg;base64,') == 1
 
 
 def test_image_kind_is_sniffed_and_embedded():

@@ -240,6 +240,11 @@ def test_a_measurement_defined_elsewhere_plugs_in(source, mean_map, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split() == ["method", "occl.", "diff", "mean", "map", "seconds"]
     assert lines[2].split()[0] == "Saliency" and len(lines[2].split()) == 4
+    long = "AttnLRP (attention_rule=cp) twice"  # longer than the default column
+    main._print_report(dict(results, methods={long: result}, seconds={long: 1.0}))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith(long + "  ")  # the columns keep their place
+    assert len(lines[1]) == len(lines[2])  # header and row end in the same column
 
 
 def _examples(results) -> dict:
@@ -266,6 +271,10 @@ def test_report_sections_follow_the_measurements(source, everything, mean_map):
     ground_truth = page[page.index('<section id="ground-truth">'):]
     ground_truth = ground_truth[:ground_truth.index("</section>")]
     assert ground_truth.index("CAM-COS per class") < ground_truth.index("Localisation scores")
+    examples = page[page.index('<section id="examples">'):]
+    examples = examples[:examples.index("</section>")]
+    assert examples.count("data:image/jpeg") == 2 * 2  # two mosaics per example video
+    assert [report.example_scale(n) for n in (8, 32, 64, 112, 224)] == [4, 4, 2, 1, 1]
 
     with_toy = _page(_measure(source, "mean_map,deletion"))
     assert re.findall(r'<section id="([^"]+)">', with_toy) == [

@@ -123,6 +123,21 @@ def test_png_bytes_round_trip():
         viz.png_bytes(image[..., 0])
 
 
+def test_jpeg_bytes_round_trip_and_smaller_than_png_for_a_face_mosaic():
+    smooth = np.linspace(0, 255, 96 * 128 * 3).reshape(96, 128, 3)
+    noise = np.random.default_rng(2).normal(0, 6, smooth.shape)
+    image = np.clip(smooth + noise, 0, 255).astype(np.uint8)
+    data = viz.jpeg_bytes(image, quality=90)
+    assert data.startswith(b"\xff\xd8\xff")
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+    assert np.abs(decoded.astype(int) - image).mean() < 6  # lossy: less than the noise (sd 6)
+    assert len(data) < len(viz.png_bytes(image)) / 2
+    with pytest.raises(UserError, match="uint8 RGB"):
+        viz.jpeg_bytes(image[..., 0])
+    with pytest.raises(UserError, match="quality must lie in 1..100"):
+        viz.jpeg_bytes(image, quality=0)
+
+
 def test_write_gif_round_trip(tmp_path):
     colours = [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
     path = viz.write_video(tmp_path / "new" / "clip.gif", _solid(colours), fps=4, upscale=3)
@@ -252,3 +267,51 @@ def test_trend_lines_draw_one_panel_per_class_with_a_band():
                                                      _CLASSES[:1]), np.uint8),
                        cv2.IMREAD_COLOR)
     assert image.shape[1] > 1.6 * one.shape[1]  # two panels side by side, not one
+
+
+_MANY = [f"method {i}" for i in range(25)]  # as many as the README's ranking compares
+_MANY_RNG = np.random.default_rng(5)
+
+
+@pytest.mark.parametrize("name, draw", [
+    ("occlusion_curves", lambda: viz.occlusion_curves(
+        {m: _MANY_RNG.random((2, 3, 4)) for m in _MANY}, (0.1, 0.2, 0.3), (0, 2, 4, 8))),
+    ("difference_curves", lambda: viz.difference_curves(
+        {m: _MANY_RNG.random((2, 3, 4)) for m in _MANY}, (0.1, 0.2, 0.3), (0, 2, 4, 8))),
+    ("deletion_insertion", lambda: viz.deletion_insertion(
+        {m: {"deletion": _MANY_RNG.random(11), "insertion": _MANY_RNG.random(11)}
+         for m in _MANY}, np.linspace(0, 1, 11))),
+    ("randomisation_curves", lambda: viz.plots.randomisation_curves(
+        {m: {"spearman": list(_MANY_RNG.random(5)), "ssim": list(_MANY_RNG.random(5))}
+         for m in _MANY}, ["head", "b2", "b1", "b0", "embed"])),
+    ("bar_table", lambda: viz.bar_table(
+        {au: {m: _MANY_RNG.random() for m in _MANY} for au in ("AU4", "AU6", "AU12", "AU25")},
+        ylabel="AU energy")),
+])
+def test_plots_of_25_methods_lay_out_and_fit_the_report(name, draw):
+    """25 methods: constrained layout applies (matplotlib warns when a legend squeezes the
+    axes to nothing), the legend sits under the axes, and the figure is no wider than the
+    report's column."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        image = cv2.imdecode(np.frombuffer(draw(), np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape[1] <= viz.plots.REPORT_WIDTH * 100, image.shape
+
+
+def test_series_styles_tell_25_methods_apart_and_the_legend_grows_the_figure():
+    styles = {(s["color"], s["marker"]) for s in
+              (viz.plots.series_style(i, 25) for i in range(25))}
+    assert len(styles) == 25
+    assert viz.plots.series_style(3, 4)["marker"] == "."  # few series: colour alone
+    heights = []
+    for count in (2, 30):
+        fig = viz.plots.figure(6, 3)
+        ax = fig.subplots()
+        lines = [ax.plot([0, 1], [i, i])[0] for i in range(count)]
+        viz.plots.legend_below(fig, lines, [f"m{i}" for i in range(count)])
+        heights.append(fig.get_figheight())
+        fig.canvas.draw()
+        legend_box = fig.legends[0].get_window_extent()
+        assert legend_box.y1 <= ax.get_window_extent().y0  # below the axes, not on them
+    assert heights[1] - heights[0] == pytest.approx(0.22 * (8 - 1))  # 8 rows of 4 vs 1

@@ -26,7 +26,8 @@ from fer_jax import atomic_files
 from fer_jax.errors import UserError
 
 _ID = re.compile(r"[A-Za-z0-9_-]+")
-_MAGIC = {b"\x89PNG\r\n\x1a\n": "image/png", b"GIF87a": "image/gif", b"GIF89a": "image/gif"}
+_MAGIC = {b"\x89PNG\r\n\x1a\n": "image/png", b"GIF87a": "image/gif", b"GIF89a": "image/gif",
+          b"\xff\xd8\xff": "image/jpeg"}
 MISSING = "\u2013"  # en dash shown for a ``None`` table cell
 
 STYLE = """
@@ -97,11 +98,11 @@ def _best_rows(rows: Sequence[Sequence], column: int, mode: str) -> set[int]:
 
 
 def _image_mime(data: bytes) -> str:
-    """The MIME type of PNG or GIF bytes, read from their magic bytes."""
+    """The MIME type of PNG, GIF or JPEG bytes, read from their magic bytes."""
     for magic, mime in _MAGIC.items():
         if data.startswith(magic):
             return mime
-    raise UserError(f"report image: {data[:8]!r}... is neither PNG nor GIF; encode "
+    raise UserError(f"report image: {data[:8]!r}... is neither PNG, GIF nor JPEG; encode "
                     "it with cv2.imencode('.png', image) or Pillow first")
 
 

@@ -16,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from fer_jax.errors import UserError
 
@@ -38,6 +39,29 @@ def finish(fig: Figure, title: str, path) -> bytes:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_bytes(data)
     return data
+
+
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+_HATCHES = ("", "//", "..", "xx", "\\\\", "++")
+LEGEND_COLUMNS = 4
+
+
+def series_style(index: int, count: int) -> dict:
+    """Line style of series ``index`` of ``count``: the ten default colours, and from the
+    eleventh series on a new marker per round of ten, so that 25 methods stay apart
+    (``color`` and ``marker`` keywords of ``Axes.plot``)."""
+    marker = _MARKERS[(index // 10) % len(_MARKERS)] if count > 10 else "."
+    return {"color": f"C{index % 10}", "marker": marker, "markersize": 4}
+
+
+def legend_below(fig: Figure, handles: Sequence, labels: Sequence[str],
+                 columns: int = LEGEND_COLUMNS) -> None:
+    """One legend for the whole figure, under its axes, in up to ``columns`` columns; the
+    figure grows by the legend's rows so the axes keep their size and no entry covers data."""
+    columns = max(min(columns, len(labels)), 1)
+    rows = math.ceil(len(labels) / columns)
+    fig.set_figheight(fig.get_figheight() + 0.22 * rows + 0.15)
+    fig.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize="small")
 
 
 def _array(values, shape: tuple, what: str) -> np.ndarray:
@@ -96,14 +120,15 @@ def occlusion_curves(accuracy: Mapping, fractions: Sequence[float],
     accuracy = _accuracy(accuracy, fractions, frame_counts)
     fig = _fraction_figure(len(fractions))
     axes = _fraction_axes(fig, fractions, "accuracy")
-    for colour, (method, values) in enumerate(accuracy.items()):
+    for number, (method, values) in enumerate(accuracy.items()):
+        style = series_style(number, len(accuracy))
         for index, ax in enumerate(axes):
-            ax.plot(frame_counts, values[1, index], color=f"C{colour}", marker=".",
-                    label=f"{method}: least important occluded")
-            ax.plot(frame_counts, values[0, index], color=f"C{colour}", marker=".", ls="--",
-                    label=f"{method}: most important occluded")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
-               ncols=min(2 * len(accuracy), 4), fontsize="small")
+            ax.plot(frame_counts, values[1, index], label=method, **style)
+            ax.plot(frame_counts, values[0, index], ls="--", **style)
+    handles, labels = axes[0].get_legend_handles_labels()
+    handles += [Line2D([], [], color="0.3"), Line2D([], [], color="0.3", ls="--")]
+    labels += ["solid: least important occluded", "dashed: most important occluded"]
+    legend_below(fig, handles, labels)
     return finish(fig, title, path)
 
 
@@ -114,14 +139,13 @@ def difference_curves(accuracy: Mapping, fractions: Sequence[float],
     accuracy = _accuracy(accuracy, fractions, frame_counts)
     fig = _fraction_figure(len(fractions))
     axes = _fraction_axes(fig, fractions, "accuracy difference (least − most)")
-    for colour, (method, values) in enumerate(accuracy.items()):
+    for number, (method, values) in enumerate(accuracy.items()):
+        style = series_style(number, len(accuracy))
         for index, ax in enumerate(axes):
-            ax.plot(frame_counts, values[1, index] - values[0, index], color=f"C{colour}",
-                    marker=".", label=method)
+            ax.plot(frame_counts, values[1, index] - values[0, index], label=method, **style)
     for ax in axes:
         ax.axhline(0, color="0.5", lw=0.8)
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
-               ncols=min(len(accuracy), 5), fontsize="small")
+    legend_below(fig, *axes[0].get_legend_handles_labels())
     return finish(fig, title, path)
 
 
@@ -271,24 +295,29 @@ def trend_lines(mean, std, class_names: Sequence[str], title: str = "", path=Non
 def deletion_insertion(curves: Mapping, fractions, title: str = "", path=None) -> bytes:
     """Deletion and insertion curves: method -> {"deletion": [S], "insertion": [S]}, the
     mean target probability after removing / inserting ``fractions`` [S] of the cells
-    (most important first); the legends give each curve's area (trapezoid rule)."""
+    (most important first); the legend under the panels gives each method's areas
+    (trapezoid rule), deletion / insertion."""
     _nonempty(curves, "deletion/insertion curves")
     fractions = _array(fractions, (None,), "deletion/insertion fractions")
     fig = figure(9, 3.6)
     axes = fig.subplots(1, 2, sharey=True)
-    for colour, (method, curve) in enumerate(curves.items()):
+    handles, labels = [], []
+    for number, (method, curve) in enumerate(curves.items()):
+        areas = []
         for ax, kind in zip(axes, ("deletion", "insertion")):
             if kind not in curve:
                 raise UserError(f"deletion/insertion curves: {method!r} has no {kind!r} "
                                 f"curve; give both 'deletion' and 'insertion'")
             values = _array(curve[kind], fractions.shape, f"{kind} curve of {method!r}")
-            ax.plot(fractions, values, color=f"C{colour}",
-                    label=f"{method} (AUC {np.trapezoid(values, fractions):.3f})")
+            line, = ax.plot(fractions, values, **series_style(number, len(curves)))
+            areas.append(np.trapezoid(values, fractions))
+        handles.append(line)
+        labels.append(f"{method} (AUC {areas[0]:.3f} / {areas[1]:.3f})")
     for ax, kind, done in zip(axes, ("deletion", "insertion"), ("deleted", "inserted")):
         ax.set(title=kind, xlabel=f"fraction of cells {done}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
     axes[0].set_ylabel("mean target probability")
+    legend_below(fig, handles, labels, columns=3)
     return finish(fig, title, path)
 
 
@@ -302,18 +331,18 @@ def randomisation_curves(curves: Mapping, stages: Sequence[str], title: str = ""
     depth = np.arange(1, len(stages) + 1)
     fig = figure(max(7.5, 3.2 * len(scores)), 3.6)
     axes = np.atleast_1d(fig.subplots(1, len(scores), sharey=True, squeeze=False)[0])
-    for colour, (method, curve) in enumerate(curves.items()):
+    for number, (method, curve) in enumerate(curves.items()):
         for ax, score in zip(axes, scores):
             values = _array([np.nan if v is None else v for v in curve.get(score, [])],
                             depth.shape, f"{score} curve of {method!r}")
-            ax.plot(depth, values, "o-", color=f"C{colour}", label=method, markersize=3)
+            ax.plot(depth, values, label=method, **series_style(number, len(curves)))
     for ax, score in zip(axes, scores):
         ax.set(title=score, xlabel="randomised down to")
         ax.set_xticks(depth, list(stages), rotation=60, ha="right", fontsize="x-small")
         ax.axhline(0, color="0.6", linewidth=0.8)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("similarity to the trained model's maps")
-    axes[-1].legend(fontsize="small")
+    legend_below(fig, *axes[0].get_legend_handles_labels())
     return finish(fig, title, path)
 
 
@@ -325,24 +354,27 @@ def _table(values: Mapping, groups: list, methods: list) -> np.ndarray:
 
 def bar_table(values: Mapping, errors: Mapping | None = None, ylabel: str = "",
               title: str = "", path=None) -> bytes:
-    """Grouped bar chart: group -> method -> value (one colour per method), with optional
-    ``errors`` of the same structure (e.g. standard deviations) as error bars."""
+    """Grouped bar chart: group -> method -> value (one colour per method, hatched from the
+    eleventh on), with optional ``errors`` of the same structure (e.g. standard deviations)
+    as error bars; the legend under the axes."""
     _nonempty(values, "bar table")
     groups = list(values)
     methods = list(dict.fromkeys(method for group in values.values() for method in group))
     heights = _table(values, groups, methods)
     spread = None if errors is None else _table(errors, groups, methods)
     width = 0.8 / len(methods)
-    fig = figure(max(4.5, 1.2 + len(groups) * (0.4 + 0.25 * len(methods))), 3.8)
+    fig = figure(min(max(4.5, 1.2 + len(groups) * (0.4 + 0.25 * len(methods))),
+                     REPORT_WIDTH), 3.8)
     ax = fig.subplots()
     for index, method in enumerate(methods):
         ax.bar(np.arange(len(groups)) + (index - (len(methods) - 1) / 2) * width,
-               heights[:, index], width, label=method, capsize=3,
-               yerr=None if spread is None else spread[:, index])
+               heights[:, index], width, label=method, capsize=3, color=f"C{index % 10}",
+               hatch=_HATCHES[(index // 10) % len(_HATCHES)], edgecolor="white",
+               linewidth=0, yerr=None if spread is None else spread[:, index])
     ax.set_xticks(np.arange(len(groups)), groups)
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize="small")
+    legend_below(fig, *ax.get_legend_handles_labels())
     return finish(fig, title, path)
 
 

@@ -16,6 +16,14 @@ from fer_jax.evaluation import occlusion
 from fer_jax.viz import html, overlays, plots, video
 
 PREVIEW_FRACTION = 0.2   # Du Toit's example figures occlude 20 % of the patches
+EXAMPLE_CELL = 128       # pixels a frame of the examples is enlarged towards (whole factors)
+
+
+def example_scale(frame_size: int) -> int:
+    """The whole enlargement factor (1–4) of an example frame of ``frame_size`` pixels:
+    small inputs (32 px) grow to about ``EXAMPLE_CELL`` pixels, model-sized ones (112 px and
+    up) stay as they are, so a 25-method grid of 224-px frames is not 4× larger."""
+    return int(np.clip(EXAMPLE_CELL // max(frame_size, 1), 1, 4))
 
 
 class Page:
@@ -90,6 +98,7 @@ def _examples(doc: html.Report, examples: dict, settings, class_names) -> None:
         "each method's map of the predicted class over them; below, Du Toit's test at "
         f"{PREVIEW_FRACTION:.0%}: the most / least important cells of every frame hidden."))
     frames = examples["frames"]
+    scale = example_scale(frames.shape[2])
     for n, index in enumerate(examples["videos"]):
         label, predicted = class_names[examples["labels"][n]], class_names[
             examples["predicted"][n]]
@@ -105,11 +114,14 @@ def _examples(doc: html.Report, examples: dict, settings, class_names) -> None:
             preview_names += [f"{method}: most", f"{method}: least"]
         title = f"video {index}: {label} → predicted {predicted}"
         details = section.details(title, open=n < 2)
-        details.figure(overlays.png_bytes(overlays.frame_grid(rows, names, title=title)),
+        # the mosaics as JPEG: heatmaps over faces, a third of the PNG's size at 25 methods
+        details.figure(overlays.jpeg_bytes(overlays.frame_grid(rows, names, scale=scale,
+                                                               title=title)),
                        caption="Input and overlays (one column per frame).")
-        details.gallery([(video.gif_bytes(r, fps=4, upscale=4), name)
+        details.gallery([(video.gif_bytes(r, fps=4, upscale=scale), name)
                          for r, name in zip(rows, names)], columns=len(rows), pixelated=True)
-        details.figure(overlays.png_bytes(overlays.frame_grid(previews, preview_names)),
+        details.figure(overlays.jpeg_bytes(overlays.frame_grid(previews, preview_names,
+                                                               scale=scale)),
                        caption=f"{PREVIEW_FRACTION:.0%} of the cells of every frame occluded.")
 
 
