@@ -109,13 +109,53 @@ def _fingerprint_arrays(leaves: list) -> jnp.ndarray:
     return jnp.stack(out) if out else jnp.zeros((0,), jnp.uint32)
 
 
-def fingerprints(tree: Any) -> dict[str, int]:
-    """``'params/…' → checksum`` of every array of ``tree`` (see ``_fingerprint_arrays``)."""
+def _in_host_memory(leaf: Any) -> bool:
+    """Whether NumPy can read ``leaf`` where it lies: a NumPy array or scalar, or a JAX array
+    whose every shard is in this process's CPU memory."""
+    if isinstance(leaf, jax.Array):
+        return leaf.is_fully_addressable and all(d.platform == "cpu" for d in leaf.devices())
+    return isinstance(leaf, (np.ndarray, np.generic, bool, int, float))
+
+
+def _host_array(leaf: Any) -> np.ndarray:
+    """``leaf`` as NumPy, with the dtype JAX would give it (64-bit types narrowed unless
+    ``jax_enable_x64``), so both fingerprint paths see the same bits."""
+    array = np.asarray(leaf)
+    return array.astype(jax.dtypes.canonicalize_dtype(array.dtype), copy=False)
+
+
+def _host_fingerprint(array: np.ndarray) -> int:
+    """``_fingerprint_arrays`` of one array, computed by NumPy (uint32 products and sums wrap
+    modulo 2³² as XLA's do)."""
+    flat = np.ascontiguousarray(array).reshape(-1)
+    if flat.dtype == np.bool_:
+        bits = flat.astype(np.uint32)
+    elif flat.dtype.itemsize == 8:
+        bits = flat.view(np.uint32)  # little-endian: low word, then high word, as XLA
+    else:
+        bits = flat.view({1: np.uint8, 2: np.uint16, 4: np.uint32}[flat.dtype.itemsize])
+        bits = bits.astype(np.uint32)
+    weights = np.arange(bits.size, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    return int(np.sum(bits * weights, dtype=np.uint32))
+
+
+def fingerprints(tree: Any, compiled: bool | None = None) -> dict[str, int]:
+    """``'params/…' → checksum`` of every array of ``tree`` (see ``_fingerprint_arrays``).
+
+    Arrays in host memory (the CPU backend, NumPy) are summed by NumPy where they lie: the
+    same values without compiling a program per state layout, which on CPU costs more than
+    the sums. Arrays on accelerators, or spread over processes, go through the jitted sums
+    (``compiled=True`` forces them, ``False`` NumPy; None chooses as said)."""
     pairs = jax.tree_util.tree_leaves_with_path(tree)
     if not pairs:
         return {}
     paths, leaves = zip(*pairs)
-    values = np.asarray(jax.device_get(_fingerprint_arrays(list(leaves))))
+    if compiled is None:
+        compiled = not all(_in_host_memory(leaf) for leaf in leaves)
+    if not compiled:
+        values = [_host_fingerprint(_host_array(leaf)) for leaf in leaves]
+    else:
+        values = np.asarray(jax.device_get(_fingerprint_arrays(list(leaves))))
     return {"/".join(_key_name(k) for k in path): int(v) for path, v in zip(paths, values)}
 
 
@@ -138,9 +178,14 @@ def _finite(leaves: list) -> jnp.ndarray:
 
 
 def all_finite(tree: Any) -> bool:
-    """Whether every floating-point array of ``tree`` is free of NaN and infinity."""
-    return bool(_finite([x for x in jax.tree.leaves(tree)
-                         if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]))
+    """Whether every floating-point array of ``tree`` is free of NaN and infinity (read by
+    NumPy where the arrays are in host memory, as ``fingerprints`` does)."""
+    leaves = [x for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(x.dtype if hasattr(x, "dtype") else np.result_type(x),
+                                jnp.floating)]
+    if all(_in_host_memory(x) for x in leaves):
+        return all(bool(np.isfinite(_host_array(x)).all()) for x in leaves)
+    return bool(_finite(leaves))
 
 
 def _check_progress(progress: Any, data: Any) -> None:

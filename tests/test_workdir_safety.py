@@ -14,6 +14,7 @@ from pathlib import Path
 
 import flax
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -299,3 +300,28 @@ def test_predictions_of_a_workdir_do_not_need_its_lock(trained, tmp_path):
     with WorkdirLock(workdir):
         summary = predict.run(config, str(workdir))["results"][0]
     assert summary["status"] == "ok"
+
+
+def test_fingerprints_computed_in_host_memory_equal_the_compiled_ones():
+    """Arrays in host memory are summed by NumPy; the values are those of the jitted sums that
+    arrays on accelerators get (and that checkpoints already hold), for every dtype a state
+    has, 64-bit NumPy leaves narrowed as JAX narrows them."""
+    rng = np.random.default_rng(0)
+    tree = {"f32": jnp.asarray(rng.normal(size=(3, 5)), jnp.float32),
+            "bf16": jnp.asarray(rng.normal(size=7), jnp.bfloat16),
+            "f16": jnp.asarray(rng.normal(size=(4, 4)), jnp.float16),
+            "i8": jnp.asarray(rng.integers(-100, 100, 9), jnp.int8),
+            "u8": jnp.asarray(rng.integers(0, 255, 9), jnp.uint8),
+            "flags": jnp.asarray(rng.random(6) > 0.5),
+            "i32": jnp.asarray(rng.integers(-2**31, 2**31 - 1, 5), jnp.int32),
+            "step": jnp.int32(7), "numpy_f64": rng.normal(size=3), "numpy_i64": np.arange(4),
+            "large": jnp.asarray(rng.normal(size=70_000), jnp.float32)}
+    host = checkpointing.fingerprints(tree)
+    assert host == checkpointing.fingerprints(tree, compiled=False)
+    assert host == checkpointing.fingerprints(tree, compiled=True)
+    assert len(set(host.values())) == len(host)  # distinct arrays, distinct sums
+    flipped = np.asarray(tree["large"]).copy()
+    flipped.view(np.uint32)[12_345] ^= 1 << 7  # one bit
+    assert checkpointing.fingerprints({"large": flipped})["large"] != host["large"]
+    assert checkpointing.all_finite(tree)
+    assert not checkpointing.all_finite({"x": jnp.array([1.0, np.inf])})
