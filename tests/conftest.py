@@ -21,6 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".pytest_cache" / "jax"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 << 30))
+# A command-line run that hangs is ended with SIGABRT by the test waiting for it
+# (shared_runs.finish): Python's fault handler then prints where each thread waited.
+os.environ.setdefault("PYTHONFAULTHANDLER", "1")
 
 import pytest  # noqa: E402 — after the environment above
 from absl import flags  # noqa: E402

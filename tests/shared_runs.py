@@ -7,6 +7,7 @@ kills, evaluates into it) makes its own run.
 """
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,25 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLER_SMOKE = ["--config=configs/sampler_synthetic.py:smoke"]
 # The synthetic TimeSformer at smoke size for one epoch (6 steps; checkpoints 4 and 6).
 SYNTHETIC_SMOKE = ["--config=configs/synthetic.py:smoke", "--config.train.epochs=1"]
+
+
+def finish(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """``process.communicate(timeout)``; a process still running after ``timeout`` seconds
+    fails the test with the Python stack of each of its threads (faulthandler on SIGABRT:
+    conftest.py sets PYTHONFAULTHANDLER for every run the tests start), so that a hang
+    says where it waited."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        try:
+            out, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate()
+        raise AssertionError(f"{' '.join(map(str, process.args))} still ran after "
+                             f"{timeout:g} s; its output:\n{(out or '')[-1500:]}\n"
+                             f"its threads:\n{(err or '')[-8000:]}") from None
 
 
 def one_device_env() -> dict:

@@ -55,6 +55,9 @@ def test_smoke_config_trains_and_evaluates(name, tmp_path):
     assert config.dataset.name == "synthetic"
     config.train.epochs = 1
     config.train.checkpoint_every_steps = 0  # the epoch end's (mid-epoch: test_preemption.py)
+    # two steps and ten validation videos: what runs is the config's whole path (model,
+    # sampler, pooling, evaluation), whose compilation, not the step count, costs the time
+    config.dataset.update(train_videos=2 * config.train.batch_size, validation_videos=10)
     result = train.train_and_evaluate(config, str(tmp_path))
     assert result["stopped"] == "completed" and result["epochs_completed"] == 1
     assert np.isfinite(result["final_validation"]["loss"])

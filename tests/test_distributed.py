@@ -42,7 +42,7 @@ def _run_together(commands: list[list[str]], logs: Path, timeout: float
     (faulthandler on SIGABRT), so that a hang says where each process waited. Output goes to
     files, never to pipes that a blocked reader could fill."""
     logs.mkdir(parents=True, exist_ok=True)
-    env = dict(_env(), PYTHONFAULTHANDLER="1")
+    env = dict(_env(), PYTHONFAULTHANDLER="1")  # (conftest.py sets it too)
     files = [(logs / f"{i}.out", logs / f"{i}.err") for i in range(len(commands))]
     processes = []
     for command, (out, err) in zip(commands, files):

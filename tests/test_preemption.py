@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import pytest
 
+import shared_runs
 from fer_jax import checkpointing
 
 pytestmark = pytest.mark.slow  # end-to-end: deselect with -m 'not slow'
@@ -58,7 +59,7 @@ def _final(workdir):
 
 def test_killed_three_times_and_terminated_once_ends_bit_identical(tmp_path):
     reference = _start(tmp_path / "reference")
-    out, err = reference.communicate(timeout=300)
+    out, err = shared_runs.finish(reference, 300)
     assert reference.returncode == 0, err[-3000:]
 
     workdir = tmp_path / "interrupted"
@@ -77,7 +78,7 @@ def test_killed_three_times_and_terminated_once_ends_bit_identical(tmp_path):
     process = _start(workdir)
     _wait_for_checkpoint(process, workdir, latest)
     process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=120)
+    out, err = shared_runs.finish(process, 120)
     assert process.returncode == 143, err[-3000:]
     assert "Traceback" not in err
     stopped = [line for line in err.splitlines() if "stopped by SIGTERM after step" in line]
@@ -86,7 +87,7 @@ def test_killed_three_times_and_terminated_once_ends_bit_identical(tmp_path):
     assert step in _steps(workdir)  # the checkpoint of the step it stopped at
 
     process = _start(workdir)
-    out, err = process.communicate(timeout=300)
+    out, err = shared_runs.finish(process, 300)
     assert process.returncode == 0, err[-3000:]
     assert f"Resumed from step {step}" in out
     step_a, params_a, history_a = _final(tmp_path / "reference")

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import config_files
+import shared_runs
 from fer_jax import atomic_files, checkpointing, experiment, explain, predict, train
 from fer_jax.errors import UserError
 from fer_jax.models import pretrained
@@ -67,9 +68,15 @@ def _last_line(stderr: str) -> str:
 
 
 # --------------------------------------------------------------------------- one writer
+def _as_from_a_terminal():
+    """In the child before it starts: Ctrl-C handled as in a terminal, even when the tests run
+    where SIGINT is ignored (a background job, nohup), which the run would keep ignoring."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_one_writer_ctrl_c_saves_and_a_killed_writer_releases_the_lock(tmp_path):
     workdir = tmp_path / "run"
-    first = _cli(workdir, "--config.train.epochs=200")
+    first = _cli(workdir, "--config.train.epochs=200", preexec_fn=_as_from_a_terminal)
     lock = WorkdirLock(workdir)
     checkpoints = workdir / "checkpoints"
     _wait_for(lambda: checkpoints.is_dir() and any(p.name.isdigit() for p in
@@ -77,7 +84,7 @@ def test_one_writer_ctrl_c_saves_and_a_killed_writer_releases_the_lock(tmp_path)
     assert lock.holder()["pid"] == first.pid
     # A second training of the same workdir is refused at once, naming the holder.
     second = _cli(workdir, "--config.train.epochs=200")
-    _, err = second.communicate(timeout=300)
+    _, err = shared_runs.finish(second, 300)
     assert second.returncode == 2, err[-2000:]
     assert f"is being written by another run (pid {first.pid}" in _last_line(err)
     assert "Traceback" not in err
@@ -85,12 +92,12 @@ def test_one_writer_ctrl_c_saves_and_a_killed_writer_releases_the_lock(tmp_path)
     in_progress = checkpoints / "999.orbax-checkpoint-tmp"
     in_progress.mkdir()
     reader = _cli(workdir, "--mode=eval")
-    _, err = reader.communicate(timeout=300)
+    _, err = shared_runs.finish(reader, 300)
     assert reader.returncode == 0, err[-2000:]
     assert in_progress.is_dir()
     # Ctrl-C: a checkpoint at the end of the step in progress, one line, status 130.
     first.send_signal(signal.SIGINT)
-    _, err = first.communicate(timeout=300)
+    _, err = shared_runs.finish(first, 300)
     assert first.returncode == 130, err[-2000:]
     assert "stopped by Ctrl-C after step" in _last_line(err) and "Traceback" not in err
     step = int(_last_line(err).split("after step ")[1].split(";")[0])
