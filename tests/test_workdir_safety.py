@@ -49,10 +49,18 @@ def _copy(trained, tmp_path) -> Path:
     return workdir
 
 
-def _cli(workdir, *args, **popen):
-    return subprocess.Popen([sys.executable, "-m", "fer_jax.main", SMOKE,
-                             f"--workdir={workdir}", *args], cwd=REPO, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+# ``python -m fer_jax.main`` with Ctrl-C handled as in a terminal, even where the tests run
+# with SIGINT ignored (a background job, nohup), which the run would otherwise keep ignoring.
+_AS_FROM_A_TERMINAL = ("import runpy, signal; signal.signal(signal.SIGINT, "
+                       "signal.default_int_handler); runpy.run_module('fer_jax.main', "
+                       "run_name='__main__', alter_sys=True)")
+
+
+def _cli(workdir, *args, terminal: bool = False, **popen):
+    start = ["-c", _AS_FROM_A_TERMINAL] if terminal else ["-m", "fer_jax.main"]
+    return subprocess.Popen([sys.executable, *start, SMOKE, f"--workdir={workdir}", *args],
+                            cwd=REPO, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **popen)
 
 
 def _wait_for(condition, what: str, timeout: float = 240) -> None:
@@ -68,15 +76,9 @@ def _last_line(stderr: str) -> str:
 
 
 # --------------------------------------------------------------------------- one writer
-def _as_from_a_terminal():
-    """In the child before it starts: Ctrl-C handled as in a terminal, even when the tests run
-    where SIGINT is ignored (a background job, nohup), which the run would keep ignoring."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_one_writer_ctrl_c_saves_and_a_killed_writer_releases_the_lock(tmp_path):
     workdir = tmp_path / "run"
-    first = _cli(workdir, "--config.train.epochs=200", preexec_fn=_as_from_a_terminal)
+    first = _cli(workdir, "--config.train.epochs=200", terminal=True)
     lock = WorkdirLock(workdir)
     checkpoints = workdir / "checkpoints"
     _wait_for(lambda: checkpoints.is_dir() and any(p.name.isdigit() for p in
