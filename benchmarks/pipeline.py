@@ -25,6 +25,9 @@ Rows, per model (every rate over the same clips: the frames the training pipelin
 selector draws for every video in the first epochs, with the pipeline's seeds):
   floor          ``cv2.imdecode`` of the clips' JPEG frames in a plain loop on one core (the
                  bytes read from the records beforehand, untimed)
+  read           reading and parsing the clips' records alone (ArrayRecord, zstd), as
+                 ``TfdsVideos`` does (stored AU maps left compressed), on one core: a part of
+                 ``load``, so no overhead or cores are given for it
   load           ``TfdsVideos.load`` of the clips in a plain loop on one core: record read,
                  decode, colour conversion, per-frame landmarks
   workers=0      ``pipeline.train_dataset`` in this process (2 reader threads)
@@ -51,6 +54,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import tensorflow_datasets as tfds
 from absl import flags
 
 from fer_jax import configs
@@ -175,6 +179,15 @@ def floor_rate(jpegs: dict, clips: list, repeats: int) -> float:
     return median_rate(run, len(clips), repeats)
 
 
+def read_rate(data, source, clips: list, repeats: int) -> float:
+    """Clips/s of reading and parsing the records of ``clips`` from ``data`` (no frame
+    decoded)."""
+    def run():
+        for video, _ in clips:
+            data[int(source.records[video])]
+    return median_rate(run, len(clips), repeats)
+
+
 def load_rate(source, clips: list, repeats: int) -> float:
     """Clips/s of ``source.load(video, frames)`` over ``clips`` in a loop."""
     def run():
@@ -216,7 +229,10 @@ def measure_model(name: str, args, cache: Path) -> list[dict]:
     config, written = records(name, cache, args.frames, args.reduced)
     source = all_records(config)
     clips = drawn_clips(source, config, args.seed, args.clips)
-    data = tfds_source.open_builder(config).as_data_source(tfds_builders.SPLIT)
+    builder = tfds_source.open_builder(config)
+    data = builder.as_data_source(tfds_builders.SPLIT, decoders={  # as TfdsVideos reads them
+        k: tfds.decode.SkipDecoding() for k in tfds_source.LAZY_FEATURES
+        if k in builder.info.features})
     jpegs = {v: data[int(source.records[v])]["frames"] for v in {v for v, _ in clips}}
     sample = cv2.imdecode(np.frombuffer(jpegs[clips[0][0]][0], np.uint8), cv2.IMREAD_COLOR)
     frame_bytes = np.mean([len(b) for v in jpegs for b in jpegs[v]])
@@ -231,6 +247,8 @@ def measure_model(name: str, args, cache: Path) -> list[dict]:
     try:
         floor = floor_rate(jpegs, clips, args.repeats)
         rows = [{**head, "stage": "floor", "workers": None, "clips_per_second": floor},
+                {**head, "stage": "read", "workers": None,
+                 "clips_per_second": read_rate(data, source, clips, args.repeats)},
                 {**head, "stage": "load", "workers": None,
                  "clips_per_second": load_rate(source, clips, args.repeats)}]
     finally:
@@ -241,8 +259,9 @@ def measure_model(name: str, args, cache: Path) -> list[dict]:
                                                        args.seed, args.repeats)})
     for row in rows:
         per_worker = row["clips_per_second"] / max(row["workers"] or 1, 1)
-        row.update(per_worker=per_worker, overhead=floor / per_worker - 1,
-                   cores_per_100=100 / per_worker)
+        whole = row["stage"] != "read"  # reading alone is a part of the work, not all of it
+        row.update(per_worker=per_worker, overhead=floor / per_worker - 1 if whole else None,
+                   cores_per_100=100 / per_worker if whole else None)
     return rows
 
 
@@ -254,8 +273,12 @@ def format_row(r: dict) -> str:
     """One line of the table."""
     stage = r["stage"] if r["workers"] is None else f"workers={r['workers']}"
     clip = "×".join(map(str, r["clip"][:3]))
+    if r["overhead"] is None:
+        overhead, cores = f"{'-':>10}", f"{'-':>19}"
+    else:
+        overhead, cores = f"{100 * r['overhead']:>9.0f}%", f"{r['cores_per_100']:>19.2f}"
     return (f"{r['model']:<13}{clip:>12}{stage:>11}{r['clips_per_second']:>10.1f}"
-            f"{r['per_worker']:>12.1f}{100 * r['overhead']:>9.0f}%{r['cores_per_100']:>19.2f}")
+            f"{r['per_worker']:>12.1f}{overhead}{cores}")
 
 
 def _workers(value: str) -> list[int]:

@@ -33,7 +33,7 @@ def test_reduced_run_writes_consistent_rows(tmp_path):
     assert environment["cpu_count"] >= 1 and environment["clips"] == 16
     rows = result["rows"]
     assert [(r["stage"], r["workers"]) for r in rows] == [
-        ("floor", None), ("load", None), ("pipeline", 0), ("pipeline", 1)]
+        ("floor", None), ("read", None), ("load", None), ("pipeline", 0), ("pipeline", 1)]
     floor = rows[0]["clips_per_second"]
     for r in rows:
         assert r["model"] == "timesformer" and r["batch"] == 2
@@ -43,11 +43,14 @@ def test_reduced_run_writes_consistent_rows(tmp_path):
         assert r["clips_per_second"] > 0
         assert r["per_worker"] == pytest.approx(r["clips_per_second"]
                                                 / max(r["workers"] or 1, 1))
+        if r["stage"] == "read":  # a part of the work: no overhead, no cores
+            assert r["overhead"] is None and r["cores_per_100"] is None
+            continue
         assert r["overhead"] == pytest.approx(floor / r["per_worker"] - 1)
         assert r["cores_per_100"] == pytest.approx(100 / r["per_worker"])
     assert rows[0]["overhead"] == 0
     lines = [bench.HEADER, *map(bench.format_row, rows)]
-    assert len(lines) == 5 and "workers=1" in lines[-1] and "floor" in lines[1]
+    assert len(lines) == 6 and "workers=1" in lines[-1] and "floor" in lines[1]
 
     again = bench.main(argv)  # the records are reused from the cache
     assert all(r["records_seconds"] == 0 for r in again["rows"])
