@@ -35,11 +35,18 @@ selector draws for every video in the first epochs, with the pipeline's seeds):
 Pipeline rows run the real training path (clip selection, augmentation, batch assembly,
 transfer to this process) and are timed over ``--clips`` clips after ``2·max(K, 1)`` warm-up
 batches (worker start-up untimed), while this process takes the batches as a training loop
-would. ``per worker`` = clips/s ÷ max(K, 1); ``overhead`` = floor
-clips/s ÷ per-worker clips/s − 1 (0 % = a worker decodes as fast as the bare loop);
-``cores per 100 clips/s`` = 100 ÷ per-worker clips/s, the worker cores that keep a consumer of
-100 clips/s fed at that rate. Every row is the median of ``--repeats`` passes. The table is
-printed and, with ``--json PATH``, written with the environment (CPU, cores, load averages).
+would.
+
+Columns: ``clips/s`` (wall clock) and ``per worker`` = clips/s ÷ max(K, 1); ``CPU ms/clip``:
+CPU time (user + system) of this process, its threads and its worker processes during the
+timed clips, per clip; ``overhead`` = CPU ms/clip ÷ the floor's − 1 (0 % = the pipeline costs
+no more than the bare decoding); ``cores/100 clips/s`` = CPU ms/clip ÷ 10, the host cores
+busy feeding a consumer of 100 clips/s (N clips/s: N/100 times as many). Overhead and cores
+come from CPU time, not wall time, so that other jobs on the machine (which stretch wall time,
+not the CPU time a clip takes) change them little; on an idle machine with a core per worker
+the per-worker wall rate is ``1000 ÷ CPU ms/clip``. Every figure is the median of
+``--repeats`` passes. The table is printed and, with ``--json PATH``, written with the
+environment (CPU, cores, load averages at start and end).
 """
 from __future__ import annotations
 
@@ -54,6 +61,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import psutil  # a dependency of tensorflow-datasets and orbax
 import tensorflow_datasets as tfds
 from absl import flags
 
@@ -157,49 +165,81 @@ def drawn_clips(source, config, seed: int, count: int) -> list[tuple[int, np.nda
     return clips[:count]
 
 
-def median_rate(run, clips: int, repeats: int) -> float:
-    """Median over ``repeats`` calls of ``clips`` / seconds of ``run()`` (``run`` returns the
-    seconds it timed itself, or None to be timed whole)."""
-    rates = []
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by this process, all its threads
+    (``time.process_time``, nanoseconds), and every live process below it (Grain's workers;
+    ``psutil``, in clock ticks)."""
+    total = time.process_time()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+class Clock:
+    """Wall and CPU seconds (``cpu_seconds``) between ``start()`` and the first ``stop()``."""
+
+    def start(self) -> None:
+        self._wall, self._cpu, self._stopped = time.perf_counter(), cpu_seconds(), None
+
+    def stop(self) -> tuple[float, float]:
+        """(wall seconds, CPU seconds) since ``start()``; later calls repeat the first."""
+        if self._stopped is None:
+            self._stopped = time.perf_counter() - self._wall, cpu_seconds() - self._cpu
+        return self._stopped
+
+
+def measured(run, clips: int, repeats: int) -> dict:
+    """``clips_per_second`` (wall) and ``cpu_ms_per_clip``, each the median over ``repeats``
+    calls of ``run(clock)``, which does ``clips`` clips after ``clock.start()`` (and calls
+    ``clock.stop()`` itself when something that is not timed follows)."""
+    walls, cpus = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        seconds = run()
-        rates.append(clips / (seconds if seconds is not None else
-                              time.perf_counter() - start))
-    return statistics.median(rates)
+        clock = Clock()
+        run(clock)
+        wall, cpu = clock.stop()
+        walls.append(wall)
+        cpus.append(cpu)
+    return {"clips_per_second": clips / statistics.median(walls),
+            "cpu_ms_per_clip": 1e3 * statistics.median(cpus) / clips}
 
 
-def floor_rate(jpegs: dict, clips: list, repeats: int) -> float:
-    """Clips/s of ``cv2.imdecode`` (IMREAD_COLOR) of every frame of ``clips`` in a loop."""
-    def run():
+def floor_rate(jpegs: dict, clips: list, repeats: int) -> dict:
+    """``measured``: ``cv2.imdecode`` (IMREAD_COLOR) of every frame of ``clips`` in a loop."""
+    def run(clock):
+        clock.start()
         for video, frames in clips:
             data = jpegs[video]
             for i in frames.tolist():
                 cv2.imdecode(np.frombuffer(data[i], np.uint8), cv2.IMREAD_COLOR)
-    return median_rate(run, len(clips), repeats)
+    return measured(run, len(clips), repeats)
 
 
-def read_rate(data, source, clips: list, repeats: int) -> float:
-    """Clips/s of reading and parsing the records of ``clips`` from ``data`` (no frame
+def read_rate(data, source, clips: list, repeats: int) -> dict:
+    """``measured``: reading and parsing the records of ``clips`` from ``data`` (no frame
     decoded)."""
-    def run():
+    def run(clock):
+        clock.start()
         for video, _ in clips:
             data[int(source.records[video])]
-    return median_rate(run, len(clips), repeats)
+    return measured(run, len(clips), repeats)
 
 
-def load_rate(source, clips: list, repeats: int) -> float:
-    """Clips/s of ``source.load(video, frames)`` over ``clips`` in a loop."""
-    def run():
+def load_rate(source, clips: list, repeats: int) -> dict:
+    """``measured``: ``source.load(video, frames)`` over ``clips`` in a loop."""
+    def run(clock):
+        clock.start()
         for video, frames in clips:
             source.load(video, frames)
-    return median_rate(run, len(clips), repeats)
+    return measured(run, len(clips), repeats)
 
 
-def pipeline_rate(source, config, workers: int, clips: int, seed: int,
-                  repeats: int) -> float:
-    """Clips/s of ``pipeline.train_dataset`` with ``workers`` Grain processes, over ``clips``
-    clips (rounded up to whole batches) after ``2·max(workers, 1)`` untimed batches."""
+def pipeline_rate(source, config, workers: int, clips: int, seed: int, repeats: int) -> dict:
+    """``measured``: ``pipeline.train_dataset`` with ``workers`` Grain processes, over
+    ``clips`` clips (rounded up to whole batches) after ``2·max(workers, 1)`` untimed
+    batches."""
     config.input.num_workers = workers
     batch = config.train.batch_size
     warmup = 2 * max(workers, 1)
@@ -207,21 +247,20 @@ def pipeline_rate(source, config, workers: int, clips: int, seed: int,
     per_epoch = pipeline.steps_per_epoch(len(source), batch)
     epochs = -(-(warmup + batches) // per_epoch)
 
-    def run():
+    def run(clock):
         iterator = iter(pipeline.train_dataset(source, config, epochs, seed))
         try:
             for _ in range(warmup):
                 next(iterator)
-            start = time.perf_counter()
+            clock.start()
             for _ in range(batches):
                 out = next(iterator)
-            seconds = time.perf_counter() - start
+            clock.stop()  # while the workers, whose CPU time counts, still run
         finally:
             pipeline.close(iterator)
         if out["video"].shape[0] != batch:
             raise RuntimeError(f"batch of {out['video'].shape[0]} clips, expected {batch}")
-        return seconds
-    return median_rate(run, batches * batch, repeats)
+    return measured(run, batches * batch, repeats)
 
 
 def measure_model(name: str, args, cache: Path) -> list[dict]:
@@ -245,28 +284,29 @@ def measure_model(name: str, args, cache: Path) -> list[dict]:
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # the plain loops run on one core
     try:
-        floor = floor_rate(jpegs, clips, args.repeats)
-        rows = [{**head, "stage": "floor", "workers": None, "clips_per_second": floor},
+        rows = [{**head, "stage": "floor", "workers": None,
+                 **floor_rate(jpegs, clips, args.repeats)},
                 {**head, "stage": "read", "workers": None,
-                 "clips_per_second": read_rate(data, source, clips, args.repeats)},
+                 **read_rate(data, source, clips, args.repeats)},
                 {**head, "stage": "load", "workers": None,
-                 "clips_per_second": load_rate(source, clips, args.repeats)}]
+                 **load_rate(source, clips, args.repeats)}]
     finally:
         cv2.setNumThreads(threads)
     for workers in args.workers:
         rows.append({**head, "stage": "pipeline", "workers": workers,
-                     "clips_per_second": pipeline_rate(source, config, workers, args.clips,
-                                                       args.seed, args.repeats)})
+                     **pipeline_rate(source, config, workers, args.clips, args.seed,
+                                     args.repeats)})
+    floor = rows[0]["cpu_ms_per_clip"]
     for row in rows:
-        per_worker = row["clips_per_second"] / max(row["workers"] or 1, 1)
         whole = row["stage"] != "read"  # reading alone is a part of the work, not all of it
-        row.update(per_worker=per_worker, overhead=floor / per_worker - 1 if whole else None,
-                   cores_per_100=100 / per_worker if whole else None)
+        row.update(per_worker=row["clips_per_second"] / max(row["workers"] or 1, 1),
+                   overhead=row["cpu_ms_per_clip"] / floor - 1 if whole else None,
+                   cores_per_100=row["cpu_ms_per_clip"] / 10 if whole else None)
     return rows
 
 
 HEADER = (f"{'model':<13}{'clip':>12}{'stage':>11}{'clips/s':>10}{'per worker':>12}"
-          f"{'overhead':>10}{'cores/100 clips/s':>19}")
+          f"{'CPU ms/clip':>13}{'overhead':>10}{'cores/100 clips/s':>19}")
 
 
 def format_row(r: dict) -> str:
@@ -278,7 +318,7 @@ def format_row(r: dict) -> str:
     else:
         overhead, cores = f"{100 * r['overhead']:>9.0f}%", f"{r['cores_per_100']:>19.2f}"
     return (f"{r['model']:<13}{clip:>12}{stage:>11}{r['clips_per_second']:>10.1f}"
-            f"{r['per_worker']:>12.1f}{overhead}{cores}")
+            f"{r['per_worker']:>12.1f}{r['cpu_ms_per_clip']:>13.2f}{overhead}{cores}")
 
 
 def _workers(value: str) -> list[int]:

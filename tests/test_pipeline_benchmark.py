@@ -34,26 +34,27 @@ def test_reduced_run_writes_consistent_rows(tmp_path):
     rows = result["rows"]
     assert [(r["stage"], r["workers"]) for r in rows] == [
         ("floor", None), ("read", None), ("load", None), ("pipeline", 0), ("pipeline", 1)]
-    floor = rows[0]["clips_per_second"]
+    floor = rows[0]["cpu_ms_per_clip"]
     for r in rows:
         assert r["model"] == "timesformer" and r["batch"] == 2
         assert r["clip"] == [8, 48, 48, 3] and r["stored_frame"] == [48, 48, 3]
         assert r["videos"] == 6 and r["frames_per_video"] == 12  # 1 actor × 6 emotions
         assert r["jpeg_bytes_per_frame"] > 0 and r["records_seconds"] > 0
-        assert r["clips_per_second"] > 0
+        assert r["clips_per_second"] > 0 and r["cpu_ms_per_clip"] > 0
         assert r["per_worker"] == pytest.approx(r["clips_per_second"]
                                                 / max(r["workers"] or 1, 1))
         if r["stage"] == "read":  # a part of the work: no overhead, no cores
             assert r["overhead"] is None and r["cores_per_100"] is None
             continue
-        assert r["overhead"] == pytest.approx(floor / r["per_worker"] - 1)
-        assert r["cores_per_100"] == pytest.approx(100 / r["per_worker"])
+        assert r["overhead"] == pytest.approx(r["cpu_ms_per_clip"] / floor - 1)
+        assert r["cores_per_100"] == pytest.approx(r["cpu_ms_per_clip"] / 10)
     assert rows[0]["overhead"] == 0
     lines = [bench.HEADER, *map(bench.format_row, rows)]
     assert len(lines) == 6 and "workers=1" in lines[-1] and "floor" in lines[1]
+    assert all(len(line.split()) == 8 for line in lines[1:]) and "CPU ms/clip" in lines[0]
 
-    again = bench.main(argv)  # the records are reused from the cache
-    assert all(r["records_seconds"] == 0 for r in again["rows"])
+    config, seconds = bench.records("timesformer", tmp_path / "cache", 12, reduced=True)
+    assert seconds == 0 and config.input.image_size == 48  # reused from the cache
 
 
 @pytest.mark.parametrize("argv, message", [
