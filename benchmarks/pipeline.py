@@ -269,9 +269,11 @@ def measure_model(name: str, args, cache: Path) -> list[dict]:
     source = all_records(config)
     clips = drawn_clips(source, config, args.seed, args.clips)
     builder = tfds_source.open_builder(config)
-    data = builder.as_data_source(tfds_builders.SPLIT, decoders={  # as TfdsVideos reads them
-        k: tfds.decode.SkipDecoding() for k in tfds_source.LAZY_FEATURES
-        if k in builder.info.features})
+    # Read as TfdsVideos reads them. fer_jax before LAZY_FEATURES decoded every feature; the
+    # default lets this script measure that code too (README: before and after).
+    lazy = getattr(tfds_source, "LAZY_FEATURES", ())
+    data = builder.as_data_source(tfds_builders.SPLIT, decoders={
+        k: tfds.decode.SkipDecoding() for k in lazy if k in builder.info.features})
     jpegs = {v: data[int(source.records[v])]["frames"] for v in {v for v, _ in clips}}
     sample = cv2.imdecode(np.frombuffer(jpegs[clips[0][0]][0], np.uint8), cv2.IMREAD_COLOR)
     frame_bytes = np.mean([len(b) for v in jpegs for b in jpegs[v]])
