@@ -104,6 +104,7 @@ def test_warps_equal_opencv_frame_by_frame_including_the_copy_free_identity_and_
     identity = augment.draw_params(rng, flips(0.0), 20, 20, 20).matrix
     flip = augment.draw_params(rng, flips(1.0), 20, 20, 20).matrix
     general = augment.draw_params(rng, CONFIG, 20, 20, 16).matrix
+    np.testing.assert_array_equal(flip, [[-1, 0, 19], [0, 1, 0]])  # exact: cv2.flip's case
     for array in (frames, masks):
         assert augment.warp_frames(array, identity, 20) is array
         for matrix, size in ((flip, 20), (general, 16), (identity, 12)):
