@@ -370,6 +370,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if not flags.FLAGS.is_parsed():  # Grain's worker processes read absl flags
         flags.FLAGS([sys.argv[0]])
+    # As in fer_jax.main: shared-memory blocks of batches still in flight when an iterator is
+    # closed are reclaimed by the resource tracker at exit, which would warn about each.
+    if "ignore:resource_tracker:UserWarning" not in sys.warnoptions:
+        sys.warnoptions.append("ignore:resource_tracker:UserWarning")
     defaults = (dict(clips=REDUCED["clips"], frames=REDUCED["frames"], repeats=1)
                 if args.reduced else dict(clips=400, frames=64, repeats=3))
     for key, value in defaults.items():
