@@ -64,7 +64,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -77,7 +76,7 @@ import numpy as np
 
 from fer_jax import configs, experiment, train
 from fer_jax.data import pipeline
-from timing import seconds_per_call
+from timing import cpu_name, seconds_per_call
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -124,17 +123,6 @@ def device_peak(device_kind: str, precision: str) -> tuple[str | None, float | N
         if re.search(pattern, device_kind):
             return name, peaks[precision]
     return None, None
-
-
-def cpu_name() -> str:
-    """The host CPU's model name (``/proc/cpuinfo``), else what ``platform`` says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def benchmark_config(model: str, reduced: bool, precision: str, attention: str,

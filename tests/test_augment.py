@@ -1,4 +1,5 @@
 """Frame-consistent augmentation: geometry shared by frames, landmarks and masks."""
+import cv2
 import ml_collections
 import numpy as np
 
@@ -51,3 +52,61 @@ def test_identity_params_only_resize_and_keep_colours():
     frames = np.full((2, 20, 20, 3), 77, np.uint8)
     out = augment.apply({"frames": frames}, augment.identity_params(20, 20, 10), 10)
     assert out["frames"].shape == (2, 10, 10, 3) and np.all(out["frames"] == 77)
+
+
+def _jitter_step_by_step(frames: np.ndarray, params: augment.AugmentParams) -> np.ndarray:
+    """The colour jitter evaluated step by step in float64 (augment.jitter_colour's docstring)."""
+    x = frames.astype(np.float64) * params.brightness
+    luma = augment.LUMA.astype(np.float64)
+    mean = (x @ luma).mean()
+    x = (x - mean) * params.contrast + mean
+    grey = (x @ luma)[..., None]
+    x = grey + (x - grey) * params.saturation
+    x = x @ augment.hue_rotation(params.hue).T
+    return np.clip(x, 0, 255).astype(np.uint8)
+
+
+def test_colour_jitter_is_the_step_by_step_chain_to_one_grey_level():
+    rng = np.random.default_rng(2)
+    noise = rng.integers(0, 256, (3, 24, 40, 3), dtype=np.uint8)
+    smooth = np.repeat(np.repeat(rng.integers(0, 256, (3, 6, 10, 3), dtype=np.uint8), 4, 1),
+                       4, 2)
+    for frames in (noise, smooth):
+        for _ in range(10):
+            params = augment.draw_params(rng, CONFIG, 24, 40, 24)
+            expected = _jitter_step_by_step(frames, params).astype(int)
+            out = augment.jitter_colour(frames, params)
+            assert out.shape == frames.shape and out.dtype == np.uint8
+            difference = np.abs(out.astype(int) - expected)
+            assert difference.max() <= 1 and difference.mean() < 0.1
+    # Saturated colours clip instead of wrapping round.
+    params = augment.AugmentParams(np.eye(2, 3), False, 1.5, 1.0, 1.0, 0.0)
+    bright = np.full((1, 2, 2, 3), 200, np.uint8)
+    assert np.all(augment.jitter_colour(bright, params) == 255)
+    # Grey pixels keep their level under a saturation change (no rounding drift).
+    grey = np.repeat(rng.integers(0, 256, (2, 8, 8, 1), dtype=np.uint8), 3, axis=-1)
+    desaturate = augment.AugmentParams(np.eye(2, 3), False, 1.0, 1.0, 0.7, 0.0)
+    np.testing.assert_array_equal(augment.jitter_colour(grey, desaturate), grey)
+
+
+def _warp_each(frames: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    return np.stack([cv2.warpAffine(f, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REFLECT_101) for f in frames])
+
+
+def test_warps_equal_opencv_frame_by_frame_including_the_copy_free_identity_and_flip():
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, (3, 20, 20, 3), dtype=np.uint8)
+    masks = rng.random((3, 20, 20)).astype(np.float32)
+    def flips(probability):  # TimeSformer's augmentation: flips, no rotation or crop
+        return ml_collections.ConfigDict(dict(CONFIG, hflip=probability, rotation=0.0,
+                                              crop_scale=(1.0, 1.0)))
+    identity = augment.draw_params(rng, flips(0.0), 20, 20, 20).matrix
+    flip = augment.draw_params(rng, flips(1.0), 20, 20, 20).matrix
+    general = augment.draw_params(rng, CONFIG, 20, 20, 16).matrix
+    np.testing.assert_array_equal(flip, [[-1, 0, 19], [0, 1, 0]])  # exact: cv2.flip's case
+    for array in (frames, masks):
+        assert augment.warp_frames(array, identity, 20) is array
+        for matrix, size in ((flip, 20), (general, 16), (identity, 12)):
+            out = augment.warp_frames(array, matrix, size)
+            np.testing.assert_array_equal(out, _warp_each(array, matrix, size))

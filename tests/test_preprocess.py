@@ -5,6 +5,7 @@ import pickle
 import subprocess
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -122,7 +123,15 @@ def test_protocol_splits_read_clips_for_the_pipeline(afew_records):
     assert {n.split("/")[0] for n in splits["test"].names} == {"Val"}
 
     test = splits["test"]
-    clip = test.load(0, np.array([0, 3, 5]))
+    clip = test.load(0, np.array([0, 3, 5]), au_masks=True)
+    plain = test.load(0, np.array([0, 3, 5]))  # the stored AU maps only when asked for
+    assert "au_masks" not in plain and plain.keys() | {"au_masks"} == clip.keys()
+    np.testing.assert_array_equal(plain["frames"], clip["frames"])
+    jpegs = tfds_source.open_builder(config).as_data_source(tfds_builders.SPLIT)[
+        int(test.records[0])]["frames"]
+    np.testing.assert_array_equal(clip["frames"], np.stack([  # = decoding frame by frame
+        cv2.cvtColor(cv2.imdecode(np.frombuffer(jpegs[i], np.uint8), cv2.IMREAD_COLOR),
+                     cv2.COLOR_BGR2RGB) for i in (0, 3, 5)]))
     assert clip["frames"].shape == (3, CROP, CROP, 3) and clip["frames"].dtype == np.uint8
     assert clip["landmarks"].shape == (3, 68, 2)
     inside = (clip["landmarks"] > -2) & (clip["landmarks"] < CROP + 2)
