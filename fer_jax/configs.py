@@ -36,7 +36,11 @@ def synthetic_dataset(**overrides) -> dict:
     dataset = dict(
         name="synthetic",
         num_classes=7,
-        num_frames=24,          # frames per video; the expression event lies somewhere inside
+        num_frames=24,          # frames per video, or an inclusive (min, max) pair drawn per
+                                # video; the expression event lies somewhere inside
+        onset_frames=(2, 4),    # inclusive ranges of the event's phase lengths in frames
+        apex_frames=(4, 8),     # (neutral → onset → apex → offset → neutral; each capped so
+        offset_frames=(2, 4),   # that the event fits the video)
         image_size=32,
         num_subjects=60,        # identities, split 70/15/15 (subject-independent)
         nuisance=0.25,          # occluders, brightness drops, jitter, distractor expressions

@@ -30,7 +30,25 @@ skipped, so an interrupted sweep resumes. Options:
         --seeds=0,1,2 --report
 
   ); a run's evaluation and report follow its training, in the same slot of ``--parallel``;
-* ``--extra=FLAG`` passes FLAG unchanged to every run.
+* ``--extra=FLAG`` passes FLAG unchanged to every run;
+* ``--reference=KEY=VALUE`` pairs every run with the run of the same config and seed whose
+  --set field KEY has VALUE (among several, the one that agrees on the other --set fields):
+  paired comparisons of arms that differ only in KEY and share seed and ``--extra`` (e.g.
+  ``model.init_from``, the same pretrained weights). A second table gives, per arm (setting),
+  the paired difference arm − reference of the test accuracy and of the epoch of the best
+  validation accuracy, mean and 95 % t-interval over the pairs (a paired t-test's interval),
+  and the number of seeds for which that interval of the test-accuracy difference would be no
+  wider than ±``--half_width`` (default 0.02: ±2 points) at the spread seen; a third gives
+  per arm the test accuracy, the epoch of the best validation accuracy and the Spearman
+  correlation between the learned score tables and the ground-truth intensity (``table
+  rho``), mean and 95 % t-interval over seeds. Ayral's thesis' sampler comparison, uniform as
+  the reference arm:
+
+    python launch/sweep.py --config=configs/sampler_synthetic.py:long \
+        --workdir=runs/sampler_long --seeds=0,1,2,3 \
+        --set=sampler.name=uniform,stochastic_softmax,reinforce --eval --parallel=2 \
+        --extra=--config.model.init_from=runs/sampler_long/pretrain \
+        --reference=sampler.name=uniform
 
 At the end a table gives, in the order of the runs, each run's best validation accuracy,
 test accuracy, epoch of the best validation accuracy, for runs with a score-table sampler on
@@ -91,11 +109,27 @@ def parse_args(argv=None):
                         help="plot the results against the values of this --set field")
     parser.add_argument("--extra", action="append", default=[], metavar="FLAG",
                         help="flag passed unchanged to every run, e.g. --extra=--config.train.epochs=3")
+    parser.add_argument("--reference", default="", metavar="KEY=VALUE",
+                        help="the reference arm of paired comparisons: each run is paired "
+                             "with the run of the same config and seed whose --set field KEY "
+                             "is VALUE (e.g. sampler.name=uniform)")
+    parser.add_argument("--half_width", type=float, default=0.02, metavar="H",
+                        help="with --reference: the half-width of the 95 %% interval of the "
+                             "paired test-accuracy difference for which the table estimates "
+                             "the seeds needed (default 0.02, ±2 points)")
     args = parser.parse_args(argv)
     if args.parallel < 1:
         parser.error("--parallel must be at least 1")
     if args.plot and len(args.config) > 1:
         parser.error("--plot needs a sweep of one --config")
+    if not args.half_width > 0:
+        parser.error(f"--half_width must be positive, got {args.half_width}")
+    if args.reference:
+        key, _, value = args.reference.partition("=")
+        values = {k: v.split(",") for k, _, v in (item.partition("=") for item in args.set)}
+        if key not in values or value not in values[key]:
+            parser.error(f"--reference={args.reference} must name a --set field and one of "
+                         f"its values (KEY=VALUE, e.g. sampler.name=uniform)")
     return args
 
 
@@ -285,6 +319,9 @@ def main(argv=None) -> int:
     done = execute_all(runs, args)
     results = [(run, run_metrics(root / run.name)) for run, ok in zip(runs, done) if ok]
     print(summary_table(results))
+    if args.reference:
+        key, _, value = args.reference.partition("=")
+        print("\n" + paired_table(results, key, value, args.half_width))
     if args.plot:
         print(f"\nPlot: {plot_sweep(results, args.plot, root)}")
     if args.report:
@@ -427,6 +464,127 @@ def summary_table(results) -> str:
             cells.append(f"{mean:>11.4f} ± {sd:<6.4f}" if mean is not None
                          else f"{'-':>20s}")
         lines.append(f"{setting:<{width}s}" + "".join(cells) + f"  ({len(rows)} runs)")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- paired arms
+def t_interval(values: list, confidence: float = 0.95
+               ) -> tuple[float | None, float | None, int]:
+    """``(mean, half-width, n)`` of the Student-t ``confidence`` interval of the mean of
+    ``values`` (None entries left out): ``t_{(1+confidence)/2, n−1} · sd / √n``. The mean is
+    None without values, the half-width None with fewer than two."""
+    values = [float(v) for v in values if v is not None]
+    if not values:
+        return None, None, 0
+    mean = statistics.mean(values)
+    if len(values) < 2:
+        return mean, None, len(values)
+    from scipy import stats  # a second to import: only when a table needs it
+
+    quantile = stats.t.ppf((1 + confidence) / 2, len(values) - 1)
+    return mean, float(quantile * statistics.stdev(values) / len(values) ** 0.5), len(values)
+
+
+def seeds_for_half_width(sd: float, half_width: float, confidence: float = 0.95,
+                         limit: int = 100_000) -> int | None:
+    """The fewest pairs n (≥ 2) whose t-interval ``t_{(1+confidence)/2, n−1} · sd / √n`` is
+    no wider than ±``half_width`` for paired differences of standard deviation ``sd``; None
+    beyond ``limit``."""
+    from scipy import stats
+
+    def half(n):
+        return stats.t.ppf((1 + confidence) / 2, n - 1) * sd / n ** 0.5
+
+    if half(limit) > half_width:
+        return None
+    lo, hi = 2, limit  # half(n) decreases with n: bisect for the first n that fits
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if half(mid) <= half_width else (mid + 1, hi)
+    return lo
+
+
+def reference_partners(runs: list[Run], key: str, value: str) -> dict[str, Run]:
+    """Run name → its reference run, for every run whose --set field ``key`` is not ``value``:
+    the run of the same config and seed with ``key`` = ``value``; among several, the one that
+    agrees on every other --set field (e.g. ``sampler.gamma`` swept with ``--zip``). A run
+    without one is left out; an ambiguous choice stops the sweep with a one-line error."""
+    references = [r for r in runs if r.overrides.get(key) == value]
+    partners = {}
+    for run in runs:
+        if key not in run.overrides or run.overrides[key] == value:
+            continue
+        same = [r for r in references if r.config == run.config
+                and r.overrides["seed"] == run.overrides["seed"]]
+        if len(same) > 1:
+            others = {k: v for k, v in run.overrides.items() if k != key}
+            same = [r for r in same
+                    if {k: v for k, v in r.overrides.items() if k != key} == others]
+            if len(same) != 1:
+                raise SystemExit(f"sweep: run {run.name} has no single reference run with "
+                                 f"{key}={value}; give the reference arm one value of the "
+                                 f"other --set fields (e.g. with --zip)")
+        if same:
+            partners[run.name] = same[0]
+    return partners
+
+
+PAIRED_COLUMNS = ("test acc", "best epoch")  # differences arm − reference
+ARM_COLUMNS = ("test acc", "best epoch", "table rho")
+
+
+def _interval_cell(values: list, digits: int, signed: bool = False) -> str:
+    mean, half, _ = t_interval(values)
+    if mean is None:
+        return "-"
+    sign = "+" if signed else ""
+    if half is None:
+        return f"{mean:{sign}.{digits}f} [n < 2]"
+    return f"{mean:{sign}.{digits}f} [{mean - half:{sign}.{digits}f}, " \
+           f"{mean + half:{sign}.{digits}f}]"
+
+
+def paired_table(results, key: str, value: str, half_width: float = 0.02) -> str:
+    """The paired comparison of the finished runs ``results`` [(Run, run_metrics)] with the
+    reference arm ``key`` = ``value`` (see the module docstring): per arm, the differences
+    arm − reference (mean [95 % t-interval] over pairs) and the seeds that a ±``half_width``
+    interval of the test-accuracy difference needs; then per arm (the reference included) the
+    ``ARM_COLUMNS``, mean [95 % t-interval] over seeds."""
+    metrics = {run.name: values for run, values in results}
+    runs = [run for run, _ in results]
+    partners = reference_partners(runs, key, value)
+    arms: dict[str, list[tuple[dict, dict]]] = {}
+    for run in runs:
+        if run.name in partners and partners[run.name].name in metrics:
+            arms.setdefault(run.setting, []).append(
+                (metrics[run.name], metrics[partners[run.name].name]))
+    width = max([32] + [len(run.setting) + 2 for run in runs])
+    digits = {"test acc": 4, "best epoch": 2, "table rho": 3}
+    lines = [f"Paired with {key}={value} (same config and seed; arm − reference; mean [95 % "
+             f"t-interval] over pairs):",
+             f"{'arm':<{width}s}{'pairs':>6s}" + "".join(f"{c + ' diff':>30s}"
+                                                        for c in PAIRED_COLUMNS)
+             + f"{'seeds for ±' + format(half_width, 'g'):>18s}"]
+    for setting, pairs in arms.items():
+        cells, needed = [], "-"
+        for column in PAIRED_COLUMNS:
+            diffs = [a[column] - b[column] for a, b in pairs
+                     if a[column] is not None and b[column] is not None]
+            cells.append(f"{_interval_cell(diffs, digits[column], signed=True):>30s}")
+            if column == "test acc" and len(diffs) > 1:
+                n = seeds_for_half_width(statistics.stdev(diffs), half_width)
+                needed = str(n) if n is not None else "> 100000"
+        lines.append(f"{setting:<{width}s}{len(pairs):>6d}" + "".join(cells) + f"{needed:>18s}")
+    if not arms:
+        lines.append(f"(no finished run has a finished reference run with {key}={value})")
+    groups: dict[str, list[dict]] = {}
+    for run, values in results:
+        groups.setdefault(run.setting, []).append(values)
+    lines += ["", "Per arm (mean [95 % t-interval] over seeds):",
+              f"{'arm':<{width}s}{'runs':>6s}" + "".join(f"{c:>30s}" for c in ARM_COLUMNS)]
+    for setting, rows in groups.items():
+        lines.append(f"{setting:<{width}s}{len(rows):>6d}" + "".join(
+            f"{_interval_cell([r[c] for r in rows], digits[c]):>30s}" for c in ARM_COLUMNS))
     return "\n".join(lines)
 
 

@@ -158,6 +158,27 @@ def test_short_and_variable_length_videos():
     assert smoke.load(1)["frames"].shape == (12, 32, 32, 3)
 
 
+def test_config_sets_the_event_phases_of_long_videos():
+    """config.dataset.{onset,apex,offset}_frames reach the benchmark (the long-video sampler
+    experiment: 64–96 frames, an apex of 8–16 frames); a bad range is a one-line error."""
+    from fer_jax import configs
+    from fer_jax.data import sources
+    from fer_jax.errors import UserError
+
+    config = configs.defaults()
+    config.dataset = configs.synthetic_dataset(num_frames=(64, 96), apex_frames=(8, 16),
+                                               test_videos=21)
+    source = sources.build(config, "test")
+    assert 64 <= min(source.lengths) and max(source.lengths) <= 96
+    apex = [int(np.sum(source.ground_truth(v)["phase"] == 2)) for v in range(21)
+            if source.labels[v]]
+    assert min(apex) >= 8 and max(apex) <= 16 and len(set(apex)) > 3
+    assert configs.defaults().dataset.apex_frames == SyntheticConfig().apex_frames
+    config.dataset.apex_frames = (0, 3)
+    with pytest.raises(UserError, match="config.dataset: apex_frames must satisfy 1 <= min"):
+        sources.build(config, "test")
+
+
 # --------------------------------------------------------------------------- geometry
 def test_landmarks_are_anatomical_and_inside_the_frame(noisy):
     for index in range(len(noisy)):

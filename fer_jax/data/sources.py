@@ -44,6 +44,11 @@ class ShuffledLabels:
         return getattr(self.source, name)
 
 
+# ``config.dataset`` fields of the synthetic benchmark's event phases (inclusive (min, max)
+# frame ranges; configs written before they existed use SyntheticConfig's defaults).
+PHASE_FIELDS = ("onset_frames", "apex_frames", "offset_frames")
+
+
 def _synthetic(config, split: str) -> VideoSource:
     from fer_jax.data import synthetic
 
@@ -59,6 +64,8 @@ def _synthetic(config, split: str) -> VideoSource:
             num_subjects=dataset_config.num_subjects,
             nuisance=dataset_config.nuisance,
             seed=dataset_config.seed,
+            **{name: dataset_config[name] for name in PHASE_FIELDS
+               if name in dataset_config},
         )
         return synthetic.SyntheticFaces(split, num_videos, config)
     except ValueError as e:
