@@ -44,10 +44,9 @@ skipped, so an interrupted sweep resumes. Options:
   rho``), mean and 95 % t-interval over seeds. Ayral's thesis' sampler comparison, uniform as
   the reference arm:
 
-    python launch/sweep.py --config=configs/sampler_synthetic.py:long \
-        --workdir=runs/sampler_long --seeds=0,1,2,3 \
+    python launch/sweep.py --config=configs/sampler_synthetic.py \
+        --workdir=runs/sampler --seeds=0,1,2,3 \
         --set=sampler.name=uniform,stochastic_softmax,reinforce --eval --parallel=2 \
-        --extra=--config.model.init_from=runs/sampler_long/pretrain \
         --reference=sampler.name=uniform
 
 At the end a table gives, in the order of the runs, each run's best validation accuracy,

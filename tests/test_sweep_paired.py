@@ -14,7 +14,7 @@ _spec = importlib.util.spec_from_file_location("sweep", REPO / "launch" / "sweep
 sweep = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(sweep)
 
-CONFIG = "configs/sampler_synthetic.py:long"
+CONFIG = "configs/sampler_synthetic.py"
 NUMBER = r"[+-]?\d+\.\d+"
 
 
