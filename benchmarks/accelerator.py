@@ -76,6 +76,7 @@ import numpy as np
 
 from fer_jax import configs, experiment, train
 from fer_jax.data import pipeline
+import timing
 from timing import cpu_name, seconds_per_call
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -366,10 +367,7 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append(row)
         if not args.quiet:
             print(format_row(row), flush=True)
-    result = {"environment": environment, "rows": rows}
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    return timing.result(environment, rows, args.json)
 
 
 if __name__ == "__main__":

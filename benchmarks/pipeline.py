@@ -69,6 +69,7 @@ from fer_jax import configs
 from fer_jax.data import (fixtures, layouts, pipeline, preprocess, protocols, tfds_builders,
                           tfds_source)
 from fer_jax.errors import UserError
+import timing
 from timing import cpu_name
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -402,10 +403,7 @@ def main(argv: list[str] | None = None) -> dict:
             if not args.quiet:
                 print(format_row(row), flush=True)
     environment["load_average_end"] = list(os.getloadavg())
-    result = {"environment": environment, "rows": rows}
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    return timing.result(environment, rows, args.json)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Wall-clock timing and the host's name, shared by the benchmark scripts."""
+"""Wall-clock timing, the host's name and the JSON result, shared by the benchmark scripts."""
+import json
 import platform
 import time
 from pathlib import Path
@@ -22,3 +23,12 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def result(environment: dict, rows: list, path: str | None) -> dict:
+    """A benchmark's result, ``{"environment": …, "rows": […]}``, also written to ``path`` as
+    indented JSON when one is given."""
+    out = {"environment": environment, "rows": rows}
+    if path:
+        Path(path).write_text(json.dumps(out, indent=2) + "\n")
+    return out
