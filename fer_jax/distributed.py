@@ -11,7 +11,8 @@ them. How the processes find each other:
 
 On CPU, collectives across processes use Gloo. Process 0 (the chief) writes the config,
 metrics, TensorBoard events and figures; every process takes part in checkpointing (Orbax
-coordinates the writes) and loads only its own rows of each global batch.
+coordinates the writes, synchronising through the distributed runtime's barriers:
+``use_coordination_barriers``) and loads only its own rows of each global batch.
 """
 from __future__ import annotations
 
@@ -39,6 +40,21 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         jax.distributed.initialize(coordinator_address, num_processes, process_id)
     except (RuntimeError, ValueError) as e:
         raise UserError(f"cannot join the distributed run: {str(e).splitlines()[0]}") from None
+    use_coordination_barriers()
+
+
+def use_coordination_barriers() -> None:
+    """Makes Orbax synchronise the processes through the distributed runtime's barriers
+    (its coordination service, with a timeout) instead of its default, an XLA collective (a
+    psum over every device). An asynchronous checkpoint ends with such a barrier on a
+    background thread, while the main thread issues the next training step's gradient
+    all-reduce: two processes can then enter the two collectives in opposite orders and
+    wait on each other forever (seen, rarely, as a two-process CPU run that stopped
+    mid-epoch). A coordination-service barrier is no collective, so it cannot interleave."""
+    from absl import flags
+    import orbax.checkpoint  # noqa: F401 — defines Orbax's flags
+
+    flags.FLAGS.experimental_orbax_use_distributed_barrier = True
 
 
 def is_chief() -> bool:

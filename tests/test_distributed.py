@@ -128,6 +128,19 @@ def test_processes_load_the_rows_of_the_one_process_batches():
         pipeline.train_dataset(source, config, 1, seed=3, process_index=0, process_count=3)
 
 
+def test_orbax_synchronises_through_the_coordination_service():
+    """Orbax's barriers are no XLA collective in a multi-process run (they could interleave
+    with the training step's all-reduce in opposite orders on two processes)."""
+    from absl import flags
+    from orbax.checkpoint._src.multihost import multihost
+    before = flags.FLAGS.experimental_orbax_use_distributed_barrier
+    try:
+        distributed.use_coordination_barriers()
+        assert multihost.EXPERIMENTAL_ORBAX_USE_DISTRIBUTED_BARRIER.value is True
+    finally:
+        flags.FLAGS.experimental_orbax_use_distributed_barrier = before
+
+
 def test_flag_combinations_are_checked():
     with pytest.raises(UserError, match="need --coordinator_address"):
         distributed.initialize(None, 2, 0)
