@@ -24,20 +24,27 @@ SAMPLER_SMOKE = ["--config=configs/sampler_synthetic.py:smoke"]
 SYNTHETIC_SMOKE = ["--config=configs/synthetic.py:smoke", "--config.train.epochs=1"]
 
 
+def abort_for_stacks(process: subprocess.Popen, grace: float = 30):
+    """Ends a hung ``process`` with SIGABRT, on which Python's fault handler (conftest.py sets
+    PYTHONFAULTHANDLER for every run the tests start) writes the stack of each of its
+    threads to its stderr; killed if it is still there after ``grace`` seconds. Returns
+    what ``communicate`` returns (None, None for output sent to files)."""
+    process.send_signal(signal.SIGABRT)
+    try:
+        return process.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.communicate()
+
+
 def finish(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
     """``process.communicate(timeout)``; a process still running after ``timeout`` seconds
-    fails the test with the Python stack of each of its threads (faulthandler on SIGABRT:
-    conftest.py sets PYTHONFAULTHANDLER for every run the tests start), so that a hang
-    says where it waited."""
+    fails the test with the Python stack of each of its threads (``abort_for_stacks``), so
+    that a hang says where it waited."""
     try:
         return process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGABRT)
-        try:
-            out, err = process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            out, err = process.communicate()
+        out, err = abort_for_stacks(process)
         raise AssertionError(f"{' '.join(map(str, process.args))} still ran after "
                              f"{timeout:g} s; its output:\n{(out or '')[-1500:]}\n"
                              f"its threads:\n{(err or '')[-8000:]}") from None

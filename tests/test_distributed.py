@@ -3,7 +3,6 @@ Gloo collectives) ends with the parameters of a 1-process run with the same glob
 with the score-table sampler, whose updates every process applies, so the clips drawn (and
 hence the parameters) only match when the tables stay identical across processes."""
 import json
-import signal
 import socket
 import subprocess
 import sys
@@ -39,15 +38,14 @@ def _run_together(commands: list[list[str]], logs: Path, timeout: float
     """Runs ``commands`` at once and returns each one's (stdout, stderr); fails the test if
     any exits non-zero, or if they have not all ended ``timeout`` seconds after the start —
     then with the Python stack of every thread of each process that was still running
-    (faulthandler on SIGABRT), so that a hang says where each process waited. Output goes to
-    files, never to pipes that a blocked reader could fill."""
+    (``shared_runs.abort_for_stacks``), so that a hang says where each process waited. Output
+    goes to files, never to pipes that a blocked reader could fill."""
     logs.mkdir(parents=True, exist_ok=True)
-    env = dict(_env(), PYTHONFAULTHANDLER="1")  # (conftest.py sets it too)
     files = [(logs / f"{i}.out", logs / f"{i}.err") for i in range(len(commands))]
     processes = []
     for command, (out, err) in zip(commands, files):
         with open(out, "w") as stdout, open(err, "w") as stderr:
-            processes.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=stdout,
+            processes.append(subprocess.Popen(command, cwd=REPO, env=_env(), stdout=stdout,
                                               stderr=stderr, text=True))
     deadline, hung = time.monotonic() + timeout, []
     for i, process in enumerate(processes):
@@ -55,14 +53,8 @@ def _run_together(commands: list[list[str]], logs: Path, timeout: float
             process.wait(timeout=max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
             hung.append(i)
-    for i in hung:  # every thread's Python stack to its stderr, then the end
-        processes[i].send_signal(signal.SIGABRT)
-    for i in hung:
-        try:
-            processes[i].wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            processes[i].kill()
-            processes[i].wait()
+    for i in hung:  # every thread's Python stack to its stderr file, then the end
+        shared_runs.abort_for_stacks(processes[i])
     outputs = [(out.read_text(), err.read_text()) for out, err in files]
     report = "\n".join(f"--- process {i} (exit {p.returncode}): stdout\n{out[-1500:]}\n"
                        f"--- process {i}: stderr\n{err[-6000:]}"

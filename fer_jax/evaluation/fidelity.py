@@ -78,7 +78,8 @@ def infidelity_of(forward: Callable[[jnp.ndarray], jnp.ndarray], x: jnp.ndarray,
         out = jnp.take_along_axis(out, jnp.tile(index, k)[:, None], axis=-1)[:, 0]
         return score[None] - out.reshape(k, len(x))
 
-    d = chunked(lambda i: changes(perturbations[i]), len(perturbations), batch_size).astype(jnp.float32)  # [N, B]
+    d = chunked(lambda i: changes(perturbations[i]), len(perturbations),
+                batch_size).astype(jnp.float32)  # [N, B]
     s = (maps[None] * perturbations).sum(axis=tuple(a + 1 for a in axes)).astype(jnp.float32)
     if not normalize:
         return ((s - d) ** 2).mean(axis=0)
