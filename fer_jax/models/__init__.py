@@ -123,8 +123,14 @@ def explicit_attention(module: nn.Module, implementation: str, name: str,
     model built with any implementation, and plain training and inference use the fused
     one."""
     check_attention_implementation(implementation)
-    return (implementation == "explicit" or dropout
-            or module.is_mutable_collection("intermediates")
+    return implementation == "explicit" or probabilities_read(module, name, dropout)
+
+
+def probabilities_read(module: nn.Module, name: str, dropout: bool) -> bool:
+    """Whether something needs the attention probabilities of ``module`` (sown and perturbed
+    under ``name``) as values of their own: attention ``dropout`` active, the
+    ``intermediates`` or ``perturbations`` collection mutable, or perturbations given."""
+    return (dropout or module.is_mutable_collection("intermediates")
             or module.is_mutable_collection("perturbations")
             or module.has_variable("perturbations", name))
 

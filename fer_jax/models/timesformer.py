@@ -79,6 +79,70 @@ trunc_normal = nn.initializers.truncated_normal(stddev=0.02)
 Dense = functools.partial(nn.Dense, kernel_init=trunc_normal)
 
 
+class PatchEmbedding(nn.Conv):
+    """``nn.Conv`` with ``strides == kernel_size`` and ``'VALID'`` padding (non-overlapping
+    patches) computed as one matrix product of the flattened patches with the kernel
+    ``[p·p·C, D]``: ``[..., H, W, C] → [..., H/p, W/p, D]``, the same parameters (``kernel
+    [p, p, C, D]``, ``bias [D]``, same initialisation) and values as the convolution up to
+    rounding. XLA's CPU backend computes the convolution's kernel gradient several times
+    slower than this product's."""
+
+    @nn.compact
+    def __call__(self, inputs: jnp.ndarray) -> jnp.ndarray:
+        p, q = self.kernel_size
+        *lead, height, width, channels = inputs.shape
+        if (tuple(self.strides) != (p, q) or self.padding != "VALID"
+                or self.feature_group_count != 1 or height % p or width % q):
+            raise ValueError("PatchEmbedding needs strides == kernel_size, 'VALID' padding, "
+                             "one feature group and a size divisible by the kernel")
+        kernel = self.param("kernel", self.kernel_init, (p, q, channels, self.features),
+                            self.param_dtype)
+        bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+                if self.use_bias else None)
+        inputs, kernel, bias = nn.dtypes.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        patches = inputs.reshape(*lead, height // p, p, width // q, q, channels)
+        patches = jnp.swapaxes(patches, -4, -3).reshape(*lead, height // p, width // q,
+                                                        p * q * channels)
+        y = jnp.matmul(patches, kernel.reshape(p * q * channels, self.features),
+                       precision=self.precision)
+        return y if bias is None else y + bias
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def qkv_attention(qkv: jnp.ndarray, scale: float) -> jnp.ndarray:
+    """``softmax(Q Kᵀ · scale) V`` of a fused projection ``qkv [..., S, 3, heads, d]`` →
+    ``[..., S, heads, d]``, the probabilities formed in float32 exactly as ``Attention``'s
+    explicit computation forms them (the same values), with a hand-written backward pass:
+    the standard softmax backward from the saved probabilities, and the gradients of Q, K and V
+    written into one ``[..., S, 3, heads, d]`` array (no zero-padded slices summed, no
+    broadcast statistics materialised). For the training path, where nothing reads the
+    probabilities."""
+    return _qkv_attention_forward(qkv, scale)[0]
+
+
+def _qkv_attention_forward(qkv, scale):
+    q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
+    logits = jnp.einsum("...qhd,...khd->...hqk", q, k) * scale
+    probs = nn.softmax(logits.astype(jnp.float32), axis=-1)
+    out = jnp.einsum("...hqk,...khd->...qhd", probs.astype(qkv.dtype), v)
+    return out, (qkv, probs)
+
+
+def _qkv_attention_backward(scale, residuals, g):
+    qkv, probs = residuals
+    q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
+    dv = jnp.einsum("...hqk,...qhd->...khd", probs.astype(g.dtype), g)
+    dp = jnp.einsum("...qhd,...khd->...hqk", g, v).astype(jnp.float32)
+    ds = probs * (dp - jnp.sum(dp * probs, axis=-1, keepdims=True))
+    ds = (ds * scale).astype(qkv.dtype)
+    dq = jnp.einsum("...hqk,...khd->...qhd", ds, k)
+    dk = jnp.einsum("...hqk,...qhd->...khd", ds, q)
+    return (jnp.stack([dq, dk, dv], axis=-3),)
+
+
+qkv_attention.defvjp(_qkv_attention_forward, _qkv_attention_backward)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention over the second-to-last axis.
 
@@ -87,7 +151,9 @@ class Attention(nn.Module):
     perturbs the float32 probabilities; a fused one calls ``jax.nn.dot_product_attention``
     and falls back to the explicit computation whenever the probabilities are needed
     (``models.explicit_attention``: attention dropout in training, the ``intermediates`` or
-    ``perturbations`` collection mutable).
+    ``perturbations`` collection mutable). With ``'explicit'`` and nothing reading the
+    probabilities (``models.probabilities_read``) the same values come from ``qkv_attention``,
+    whose backward pass is written by hand.
     """
 
     num_heads: int
@@ -109,8 +175,12 @@ class Attention(nn.Module):
         qkv = Dense(3 * dim, dtype=self.dtype, name="qkv")(x)
         qkv = qkv.reshape(*lead, length, 3, self.num_heads, head_dim)
         q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
-        if models.explicit_attention(self, self.implementation, "attention_probs",
-                                     dropout=train and self.attention_dropout > 0):
+        models.check_attention_implementation(self.implementation)
+        read = models.probabilities_read(self, "attention_probs",
+                                         dropout=train and self.attention_dropout > 0)
+        if self.implementation == "explicit" and not read:  # training and plain inference
+            out = qkv_attention(qkv, head_dim**-0.5)
+        elif read or self.implementation == "explicit":
             logits = jnp.einsum("...qhd,...khd->...hqk", q, k) * head_dim**-0.5
             probs = nn.softmax(logits.astype(jnp.float32), axis=-1)
             self.sow("intermediates", "attention_probs", probs)
@@ -147,8 +217,15 @@ class Mlp(nn.Module):
 
     def activation(self, x: jnp.ndarray) -> jnp.ndarray:
         """GELU, elementwise (same shape). A method of its own so that relevance propagation
-        can intercept it (``attribution.attn_lrp``: the identity rule); no parameters."""
-        return nn.gelu(x, approximate=self.approximate)
+        can intercept it (``attribution.attn_lrp``: the identity rule); no parameters.
+
+        The exact GELU is ``x/2 · (1 + erf(x/√2))``, PyTorch's formula (HF's ``'gelu'``);
+        ``jax.nn.gelu``'s ``x/2 · erfc(−x/√2)`` is the same function up to rounding
+        (≤ 1e-6 absolute in float32) but XLA's CPU backend computes ``erfc`` several times
+        slower than ``erf``."""
+        if self.approximate:
+            return nn.gelu(x, approximate=True)
+        return x * (0.5 * (1 + jax.lax.erf(x * jnp.asarray(0.5**0.5, x.dtype))))
 
 
 def drop_path(module: nn.Module, rate: float, train: bool,
@@ -311,8 +388,8 @@ class TimeSformer(nn.Module):
         p = self.patch_size
         if height % p or width % p:
             raise ValueError(f"frame size {height}x{width} is not divisible by patch size {p}")
-        patches = nn.Conv(self.hidden_size, (p, p), strides=(p, p), padding="VALID",
-                          dtype=self.dtype, name="patch_embeddings")(
+        patches = PatchEmbedding(self.hidden_size, (p, p), strides=(p, p), padding="VALID",
+                                 dtype=self.dtype, name="patch_embeddings")(
             x.reshape(batch * num_frames, height, width, -1).astype(self.dtype))
         num_patches = patches.shape[1] * patches.shape[2]
         tokens = patches.reshape(batch, num_frames, num_patches, self.hidden_size)
