@@ -16,7 +16,7 @@ from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Stochastic softmax at smoke size: 48 videos, batch 8, 6 steps per epoch; warm-up epoch 1,
+# Stochastic softmax at smoke size: 24 videos, batch 8, 3 steps per epoch; warm-up epoch 1,
 # exploration epoch 2, exploitation epoch 3 (draws from the score tables); a checkpoint every
 # 2 steps.
 SAMPLER_SMOKE = ["--config=configs/sampler_synthetic.py:smoke"]
@@ -78,7 +78,7 @@ def shared_workdir(tmp_path_factory, name: str, flags: list[str], timeout: float
 
 
 def sampler_reference(tmp_path_factory) -> Path:
-    """The uninterrupted one-process run of ``SAMPLER_SMOKE`` (18 steps)."""
+    """The uninterrupted one-process run of ``SAMPLER_SMOKE`` (9 steps)."""
     return shared_workdir(tmp_path_factory, "sampler_reference", SAMPLER_SMOKE)
 
 

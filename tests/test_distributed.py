@@ -75,7 +75,7 @@ def _params(workdir):
 # each process loading its rows of the global batch, collective checkpoints and metrics) and
 # adds the score tables that every process must keep identical; how the rows of a plain batch
 # are split is tested on its own below.
-@pytest.mark.parametrize("smoke, steps", [pytest.param(SMOKE, 18, id="stochastic softmax")])
+@pytest.mark.parametrize("smoke, steps", [pytest.param(SMOKE, 9, id="stochastic softmax")])
 def test_two_processes_match_one_process(tmp_path, tmp_path_factory, smoke, steps):
     # The one-process run is the sampler tests' reference (a checkpoint every 2 steps, which
     # resumes bit-identically, so it ends with the same parameters as saving at epoch ends).
