@@ -18,15 +18,27 @@ REPO = Path(__file__).resolve().parents[1]
 # TimeSformer's train step, checkpoint fingerprints, ...): one compilation cache on disk,
 # shared by the test processes and their subprocesses, compiles each once per run (and keeps
 # it for the next run of the suite; JAX keys entries by program, flags and version).
+# Command-line runs (which inherit these variables) cache every program that took 20 ms or
+# more to compile: most of them run the same smoke configs, so a small program compiled by one
+# run is read back by the next (about 1 s of a 6 s smoke run). The test processes themselves
+# compile mostly programs of their own and keep 0.2 s (pytest_configure), below which writing
+# an entry costs more than it saves.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".pytest_cache" / "jax"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.02")
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 << 30))
 # A command-line run that hangs is ended with SIGABRT by the test waiting for it
 # (shared_runs.finish): Python's fault handler then prints where each thread waited.
 os.environ.setdefault("PYTHONFAULTHANDLER", "1")
 
+import gc  # noqa: E402
+
 import pytest  # noqa: E402 — after the environment above
 from absl import flags  # noqa: E402
+
+# Tracing and compiling allocate many short-lived objects, on which Python's cyclic collector
+# ran about 5 % of a test process's time (perf). Collections are made rare here; each test
+# file still ends with a full one (_release_compiled_programs).
+gc.set_threshold(100_000, 50, 100)
 
 
 # Files of independent, costly tests: each test is its own unit of work for the test workers.
@@ -63,6 +75,8 @@ def pytest_xdist_make_scheduler(config, log):
 def pytest_configure(config):
     if not flags.FLAGS.is_parsed():
         flags.FLAGS(["pytest"])
+    import jax
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 @pytest.fixture
