@@ -237,8 +237,10 @@ def test_jit_and_vmap_give_per_example_maps(gapnet, name):
 def test_target_default_is_prediction(gapnet):
     model, variables, x = gapnet
     predicted = jnp.argmax(model.apply(variables, x), -1)
+    # (two compiled programs: equal up to float32 rounding of their different fusions)
     np.testing.assert_allclose(attribution.grad_cam(model, variables, x, None, "features"),
-                               attribution.grad_cam(model, variables, x, predicted, "features"))
+                               attribution.grad_cam(model, variables, x, predicted, "features"),
+                               rtol=1e-4, atol=1e-7)
 
 
 def test_layer_errors_are_actionable(gapnet):

@@ -21,6 +21,7 @@ from fer_jax.attribution.cam import (activations_and_gradients, cam, channel_mea
                                      eigen_grad_cam, grad_cam, grad_cam_pp, hires_cam,
                                      landmark_cam, layer_attention, layer_cam, xgrad_cam)
 from fer_jax.attribution.cam_perturbation import ablation_cam, score_cam
+from fer_jax.attribution.compiled import EAGER_FALLBACKS, compile_when_eager
 from fer_jax.attribution.core import (LayerTaps, default_layer, input_gradients,
                                       layer_activations, layer_gradients, module_paths,
                                       target_index)
@@ -38,6 +39,18 @@ from fer_jax.attribution.perturbation import (feature_ablation, kernel_shap, ker
                                               occlusion, rise, rise_masks, shap_coalitions)
 from fer_jax.attribution.postprocess import (hotspot_counts, hotspots, landmark_changes,
                                              normalise, per_frame_sums, upsample)
+
+# Eager calls of the methods compile each method as a whole (attribution/compiled.py).
+(saliency, input_x_gradient, integrated_gradients, smoothgrad, smoothgrad_sq, vargrad,
+ gradient_shap, deeplift, cam, grad_cam, grad_cam_pp, layer_cam, eigen_cam, hires_cam, xgrad_cam,
+ eigen_grad_cam, score_cam, ablation_cam, full_grad, occlusion, feature_ablation, rise,
+ kernel_shap, layer_attention, lrp, lrp_relevance, rollout, rollout_grad, chefer_relevance,
+ attn_lrp, attn_lrp_relevance) = map(compile_when_eager, (
+    saliency, input_x_gradient, integrated_gradients, smoothgrad, smoothgrad_sq, vargrad,
+    gradient_shap, deeplift, cam, grad_cam, grad_cam_pp, layer_cam, eigen_cam, hires_cam,
+    xgrad_cam, eigen_grad_cam, score_cam, ablation_cam, full_grad, occlusion, feature_ablation,
+    rise, kernel_shap, layer_attention, lrp, lrp_relevance, rollout, rollout_grad,
+    chefer_relevance, attn_lrp, attn_lrp_relevance))
 
 METHODS = {
     "saliency": saliency,
