@@ -40,17 +40,17 @@ from fer_jax.attribution.perturbation import (feature_ablation, kernel_shap, ker
 from fer_jax.attribution.postprocess import (hotspot_counts, hotspots, landmark_changes,
                                              normalise, per_frame_sums, upsample)
 
-# Eager calls of the methods compile each method as a whole (attribution/compiled.py).
-(saliency, input_x_gradient, integrated_gradients, smoothgrad, smoothgrad_sq, vargrad,
- gradient_shap, deeplift, cam, grad_cam, grad_cam_pp, layer_cam, eigen_cam, hires_cam, xgrad_cam,
- eigen_grad_cam, score_cam, ablation_cam, full_grad, occlusion, feature_ablation, rise,
- kernel_shap, layer_attention, lrp, lrp_relevance, rollout, rollout_grad, chefer_relevance,
- attn_lrp, attn_lrp_relevance) = map(compile_when_eager, (
-    saliency, input_x_gradient, integrated_gradients, smoothgrad, smoothgrad_sq, vargrad,
-    gradient_shap, deeplift, cam, grad_cam, grad_cam_pp, layer_cam, eigen_cam, hires_cam,
-    xgrad_cam, eigen_grad_cam, score_cam, ablation_cam, full_grad, occlusion, feature_ablation,
-    rise, kernel_shap, layer_attention, lrp, lrp_relevance, rollout, rollout_grad,
-    chefer_relevance, attn_lrp, attn_lrp_relevance))
+# Eager calls of the methods compile each method as a whole (attribution/compiled.py); each
+# name is rebound to its wrapped function once, so the list cannot pair a name with another
+# method.
+for _name in ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad",
+              "smoothgrad_sq", "vargrad", "gradient_shap", "deeplift", "cam", "grad_cam",
+              "grad_cam_pp", "layer_cam", "eigen_cam", "hires_cam", "xgrad_cam", "eigen_grad_cam",
+              "score_cam", "ablation_cam", "full_grad", "occlusion", "feature_ablation", "rise",
+              "kernel_shap", "layer_attention", "lrp", "lrp_relevance", "rollout", "rollout_grad",
+              "chefer_relevance", "attn_lrp", "attn_lrp_relevance"):
+    globals()[_name] = compile_when_eager(globals()[_name])
+del _name
 
 METHODS = {
     "saliency": saliency,

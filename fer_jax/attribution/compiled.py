@@ -74,9 +74,10 @@ def _split(options: dict) -> tuple[dict, tuple]:
 def compile_when_eager(fn: Callable) -> Callable:
     """``fn(model, variables, x, target=None, **options)`` that compiles as a whole when
     called outside a trace; see the module docstring. ``fn`` keeps its name and docstring."""
-    parameters = [name for name, p in inspect.signature(fn).parameters.items()
+    signature = inspect.signature(fn).parameters
+    parameters = [name for name, p in signature.items()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    takes_target = "target" in inspect.signature(fn).parameters
+    takes_target = "target" in signature
 
     @functools.partial(jax.jit, static_argnums=(0, 4, 5))
     def program(model, variables, x, traced, fixed, has_target, target):
