@@ -25,6 +25,10 @@ setuptools.setup(
         "absl-py>=2.1",
         "opencv-python>=4.9,<5",  # 5.x no longer ships the Haar cascades
         "numpy>=1.26",
+        # ml_dtypes 0.7 registers its NumPy loops in about 1.0 s of CPU at import, 0.6 in
+        # 0.24 s (2-core EPYC), and every process that imports JAX pays it (each command-line
+        # run, each test worker); 0.6 has every dtype that JAX 0.10 uses.
+        "ml_dtypes>=0.5,<0.7",
         "matplotlib>=3.8",
         "einops>=0.8",
         "tqdm>=4.66",
