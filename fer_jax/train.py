@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fer_jax import atomic_files, au_guidance, checkpointing, loss_scaling
+from fer_jax import atomic_files, au_guidance, checkpointing, loss_scaling, run_once
 from fer_jax.attribution import LayerTaps
 from fer_jax.clip_sampling import ClipSampling
 from fer_jax.data import pipeline, sources
@@ -266,11 +266,12 @@ def jit_train_step(model, tx, config, guidance: au_guidance.Guidance | None = No
 
 def init_train_state(run: Run, tx, config, rng: jax.Array) -> TrainState:
     """A fresh ``TrainState`` of ``run``'s model (parameters from the first half of ``rng``,
-    the step keys' base the second), computed by one jit-compiled program and replicated
-    over the run's mesh; the loss scale from ``config`` (``loss_scaling.initial_state``)."""
+    the step keys' base the second), computed by one jit-compiled program (compiled for a
+    single run: ``run_once``) and replicated over the run's mesh; the loss scale from
+    ``config`` (``loss_scaling.initial_state``)."""
     init_rng, state_rng = jax.random.split(rng)
 
-    @functools.partial(jax.jit, out_shardings=run.replicated)
+    @functools.partial(run_once.jit_once, out_shardings=run.replicated)
     def init():
         params, model_state = run.init_variables(init_rng)
         return TrainState(jnp.int32(0), params, model_state, tx.init(params), state_rng,

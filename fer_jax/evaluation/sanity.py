@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fer_jax import run_once
 from fer_jax.attribution.postprocess import normalise
 
 SCORES = ("spearman", "ssim", "top_k")
@@ -102,7 +103,7 @@ def initial_variables(model, x: jnp.ndarray, seed: int = 0, collections: Sequenc
     with a fixed seed, every collection (batch statistics at their initial mean 0, variance
     1). ``collections``: keep only these (e.g. those of the trained variables); the
     ``intermediates`` a model sows are always dropped."""
-    variables = dict(jax.jit(functools.partial(model.init, **kwargs))(
+    variables = dict(run_once.jit_once(functools.partial(model.init, **kwargs))(
         jax.random.PRNGKey(seed), x))
     variables.pop("intermediates", None)
     if collections is not None:
