@@ -2,10 +2,10 @@
 
 XLA's CPU backend spends most of an initialisation program's compile time optimising code
 that then runs a single time: every parameter's random draw is a loop of its own (threefry),
-and the LLVM passes of the default level (3) take about 70 ms per draw. Level 1 compiles the
-same program several times faster and the draws run as fast (``benchmarks/init_compile.py``;
-the I3D of width 0.25: 57 s → 15 s of CPU on a 2-core EPYC). Only the CPU
-backend is affected, and only when ``XLA_FLAGS`` does not choose a level itself.
+optimised at length by the LLVM passes of the default level (3). Level 1 compiles the same
+program several times faster and the draws run as fast (``benchmarks/init_compile.py``; the
+I3D of width 0.25: 57 s → 15 s of CPU on a 2-core EPYC). Only the CPU backend is affected,
+and only when ``XLA_FLAGS`` does not choose a level itself.
 """
 from __future__ import annotations
 
