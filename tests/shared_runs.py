@@ -5,6 +5,7 @@ first worker that asks for a run trains it there while holding a file lock, the 
 for it and reuse it. A shared workdir is read-only for the tests: a test that writes (resumes,
 kills, evaluates into it) makes its own run.
 """
+import json
 import os
 import shutil
 import signal
@@ -80,6 +81,25 @@ def shared_workdir(tmp_path_factory, name: str, flags: list[str], timeout: float
 def sampler_reference(tmp_path_factory) -> Path:
     """The uninterrupted one-process run of ``SAMPLER_SMOKE`` (9 steps)."""
     return shared_workdir(tmp_path_factory, "sampler_reference", SAMPLER_SMOKE)
+
+
+def final_state(workdir: Path) -> tuple[int, dict, dict, list]:
+    """``(step, variables, score tables as NumPy arrays, metrics history)`` of the newest
+    checkpoint of a finished run of the score-table sampler (e.g. ``SAMPLER_SMOKE``)."""
+    import jax
+    import numpy as np
+    import orbax.checkpoint as ocp
+
+    from fer_jax import checkpointing
+
+    manager = checkpointing.Checkpoints(workdir, 2)
+    step = manager.latest.latest_step()
+    sampler = manager.latest.restore(step, args=ocp.args.Composite(
+        sampler=ocp.args.StandardRestore())).sampler
+    variables, _, _ = manager.restore_variables(
+        jax.sharding.SingleDeviceSharding(jax.devices()[0]), prefer_best=False)
+    history = json.loads((Path(workdir) / "metrics.json").read_text())["history"]
+    return step, variables, {k: np.asarray(v) for k, v in sampler.items()}, history
 
 
 def synthetic_smoke(tmp_path_factory, dest: Path) -> Path:

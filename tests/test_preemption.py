@@ -1,8 +1,8 @@
-"""Preemption safety of ``python -m fer_jax.main``: SIGKILL at three random points of a tiny
-run, each followed by a resume, then SIGTERM (checkpoint saved, exit status 143) and a last
-resume — the run ends bit-identical to an uninterrupted one."""
-import json
-import os
+"""Preemption safety of ``python -m fer_jax.main`` on the score-table sampler's smoke run
+(warm-up, exploration, exploitation; a checkpoint every 2 steps and at each epoch end):
+SIGKILL at random points of the warm-up and the exploration, SIGTERM (checkpoint saved, exit
+status 143), SIGKILL again in the middle of the exploitation, each followed by a resume — the
+run ends with the parameters, score tables and metrics of the uninterrupted run, bit for bit."""
 import signal
 import subprocess
 import sys
@@ -14,23 +14,18 @@ import numpy as np
 import pytest
 
 import shared_runs
-from fer_jax import checkpointing
 
 pytestmark = pytest.mark.slow  # end-to-end: deselect with -m 'not slow'
 
 REPO = Path(__file__).resolve().parents[1]
-# 4 epochs × 6 steps, checkpoints every 2 steps (and at every epoch end).
-COMMAND = [sys.executable, "-m", "fer_jax.main", "--config=configs/synthetic.py:smoke",
-           "--config.train.epochs=4"]
-
-
-def _env():
-    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
-                + " --xla_force_host_platform_device_count=1")
+COMMAND = [sys.executable, "-m", "fer_jax.main", *shared_runs.SAMPLER_SMOKE]
+EXPLOITATION_MIDDLE = 8  # steps 7-9 are epoch 3, the exploitation of the score tables
 
 
 def _start(workdir):
-    return subprocess.Popen(COMMAND + [f"--workdir={workdir}"], cwd=REPO, env=_env(),
+    # unbuffered: what a run printed before it was killed still reaches the test
+    env = dict(shared_runs.one_device_env(), PYTHONUNBUFFERED="1")
+    return subprocess.Popen(COMMAND + [f"--workdir={workdir}"], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -49,34 +44,28 @@ def _wait_for_checkpoint(process, workdir, after: int, timeout: float = 200) -> 
         time.sleep(0.005)
 
 
-def _final(workdir):
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    variables, _, step = checkpointing.Checkpoints(workdir, 2).restore_variables(
-        device, prefer_best=False)
-    history = json.loads((Path(workdir) / "metrics.json").read_text())["history"]
-    return step, variables, history
+def _kill_after_checkpoint(workdir, after: int, delay: float) -> str:
+    """Starts (resumes) the run, SIGKILLs it ``delay`` seconds after a checkpoint newer than
+    ``after`` appears; returns its standard output."""
+    process = _start(workdir)
+    _wait_for_checkpoint(process, workdir, after)
+    time.sleep(delay)  # anywhere in the next step or save
+    process.send_signal(signal.SIGKILL)
+    out, _ = process.communicate()
+    assert process.returncode == -signal.SIGKILL, f"the run ended before the kill:\n{out}"
+    assert not (Path(workdir) / "metrics.json").exists()
+    return out
 
 
-def test_killed_three_times_and_terminated_once_ends_bit_identical(tmp_path):
-    reference = _start(tmp_path / "reference")
-    out, err = shared_runs.finish(reference, 300)
-    assert reference.returncode == 0, err[-3000:]
-
+def test_killed_three_times_and_terminated_once_ends_bit_identical(tmp_path_factory, tmp_path):
+    reference = shared_runs.sampler_reference(tmp_path_factory)
     workdir = tmp_path / "interrupted"
     rng = np.random.default_rng(0)
-    for kill in range(3):
-        latest = max(_steps(workdir), default=0)
-        process = _start(workdir)
-        _wait_for_checkpoint(process, workdir, latest)
-        time.sleep(rng.uniform(0, 0.05))  # anywhere in the next step or save
-        process.send_signal(signal.SIGKILL)
-        process.communicate()
-        assert process.returncode == -signal.SIGKILL, f"run {kill + 1} ended before the kill"
-        assert not (workdir / "metrics.json").exists()
+    for _ in range(2):  # the warm-up, then the exploration
+        _kill_after_checkpoint(workdir, max(_steps(workdir), default=0), rng.uniform(0, 0.05))
 
-    latest = max(_steps(workdir))
     process = _start(workdir)
-    _wait_for_checkpoint(process, workdir, latest)
+    _wait_for_checkpoint(process, workdir, max(_steps(workdir)))
     process.send_signal(signal.SIGTERM)
     out, err = shared_runs.finish(process, 120)
     assert process.returncode == 143, err[-3000:]
@@ -86,13 +75,21 @@ def test_killed_three_times_and_terminated_once_ends_bit_identical(tmp_path):
     step = int(stopped[0].split("after step ")[1].split(";")[0])
     assert step in _steps(workdir)  # the checkpoint of the step it stopped at
 
+    out = _kill_after_checkpoint(workdir, max(step, EXPLOITATION_MIDDLE - 1), 0.0)
+    assert f"Resumed from step {step}" in out
+    resumed_from = max(_steps(workdir))
+    assert resumed_from >= EXPLOITATION_MIDDLE
     process = _start(workdir)
     out, err = shared_runs.finish(process, 300)
     assert process.returncode == 0, err[-3000:]
-    assert f"Resumed from step {step}" in out
-    step_a, params_a, history_a = _final(tmp_path / "reference")
-    step_b, params_b, history_b = _final(workdir)
-    assert step_a == step_b == 24
+    assert f"Resumed from step {resumed_from}" in out
+
+    step_a, params_a, tables_a, history_a = shared_runs.final_state(reference)
+    step_b, params_b, tables_b, history_b = shared_runs.final_state(workdir)
+    assert step_a == step_b == 9
     for a, b in zip(jax.tree.leaves(params_a), jax.tree.leaves(params_b)):
         np.testing.assert_array_equal(a, b)
+    assert tables_a.keys() == tables_b.keys() and tables_a
+    for key in tables_a:
+        np.testing.assert_array_equal(tables_a[key], tables_b[key])
     assert history_a == history_b
