@@ -84,6 +84,9 @@ def test_one_writer_ctrl_c_saves_and_a_killed_writer_releases_the_lock(tmp_path)
     _wait_for(lambda: checkpoints.is_dir() and any(p.name.isdigit() for p in
                                                     checkpoints.iterdir()), "a checkpoint")
     assert lock.holder()["pid"] == first.pid
+    # Paused (SIGSTOP) while the other runs look at its workdir: it keeps its lock and its
+    # half-written files, and leaves the two cores to them.
+    first.send_signal(signal.SIGSTOP)
     # A second training of the same workdir is refused at once, naming the holder.
     second = _cli(workdir, "--config.train.epochs=200")
     _, err = shared_runs.finish(second, 300)
@@ -98,6 +101,7 @@ def test_one_writer_ctrl_c_saves_and_a_killed_writer_releases_the_lock(tmp_path)
     assert reader.returncode == 0, err[-2000:]
     assert in_progress.is_dir()
     # Ctrl-C: a checkpoint at the end of the step in progress, one line, status 130.
+    first.send_signal(signal.SIGCONT)
     first.send_signal(signal.SIGINT)
     _, err = shared_runs.finish(first, 300)
     assert first.returncode == 130, err[-2000:]
