@@ -423,14 +423,14 @@ def test_frozen_features_pass_no_gradient_and_trainable_freezes_the_rest():
                          freeze_features=True,
                          attention=attention.build("self_attention", head_dim=8))
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 16, 16, 3))
-    variables = model.init(jax.random.PRNGKey(1), x)
+    variables = fast_jit(model.init)(jax.random.PRNGKey(1), x)
 
     def loss(p):
         logits, _ = model.apply({"params": p, "batch_stats": variables["batch_stats"]}, x,
                                 train=True, mutable=["batch_stats"])
         return jnp.sum(logits ** 2)
 
-    grads = jax.grad(loss)(variables["params"])
+    grads = fast_jit(jax.grad(loss))(variables["params"])
     for key, tree in grads.items():
         total = sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(tree))
         assert (total > 0) == (key in ("attention", "fc")), key

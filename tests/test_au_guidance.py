@@ -197,14 +197,14 @@ def _att_cos_after_training(config, runs) -> list[float]:
     batch = next(iter(pipeline.train_dataset(source, config, 1, seed=0, au_maps=True)))
     batch = {k: jnp.asarray(v) for k, v in batch.items()}
     tx, _ = train.make_optimizer(config, steps_per_epoch=8)
-    params, model_state = run.init_variables(jax.random.PRNGKey(0))
+    params, model_state = fast_jit(run.init_variables)(jax.random.PRNGKey(0))
     steps_of = {weight: fast_jit(functools.partial(
         train.train_step, model=run.model, tx=tx, config=config,
         guidance=au_guidance.Guidance(weight, run.guidance.layers, "cam") if weight else None))
         for weight in {w for w, _ in runs} | {4.0}}
     result = []
     for weight, steps in runs:
-        state = train.TrainState(jnp.int32(0), params, model_state, tx.init(params),
+        state = train.TrainState(jnp.int32(0), params, model_state, fast_jit(tx.init)(params),
                                  jax.random.PRNGKey(1))
         for _ in range(steps):
             state, _, _ = steps_of[weight](state, batch, train.zero_train_sums())

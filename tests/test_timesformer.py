@@ -1,9 +1,12 @@
 """TimeSformer: shapes, sown attention, structure of the divided block, jit + grad."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from fast import fast_jit
 from fer_jax import models
 from fer_jax.errors import UserError
 
@@ -12,13 +15,14 @@ KWARGS = dict(num_classes=5, patch_size=8, hidden_size=32, num_layers=2, num_hea
 
 def _init(model, shape=(2, 4, 32, 32, 3), seed=0):
     x = jax.random.normal(jax.random.PRNGKey(seed), shape)
-    return x, model.init(jax.random.PRNGKey(1), x)
+    return x, fast_jit(model.init)(jax.random.PRNGKey(1), x)
 
 
 def test_logits_and_sown_attention_shapes():
     model = models.build("timesformer", **KWARGS)
     x, variables = _init(model)
-    logits, state = model.apply({"params": variables["params"]}, x, mutable=["intermediates"])
+    logits, state = fast_jit(functools.partial(model.apply, mutable=["intermediates"]))(
+        {"params": variables["params"]}, x)
     assert logits.shape == (2, 5) and logits.dtype == jnp.float32
     inter = state["intermediates"]["blocks_1"]
     (spatial,) = inter["attention"]["attention_probs"]
