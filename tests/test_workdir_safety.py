@@ -20,6 +20,7 @@ import pytest
 
 import config_files
 import shared_runs
+from fast import fast_jit
 from fer_jax import atomic_files, checkpointing, experiment, explain, predict, train
 from fer_jax.errors import UserError
 from fer_jax.models import pretrained
@@ -168,7 +169,7 @@ def test_init_from_weights_that_are_not_usable(tmp_path):
         pretrained.load(listed)
     config = _smoke()
     run = experiment.Run(config, str(tmp_path / "w"))
-    params, state = run.init_variables(jax.random.PRNGKey(0))
+    params, state = fast_jit(run.init_variables)(jax.random.PRNGKey(0))
     variables = jax.device_get({"params": params, **state})
     kernel = variables["params"]["classifier"]["kernel"]
     variables["params"]["classifier"]["kernel"] = np.full_like(kernel, np.nan)
