@@ -13,7 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
 from filelock import FileLock
+
+from fer_jax import checkpointing
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,12 +91,6 @@ def sampler_reference(tmp_path_factory) -> Path:
 def final_state(workdir: Path) -> tuple[int, dict, dict, list]:
     """``(step, variables, score tables as NumPy arrays, metrics history)`` of the newest
     checkpoint of a finished run of the score-table sampler (e.g. ``SAMPLER_SMOKE``)."""
-    import jax
-    import numpy as np
-    import orbax.checkpoint as ocp
-
-    from fer_jax import checkpointing
-
     manager = checkpointing.Checkpoints(workdir, 2)
     step = manager.latest.latest_step()
     sampler = manager.latest.restore(step, args=ocp.args.Composite(

@@ -360,8 +360,8 @@ THESIS_X = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 16, 16, 3))
 
 @functools.cache
 def _backbone():
-    """``(batch_stats, training-mode logits [2, 4, 3] of the bare backbone with the parameters
-    every row's network shares)``, computed once for all rows."""
+    """``(variables, training-mode logits [2, 4, 3])`` of the bare backbone, whose parameters
+    every row's network shares (same initialisation key), computed once for all rows."""
     from fer_jax import models
     backbone = models.build("resnet3d_18", **THESIS_CNN)
     variables = fast_jit(backbone.init)(jax.random.PRNGKey(1), THESIS_X)
