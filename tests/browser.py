@@ -13,6 +13,7 @@ SKIP_REASON = ("headless Chromium not available: install the Debian packages chr
                "chromium-driver (.ci/run does)")
 MAX_SCREENSHOT_HEIGHT = 16384  # Chromium cannot capture taller windows in one piece
 WIDTH = 1280
+PAGE_LOAD_SECONDS = 30
 
 # Everything the page shows, read in one round trip once it has loaded.
 _PAGE_STATE = """
@@ -60,7 +61,7 @@ def _driver():
     options.binary_location = shutil.which("chromium")
     service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
     driver = webdriver.Chrome(options=options, service=service)
-    driver.set_page_load_timeout(30)
+    driver.set_page_load_timeout(PAGE_LOAD_SECONDS)
     return driver
 
 
@@ -76,9 +77,15 @@ def render_in_chromium(path, screenshot_path=None) -> dict:
     saves a PNG of the whole page (viewport as tall as the document, at most
     ``MAX_SCREENSHOT_HEIGHT``).
     """
+    from selenium.webdriver.support.wait import WebDriverWait
+
     driver = _driver()
     try:
         driver.get(Path(path).resolve().as_uri())
+        # On a busy machine chromedriver can return while a large page is still being parsed
+        # (seen with Chromium 150: 3 of 8 sections present): wait for the load to finish.
+        WebDriverWait(driver, PAGE_LOAD_SECONDS).until(
+            lambda d: d.execute_script("return document.readyState") == "complete")
         state = driver.execute_script(_PAGE_STATE)
         if screenshot_path is not None:
             height = min(state["scrollHeight"], MAX_SCREENSHOT_HEIGHT)

@@ -328,7 +328,9 @@ def test_remat_gives_the_same_variables_and_gradients(name, kwargs, shape):
     (expected, expected_state), (got, got_state) = grads(model), grads(rematerialised)
     for a, b in zip(jax.tree.leaves((expected, expected_state)),
                     jax.tree.leaves((got, got_state)), strict=True):
-        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
+        # recomputed activations are summed in another order by XLA's CPU code (a relative
+        # 1.5e-6 seen on a CPU without AVX-512): float32 rounding, not another gradient
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
 
 
 def test_the_computation_settings_are_the_models_computation_fields():

@@ -163,8 +163,10 @@ def test_ablation_cam_matches_its_formula_and_chunking_changes_nothing(flatnet):
     weights = (y[:, None] - ablated) / y[:, None]  # AblationCAM.get_cam_weights
     reference = np.maximum((weights[:, None, None, None] * a).sum(-1), 0)
     assert (weights < 0).any() and (weights > 0).any()
-    np.testing.assert_allclose(chunked, reference, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-7)
+    # float32 against float64: the weights divide by the score, which amplifies rounding (an
+    # absolute 3e-6 on maps of up to 0.3 on a CPU without AVX-512)
+    np.testing.assert_allclose(chunked, reference, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
     with pytest.raises(UserError, match="batch_size must be a positive"):
         attribution.ablation_cam(model, variables, x, layer="features", batch_size=0)
 
