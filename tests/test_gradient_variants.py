@@ -10,6 +10,7 @@ import pytest
 from fer_jax import attribution, models
 from fer_jax.errors import UserError
 from fast import fast_jit
+import host_variables
 
 # Captum's DeepLift warns that it sets requires_grad and hooks on the reference network.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:captum")
@@ -40,22 +41,8 @@ class RuleNet(nn.Module):
 
 
 def random_variables(model, x, seed):
-    """He-normal kernels, random biases and BatchNorm statistics (scales of both signs), so
-    that every rule sees both signs; drawn in NumPy (no compilation)."""
-    rng = np.random.default_rng(seed)
-
-    def leaf(path, s):
-        name = path[-1].key
-        if name == "kernel":
-            return rng.standard_normal(s.shape) * np.sqrt(2 / np.prod(s.shape[:-1]))
-        if name == "scale":
-            return rng.uniform(0.5, 1.5, s.shape) * rng.choice([-1, 1], s.shape, p=[0.3, 0.7])
-        if name == "var":
-            return rng.uniform(0.5, 1.5, s.shape)
-        return 0.3 * rng.standard_normal(s.shape)  # biases, BatchNorm shifts and means
-
-    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
-    return jax.tree.map_with_path(lambda p, s: jnp.asarray(leaf(p, s), s.dtype), shapes)
+    """Random biases and BatchNorm statistics too, so that every rule sees both signs."""
+    return host_variables.random_variables(model, x, seed, bias_scale=0.3, var_high=1.5)
 
 
 def video(shape, seed):

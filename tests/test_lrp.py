@@ -13,6 +13,7 @@ from fer_jax import models
 from fer_jax.attribution.lrp import lrp, lrp_relevance
 from fer_jax.errors import UserError
 from fast import fast_jit
+from host_variables import random_variables
 
 
 RULES = ("epsilon", "zplus", "alpha_beta")
@@ -48,26 +49,6 @@ class Linear(nn.Module):
     @nn.compact
     def __call__(self, x, train=False):
         return nn.Dense(3)(x.reshape(x.shape[0], -1))
-
-
-def random_variables(model, x, seed=0, biases=True):
-    """He-normal kernels; with ``biases``, random biases and BatchNorm means/shifts, else zero
-    (a bias-free network); BatchNorm scales of both signs and random variances."""
-    rng = np.random.default_rng(seed)
-    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
-
-    def leaf(path, s):
-        name = path[-1].key
-        if name == "kernel":
-            fan_in = np.prod(s.shape[:-1])
-            return rng.standard_normal(s.shape) * np.sqrt(2 / fan_in)
-        if name == "scale":
-            return rng.uniform(0.5, 1.5, s.shape) * rng.choice([-1, 1], s.shape, p=[0.3, 0.7])
-        if name == "var":
-            return rng.uniform(0.5, 2.0, s.shape)
-        return 0.2 * rng.standard_normal(s.shape) * biases  # bias, BN bias, BN mean
-
-    return jax.tree.map_with_path(lambda p, s: jnp.asarray(leaf(p, s), s.dtype), shapes)
 
 
 def video(shape, seed=0):
