@@ -8,6 +8,7 @@ how the tests exercise every paper's configuration without its dataset.
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import ml_collections
@@ -117,6 +118,12 @@ def defaults() -> ml_collections.ConfigDict:
         init_from="",             # converted pretrained weights (.msgpack from
                                   # python -m fer_jax.models.convert) or the workdir of a
                                   # trained run; '' = from scratch
+        init_exclude="",          # regular expression over variable paths (re.search;
+                                  # 'params/fc/kernel', 'batch_stats/...'): matching arrays
+                                  # are not loaded from init_from but kept at their fresh
+                                  # initialisation (e.g. a new classifier); '' = none
+        init_exclude_zeros=False, # the excluded arrays start at zero instead (big_vision's
+                                  # head_zeroinit)
         # How the model computes (not its variables: a run may be resumed or evaluated with
         # other values; explain, report and predict always use float32, explicit attention
         # and no remat, whatever these say):
@@ -152,6 +159,11 @@ def defaults() -> ml_collections.ConfigDict:
         trainable="",             # regular expression over parameter paths ('a/b/kernel'):
                                   # only matching parameters train, the rest stay frozen
                                   # ('' = all train)
+        scaled="",                # regular expression over parameter paths (re.search):
+        scale=1.0,                # matching parameters train at scale × the learning rate,
+                                  # their weight decay scaled with it (a PyTorch parameter
+                                  # group with lr = scale · lr; '' = none), e.g. pretrained
+                                  # layers at 1/200 of a new classifier's rate
         loss_scale=dict(          # model.precision='float16' only: dynamic loss scaling
             initial=2.0 ** 15,    # the loss scale of a fresh run (resumes keep theirs)
             period=2000,          # finite-gradient steps in a row before it is multiplied
@@ -443,6 +455,15 @@ def smoke(config: ml_collections.ConfigDict, *, model_kwargs: dict, clip_frames:
     config.train.update(batch_size=batch_size, epochs=2, log_every_steps=2,
                         checkpoint_every_steps=2, early_stopping_patience=0)
     return config
+
+
+def pattern(field: str, value: str) -> re.Pattern:
+    """The regular expression of config field ``field`` (e.g. ``optimizer.trainable``),
+    compiled; a one-line UserError when ``value`` is not one."""
+    try:
+        return re.compile(value)
+    except re.error as e:
+        raise UserError(f"{field}={value!r} is not a regular expression: {e}") from None
 
 
 def check_arg(arg: str, allowed: tuple[str, ...]) -> set[str]:

@@ -31,11 +31,11 @@ from fer_jax.errors import UserError
 from fer_jax.evaluation import classification
 from fer_jax.models import attention, pooling
 
-# Config fields that fix array shapes or the data order: a workdir's checkpoints can only be
-# resumed by a config that agrees on them.
+# Config fields that fix array shapes (the optimiser state's structure included) or the data
+# order: a workdir's checkpoints can only be resumed by a config that agrees on them.
 RESUME_KEYS = ("seed", "dataset", "model", "input.clip_frames", "input.image_size",
                "input.modality", "input.pad", "sampler", "optimizer.trainable",
-               "input.train_clip", "train.batch_size", "optimizer.name",
+               "optimizer.scaled", "input.train_clip", "train.batch_size", "optimizer.name",
                "optimizer.accumulation_steps", "schedule.name", "au_guidance.weight",
                "au_guidance.layers", "train.shuffle_labels")
 

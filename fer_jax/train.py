@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import re
 import sys
 import time
 from pathlib import Path
@@ -48,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fer_jax import atomic_files, au_guidance, checkpointing, loss_scaling, run_once
+from fer_jax import atomic_files, au_guidance, checkpointing, configs, loss_scaling, run_once
 from fer_jax.attribution import LayerTaps
 from fer_jax.clip_sampling import ClipSampling
 from fer_jax.data import pipeline, sources
@@ -132,9 +131,29 @@ def make_optimizer(config, steps_per_epoch: int) -> tuple[optax.GradientTransfor
     tx = optax.chain(*chain)
     if opt.get("trainable"):
         tx = _only_trainable(tx, opt.trainable)
+    if opt.get("scaled"):  # only then: without it the state keeps its old structure
+        tx = optax.chain(tx, _scaled(opt.scaled, opt.get("scale", 1.0), opt.get("trainable")))
     if opt.accumulation_steps > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=opt.accumulation_steps)
     return tx, schedule
+
+
+def _path_matches(field: str, pattern: str):
+    """``params → tree of bools``: whether each parameter's ``/``-joined path
+    (``conv1/kernel``) matches the regular expression ``pattern`` of config field ``field``
+    (``re.search``). One-line UserErrors for a bad expression (at once) and for one that
+    matches no parameter (when first applied, at the optimiser's init)."""
+    regex = configs.pattern(field, pattern)
+
+    def matches(params):
+        flat = flax.traverse_util.flatten_dict(params, sep="/")
+        matched = {k: bool(regex.search(k)) for k in flat}
+        if not any(matched.values()):
+            raise UserError(f"{field}={pattern!r} matches no parameter (paths look like "
+                            f"{next(iter(flat))!r})")
+        return flax.traverse_util.unflatten_dict(matched, sep="/")
+
+    return matches
 
 
 def _only_trainable(tx: optax.GradientTransformation,
@@ -142,21 +161,34 @@ def _only_trainable(tx: optax.GradientTransformation,
     """``tx`` for the parameters whose ``/``-joined path matches the regular expression
     ``pattern`` (``re.search``); every other parameter is frozen (zero update, no weight
     decay): e.g. the thesis' two-step training of an attention head on a frozen network."""
-    try:
-        regex = re.compile(pattern)
-    except re.error as e:
-        raise UserError(f"optimizer.trainable={pattern!r} is not a regular expression: {e}") \
-            from None
-
-    def labels(params):
-        flat = flax.traverse_util.flatten_dict(params, sep="/")
-        named = {k: "train" if regex.search(k) else "frozen" for k in flat}
-        if "train" not in named.values():
-            raise UserError(f"optimizer.trainable={pattern!r} matches no parameter (paths "
-                            f"look like {next(iter(flat))!r})")
-        return flax.traverse_util.unflatten_dict(named, sep="/")
-
+    trainable = _path_matches("optimizer.trainable", pattern)
+    labels = lambda params: jax.tree.map(  # noqa: E731
+        lambda t: "train" if t else "frozen", trainable(params))
     return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+
+
+def _scaled(pattern: str, scale: float, trainable: str = "") -> optax.GradientTransformation:
+    """Multiplies the final updates of the parameters whose path matches ``pattern`` by
+    ``scale``: a PyTorch parameter group with ``lr = scale · lr``. Exactly so for AdamW
+    (decoupled decay: ``-lr · (m̂ / (√v̂ + ε) + wd · p)``, moments independent of lr) and for
+    SGD with momentum and coupled decay (the momentum buffer of ``g + wd · p`` is independent
+    of lr; the update is ``-lr · buffer``), also with clipping by the global norm of all
+    gradients and a plateau factor, which act on every group alike (tests/test_optimizer.py
+    compares with torch.optim)."""
+    if not (isinstance(scale, (int, float)) and np.isfinite(scale) and scale > 0):
+        raise UserError(f"optimizer.scale must be a finite number > 0, got {scale!r}")
+    scaled = _path_matches("optimizer.scaled", pattern)
+    trains = _path_matches("optimizer.trainable", trainable) if trainable else None
+
+    def mask(params):
+        matched = scaled(params)
+        if trains is not None and not any(jax.tree.leaves(
+                jax.tree.map(lambda a, b: a and b, matched, trains(params)))):
+            raise UserError(f"optimizer.scaled={pattern!r} matches no parameter that "
+                            f"optimizer.trainable={trainable!r} trains")
+        return matched
+
+    return optax.masked(optax.scale(scale), mask)
 
 
 # --------------------------------------------------------------------------- steps
