@@ -435,10 +435,13 @@ def _check_state_finite(state: TrainState, step: int, epoch: int, checkpoints) -
         raise _diverged("non-finite parameters or optimiser state", step, epoch, checkpoints)
 
 
-def init_from_pretrained(state: TrainState, path: str, tx, sharding) -> TrainState:
+def init_from_pretrained(state: TrainState, path: str, tx, sharding, exclude: str = "",
+                         zeros: bool = False) -> TrainState:
     """``state`` with the weights at ``path`` copied in where path and shape match
     (models/pretrained.py) and a fresh optimiser state. ``path`` is a converted-weights file
-    or the workdir of a trained run (its best, else newest, checkpoint)."""
+    or the workdir of a trained run (its best, else newest, checkpoint). Variables whose path
+    matches ``exclude`` (``model.init_exclude``) keep their initialisation, or are zero with
+    ``zeros`` (``model.init_exclude_zeros``)."""
     if pretrained.resolve(path).is_dir():
         checkpoints = checkpointing.Checkpoints(pretrained.resolve(path), 1, read_only=True)
         try:
@@ -449,7 +452,7 @@ def init_from_pretrained(state: TrainState, path: str, tx, sharding) -> TrainSta
     else:
         weights, _, _ = pretrained.load(path)
     fresh = jax.device_get({"params": state.params, **state.model_state})
-    merged, report = pretrained.merge(fresh, weights)
+    merged, report = pretrained.merge(fresh, weights, exclude, zeros)
     print(pretrained.describe(report), flush=True)
     merged = jax.device_put(merged, sharding)
     params = merged.pop("params")
@@ -482,6 +485,14 @@ def check_train_config(config) -> None:
                         f"{config.input.num_workers}")
     check_input_config(config)
     loss_scaling.settings(config)
+    m = config.model
+    if m.get("init_exclude") and not m.get("init_from"):
+        raise UserError(f"model.init_exclude={m.init_exclude!r} needs model.init_from (the "
+                        f"weights it excludes arrays from)")
+    if m.get("init_exclude_zeros") and not m.get("init_exclude"):
+        raise UserError("model.init_exclude_zeros needs model.init_exclude (the arrays to zero)")
+    if m.get("init_exclude"):
+        configs.pattern("model.init_exclude", m.init_exclude)  # before any training starts
     o = config.optimizer
     for name in ("learning_rate", "weight_decay", "grad_clip_norm"):
         value = o.get(name, 0.0)
@@ -547,7 +558,9 @@ def _train_and_evaluate(config, run: Run) -> dict:
         if sampling:
             sampling.start(0)
         if config.model.get("init_from"):
-            state = init_from_pretrained(state, config.model.init_from, tx, run.replicated)
+            state = init_from_pretrained(state, config.model.init_from, tx, run.replicated,
+                                         config.model.get("init_exclude", ""),
+                                         config.model.get("init_exclude_zeros", False))
     if sampling:  # the same dict: saved with every checkpoint's progress
         progress["sampling_maps"] = sampling.history
     if is_chief:  # the workdir is this experiment's: its config may now be written

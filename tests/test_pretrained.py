@@ -2,12 +2,16 @@
 
 from pathlib import Path
 
+import flax.traverse_util
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import config_files
-from fer_jax import train
+from fast import fast_jit
+from fer_jax import configs, models, train
 from fer_jax.errors import UserError
 from fer_jax.models import pretrained
 from fer_jax.models.convert.__main__ import main as convert_main
@@ -59,8 +63,8 @@ def test_merge_reports_what_it_did_not_load():
     merged, report = pretrained.merge(fresh, weights)
     np.testing.assert_array_equal(merged["params"]["a"], 1.0)
     np.testing.assert_array_equal(merged["params"]["head"], 0.0)
-    assert report == {"loaded": ["params/a"], "kept": ["params/head"],
-                      "unused": ["params/head", "params/extra"]}
+    assert report == {"loaded": ["params/a"], "kept": ["params/head"], "excluded": [],
+                      "zeroed": [], "unused": ["params/head", "params/extra"]}
     assert "kept 1" in pretrained.describe(report)
     with pytest.raises(UserError, match="no pretrained array matches"):
         pretrained.merge(fresh, {"params": {"b": np.ones(3)}})
@@ -74,3 +78,59 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "cannot read" in capsys.readouterr().err
     with pytest.raises(UserError, match="no file"):
         pretrained.load(tmp_path / "none.msgpack")
+
+
+def test_init_exclude_keeps_or_zeroes_the_matching_arrays(tmp_path, capsys):
+    """``model.init_exclude``: matching variables (a classifier, BatchNorm statistics) are not
+    loaded from ``model.init_from`` but keep the fresh initialisation, or start at zero with
+    ``model.init_exclude_zeros``; the log line says which."""
+    model = models.build("resnet3d_18", num_classes=3, width=1 / 16, dense=True)
+    x = jnp.zeros((1, 2, 8, 8, 3))
+    init = fast_jit(model.init)
+    fresh = init(jax.random.PRNGKey(0), x)
+    # + 0.5: biases and BatchNorm statistics start at 0 / 1 whatever the seed
+    weights = jax.tree.map(lambda a: a + 0.5, init(jax.random.PRNGKey(1), x))
+    path = pretrained.save(tmp_path / "w.msgpack", weights, "resnet3d_18", {"width": 1 / 16})
+    tx = optax.sgd(0.1)
+    state = train.TrainState(jnp.int32(0), fresh["params"], {"batch_stats": fresh["batch_stats"]},
+                             tx.init(fresh["params"]), jax.random.PRNGKey(2))
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    flat = lambda s: flax.traverse_util.flatten_dict(  # noqa: E731
+        {"params": s.params, **s.model_state}, sep="/")
+    start, loaded = flat(state), flax.traverse_util.flatten_dict(weights, sep="/")
+    for exclude, zeros, excluded in [("^params/fc/", True, {"params/fc/bias", "params/fc/kernel"}),
+                                     ("^batch_stats/layer4", False, None)]:
+        capsys.readouterr()
+        got = flat(train.init_from_pretrained(state, str(path), tx, device, exclude, zeros))
+        line = capsys.readouterr().out
+        if excluded is None:
+            excluded = {k for k in start if k.startswith("batch_stats/layer4")}
+        assert f"excluded {len(excluded)} by model.init_exclude, " \
+               f"{'zeroed' if zeros else 'kept at initialisation'}" in line, line
+        for key, value in got.items():
+            if key not in excluded:
+                expected = loaded[key]
+            else:
+                expected = np.zeros_like(start[key]) if zeros else start[key]
+            np.testing.assert_array_equal(value, expected, err_msg=key)
+        assert all(np.abs(loaded[k] - start[k]).max() > 0 for k in excluded)  # they differ
+
+    with pytest.raises(UserError, match="model.init_exclude='\\^params/nothing' matches no "):
+        train.init_from_pretrained(state, str(path), tx, device, "^params/nothing")
+    with pytest.raises(UserError, match="is not a regular expression"):
+        train.init_from_pretrained(state, str(path), tx, device, "fc/(")
+    with pytest.raises(UserError, match="excludes every pretrained array"):
+        train.init_from_pretrained(state, str(path), tx, device, ".")
+
+
+def test_init_exclude_settings_are_checked_before_training():
+    config = configs.defaults()
+    for settings, message in [(dict(init_exclude="^params/fc/"), "needs model.init_from"),
+                              (dict(init_exclude_zeros=True), "needs model.init_exclude"),
+                              (dict(init_from="w.msgpack", init_exclude="fc/("),
+                               "is not a regular expression")]:
+        config.model.update({"init_from": "", "init_exclude": "", "init_exclude_zeros": False,
+                             **settings})
+        with pytest.raises(UserError, match=message) as error:
+            train.check_train_config(config)
+        assert "\n" not in str(error.value)

