@@ -6,9 +6,10 @@ random time, plus nuisance segments (occluders, brightness drops, a distractor e
 training clip is F = 8 consecutive frames, so a uniformly drawn clip (Eq. 3.7) often misses
 the event. The model is a dense 3D ResNet-18 (width 1/8, no temporal stride) whose per-frame
 scores are max-pooled over the clip (the thesis' stage 1); it is small so that the whole
-comparison (2 samplers × 3 seeds) runs on a 2-core CPU in well under an hour. At test time every frame of every video is scored, clip
-max-pooling with kernel F, then softmax pooling over the clips with γ_p = 1 — the same for
-both samplers, so only the training clip selection differs.
+comparison (2 samplers × 3 seeds) runs on a 2-core CPU in well under an hour. At test time
+every frame of every video is scored, clip max-pooling with kernel F, then softmax pooling
+over the clips with γ_p = 1 — the same for both samplers, so only the training clip selection
+differs.
 
   python launch/sweep.py --config=configs/sampler_synthetic.py --workdir=runs/sampler \\
       --seeds=0,1,2 --set=sampler.name=uniform,stochastic_softmax --eval
