@@ -178,12 +178,21 @@ CASES = [
      "train.early_stopping_patience must be 0 (off) or positive, got -1"),
     ("negative worker count", "fresh", "train", {"input.num_workers": -2}, None,
      "input.num_workers must be 0 (in-process) or positive, got -2"),
+    ("non-positive optimizer.scale", "fresh", "train",
+     {"optimizer.scaled": "kernel", "optimizer.scale": 0.0}, None,
+     "optimizer.scale must be a finite number > 0, got 0.0"),
+    ("init_exclude without init_from", "fresh", "train", {"model.init_exclude": "fc"}, None,
+     "model.init_exclude='fc' needs model.init_from"),
     # -- workdirs and checkpoints
     ("workdir is an existing file", "file", "train", {}, None, "cannot write to workdir"),
     ("eval of an empty workdir", "fresh", "eval", {}, None,
      "; train first with --mode=train --workdir="),
     ("resume with another experiment's config", "trained", "train",
      {"model.kwargs.hidden_size": 64}, None, "different experiment (differs in model)"),
+    # optimizer.scaled adds to the optimiser state: a resume must agree on it
+    ("resume with parameters newly scaled", "trained", "train",
+     {"optimizer.scaled": "kernel", "optimizer.scale": 0.1}, None,
+     "different experiment (differs in optimizer.scaled)"),
     # Used to move the intact checkpoints to corrupt_checkpoints/ and train from scratch;
     # the checkpoints' experiment record now names the difference.
     ("resume checkpoints of other shapes without config.json", "trained", "train",
