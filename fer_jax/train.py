@@ -172,9 +172,10 @@ def _scaled(pattern: str, scale: float, trainable: str = "") -> optax.GradientTr
     ``scale``: a PyTorch parameter group with ``lr = scale · lr``. Exactly so for AdamW
     (decoupled decay: ``-lr · (m̂ / (√v̂ + ε) + wd · p)``, moments independent of lr) and for
     SGD with momentum and coupled decay (the momentum buffer of ``g + wd · p`` is independent
-    of lr; the update is ``-lr · buffer``), also with clipping by the global norm of all
-    gradients and a plateau factor, which act on every group alike (tests/test_optimizer.py
-    compares with torch.optim)."""
+    of lr; the update is ``-lr · buffer``). Clipping by the global norm (of the trained
+    parameters' gradients) comes before the optimiser and the plateau factor multiplies every
+    group's update alike, so neither breaks it. tests/test_optimizer.py compares AdamW and
+    SGD, with clipping, against torch.optim."""
     if not (isinstance(scale, (int, float)) and np.isfinite(scale) and scale > 0):
         raise UserError(f"optimizer.scale must be a finite number > 0, got {scale!r}")
     scaled = _path_matches("optimizer.scaled", pattern)
