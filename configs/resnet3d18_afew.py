@@ -31,5 +31,6 @@ def get_config(arg: str = ""):
     config.schedule.update(name="constant", warmup_epochs=0.0)
     config.train.batch_size = 8
     if "smoke" in args:
-        configs.smoke(config, model_kwargs=dict(width=1 / 8), clip_frames=8)
+        configs.smoke(config, model_kwargs=dict(width=1 / 8, stage_sizes=(1, 1, 1, 1)),
+                      clip_frames=8)
     return config

@@ -38,5 +38,5 @@ def get_config(arg: str = ""):
         config.model.temporal_pooling = ""
         config.eval.full_video = False
     if "smoke" in args:
-        configs.smoke(config, model_kwargs=dict(width=1 / 8))
+        configs.smoke(config, model_kwargs=dict(width=1 / 8, stage_sizes=(1, 1, 1, 1)))
     return config

@@ -64,6 +64,24 @@ def _global(tree):
     return multihost_utils.process_allgather(tree, tiled=True)
 
 
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of the values of ``x`` [N], tied values sharing their mean rank (as
+    ``scipy.stats.rankdata``'s default), float64 [N]."""
+    _, inverse, counts = np.unique(np.asarray(x), return_inverse=True, return_counts=True)
+    last = np.cumsum(counts)  # the rank of each distinct value's last occurrence
+    return (last - (counts - 1) / 2)[inverse].astype(np.float64)
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's ρ of two vectors [N]: Pearson's correlation of their average ranks (the
+    value of ``scipy.stats.spearmanr``, without importing scipy.stats, a second at start-up);
+    NaN when either is constant."""
+    ra, rb = average_ranks(a) - (len(a) + 1) / 2, average_ranks(b) - (len(b) + 1) / 2
+    denominator = np.sqrt(np.sum(ra * ra) * np.sum(rb * rb))
+    return float(np.sum(ra * rb) / denominator) if denominator > 0 else float("nan")
+
+
 class ClipSampling:
     """The clip sampler of one training run; see the module docstring."""
 
@@ -174,8 +192,6 @@ class ClipSampling:
         truth."""
         if not hasattr(source, "ground_truth"):
             return None
-        from scipy.stats import spearmanr  # scipy.stats takes a second to import
-
         rhos, hits = [], []
         window = np.ones(self.clip_frames) / self.clip_frames
         for v in range(self.table.num_videos):
@@ -184,7 +200,7 @@ class ClipSampling:
             if len(row) < 3 or np.ptp(intensity) == 0 or np.ptp(row) == 0:
                 continue
             clip_intensity = np.convolve(intensity, window, mode="valid")[:len(row)]
-            rhos.append(spearmanr(row, clip_intensity).statistic)
+            rhos.append(spearman(row, clip_intensity))
             hits.append(clip_intensity[np.argmax(row)] >= clip_intensity.max() - 1e-6)
         if not rhos:  # still in warm-up: the table has not been written
             return {"videos": 0}

@@ -11,6 +11,7 @@ import pytest
 import config_files
 from fast import fast_jit
 from fer_jax import checkpointing, experiment, train
+from fer_jax import clip_sampling
 from fer_jax.clip_sampling import ClipSampling
 from fer_jax.data import pipeline, sources
 from fer_jax.errors import UserError
@@ -21,6 +22,21 @@ def _config(scoring=None):
     if scoring is not None:
         config.sampler.scoring = scoring
     return config
+
+
+def test_spearman_of_a_table_row_is_scipys():
+    """The table-vs-intensity correlation's ρ (average ranks for ties) equals scipy's."""
+    from scipy import stats
+    rng = np.random.default_rng(0)
+    for n in (3, 7, 40):
+        a, b = rng.normal(size=n), rng.normal(size=n)
+        tied = np.round(b * 2) / 2  # many ties, as in a clip-intensity window
+        for x, y in ((a, b), (a, tied), (tied, np.round(a))):
+            assert clip_sampling.spearman(x, y) == pytest.approx(
+                stats.spearmanr(x, y).statistic, abs=1e-12)
+    np.testing.assert_array_equal(clip_sampling.average_ranks(np.array([3.0, 1, 3, 2])),
+                                  [3.5, 1, 3.5, 2])
+    assert np.isnan(clip_sampling.spearman(np.ones(4), np.arange(4.0)))
 
 
 def test_default_is_clean():

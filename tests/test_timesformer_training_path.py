@@ -45,7 +45,7 @@ def test_logits_and_gradients_equal_the_plain_formulation(attention_type, monkey
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 16, 24, 3))
     model = models.build("timesformer", **KWARGS, attention_type=attention_type,
                          drop_path_rate=0.1, dropout=0.1)
-    variables = fast_jit(model.init)(jax.random.PRNGKey(1), x)
+    variables = jax.eval_shape(model.init, jax.random.PRNGKey(1), x)  # shapes only
     rng = np.random.default_rng(0)  # every parameter nonzero (temporal_dense starts at zero)
     variables = jax.tree.map(lambda v: jnp.asarray(rng.normal(size=v.shape) * 0.3, v.dtype),
                              variables)
