@@ -224,7 +224,7 @@ def test_guided_training_raises_the_alignment_of_the_layer_attention(arg):
 def test_guidance_trains_3d_cnn_features_with_a_coarser_time_axis():
     config = _smoke()  # 4-frame clips; layer1 of a 3D ResNet keeps 2 frames of 8×8
     config.model.name = "resnet3d_18"
-    config.model.kwargs = dict(width=1 / 8)
+    config.model.kwargs = dict(width=1 / 8, stage_sizes=(2, 1, 1, 1))  # layer1_1 kept
     config.au_guidance.layers = "layer1_1"
     config.optimizer.learning_rate = 3e-3
     before, after = _att_cos_after_training(config, [(4.0, 0), (4.0, 8)])

@@ -233,7 +233,7 @@ def test_eval_clips_errors():
 # --------------------------------------------------------------------------- model
 def test_clip_aggregate_logits_is_the_mean_over_clips():
     config = _config(clips=3)
-    model = models.build("resnet3d_18", num_classes=7, width=1 / 16)
+    model = models.build("resnet3d_18", num_classes=7, width=1 / 16, stage_sizes=(1, 1, 1, 1))
     video = np.random.default_rng(0).integers(0, 256, (2, 3, 4, 16, 16, 3), np.uint8)
     variables = fast_jit(functools.partial(model.init, train=False))(
         jax.random.PRNGKey(0), jnp.zeros((1, 4, 16, 16, 3)))

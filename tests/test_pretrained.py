@@ -84,7 +84,8 @@ def test_init_exclude_keeps_or_zeroes_the_matching_arrays(tmp_path, capsys):
     """``model.init_exclude``: matching variables (a classifier, BatchNorm statistics) are not
     loaded from ``model.init_from`` but keep the fresh initialisation, or start at zero with
     ``model.init_exclude_zeros``; the log line says which."""
-    model = models.build("resnet3d_18", num_classes=3, width=1 / 16, dense=True)
+    model = models.build("resnet3d_18", num_classes=3, width=1 / 16, dense=True,
+                         stage_sizes=(1, 1, 1, 1))
     x = jnp.zeros((1, 2, 8, 8, 3))
     init = fast_jit(model.init)
     fresh = init(jax.random.PRNGKey(0), x)
