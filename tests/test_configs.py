@@ -42,8 +42,12 @@ def test_full_size_model_builds(name):
 
 # Configs whose smoke run other tests already train and evaluate end to end, from the command
 # line: synthetic (test_train_cli.py), sampler_synthetic (test_sampler_training.py, three epochs
-# with test-time pooling), au_guided_synthetic (test_au_guidance.py).
-TRAINED_ELSEWHERE = {"synthetic", "sampler_synthetic", "au_guided_synthetic"}
+# with test-time pooling), au_guided_synthetic (test_au_guidance.py). And i3d_hmdb51, whose
+# smoke run cost the most CPU of all (18-22 s) and whose parts are trained elsewhere: the
+# dense I3D's training step in test_cnn3d.py, the chapter-3 path (SGD with the plateau
+# schedule, full-video evaluation of dense logits with max pooling) by c3d_afew and
+# resnext101_hmdb51 below.
+TRAINED_ELSEWHERE = {"synthetic", "sampler_synthetic", "au_guided_synthetic", "i3d_hmdb51"}
 
 
 @pytest.mark.slow
