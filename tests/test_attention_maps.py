@@ -175,6 +175,7 @@ def test_explain_draws_what_the_attention_module_computed(tmp_path, row, expecte
     config.model.temporal_pooling = "adaptive"
     config.train.epochs = 1
     config.explain.update(videos="0", methods="grad_cam")
+    config.dataset.update(train_videos=16, validation_videos=4)  # compiling costs the time
     train.train_and_evaluate(config, str(tmp_path))
     index = explain.explain(config, str(tmp_path))
     names = {Path(f).name for f in index["videos"][0]["files"]}

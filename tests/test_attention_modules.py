@@ -462,9 +462,11 @@ def test_two_step_video_level_training_starts_from_a_trained_workdir(tmp_path):
     from fer_jax import checkpointing, train
     first = config_files.load("thesis_attention", "temporal_sa,smoke")
     first.train.epochs = 1
+    first.dataset.update(train_videos=16, validation_videos=4)  # compiling costs the time
     train.train_and_evaluate(first, str(tmp_path / "clips"))
     second = config_files.load("thesis_attention", "temporal_sa,video_level,smoke")
     second.train.epochs = 1
+    second.dataset.update(train_videos=16, validation_videos=4)
     second.model.init_from = str(tmp_path / "clips")
     assert second.input.clip_frames > first.input.clip_frames
     train.train_and_evaluate(second, str(tmp_path / "video_level"))
