@@ -64,7 +64,6 @@ def _global(tree):
     return multihost_utils.process_allgather(tree, tiled=True)
 
 
-
 def average_ranks(x: np.ndarray) -> np.ndarray:
     """1-based ranks of the values of ``x`` [N], tied values sharing their mean rank (as
     ``scipy.stats.rankdata``'s default), float64 [N]."""
