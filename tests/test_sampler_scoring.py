@@ -10,8 +10,7 @@ import pytest
 
 import config_files
 from fast import fast_jit
-from fer_jax import checkpointing, experiment, train
-from fer_jax import clip_sampling
+from fer_jax import checkpointing, clip_sampling, experiment, train
 from fer_jax.clip_sampling import ClipSampling
 from fer_jax.data import pipeline, sources
 from fer_jax.errors import UserError
